@@ -1,0 +1,19 @@
+// Cache keys of SPEC.md §6. A key changes whenever the stored vector would: the model id and the
+// normalisation flag are part of it, and the content is hashed, so keys stay short and opaque.
+import { createHash } from 'node:crypto';
+
+function sha256(content: string | Uint8Array): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+const norm = (normalize: boolean): string => (normalize ? 'n1' : 'n0');
+
+/** `{prefix}:{modelId}:{n0|n1}:{sha256(text)}` (the text hashed as UTF-8). */
+export function textKey(prefix: string, modelId: string, normalize: boolean, text: string): string {
+  return `${prefix}:${modelId}:${norm(normalize)}:${sha256(text)}`;
+}
+
+/** `{prefix}:{modelId}:image:{n0|n1}:{sha256(image bytes)}`. */
+export function imageKey(prefix: string, modelId: string, normalize: boolean, bytes: Uint8Array): string {
+  return `${prefix}:${modelId}:image:${norm(normalize)}:${sha256(bytes)}`;
+}

@@ -1,0 +1,62 @@
+// Reading request bodies from uWS: bounded while streaming (413 as soon as the limit is crossed,
+// without buffering the rest), copied out of uWS's reused chunk buffers, and released on abort.
+import { TwinlaneError } from '../src/index.js';
+import type { Exchange } from './exchange.js';
+
+export function readBody(ex: Exchange, limit: number): Promise<Buffer> {
+  const declared = Number(ex.header('content-length') ?? Number.NaN);
+  if (declared > limit) {
+    return Promise.reject(new TwinlaneError('payload_too_large', `The body has ${declared} bytes; the limit is ${limit}.`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    ex.onAbort(() => {
+      done = true;
+      reject(new Error('client aborted'));
+    });
+    ex.res.onData((chunk, isLast) => {
+      if (done) return;
+      size += chunk.byteLength;
+      if (size > limit) {
+        done = true;
+        reject(new TwinlaneError('payload_too_large', `The body is over the limit of ${limit} bytes.`));
+        return;
+      }
+      // uWS reuses `chunk` after this callback returns: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) {
+        done = true;
+        ex.bodyPending = false;
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      }
+    });
+  });
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/** Strict UTF-8 then JSON; both failures are the client's `invalid_json`. */
+export function parseJson(body: Buffer): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    throw new TwinlaneError('invalid_json', 'The body is not valid UTF-8.');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new TwinlaneError('invalid_json', `The body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** JSON routes take `application/json` (any charset, or a `+json` type) or no content type at all. */
+export function requireJson(ex: Exchange): void {
+  const type = ex.header('content-type');
+  if (type === undefined || type === '') return;
+  const media = type.split(';')[0]!.trim().toLowerCase();
+  if (media === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(media)) return;
+  throw new TwinlaneError('unsupported_media_type', `Content-Type ${media} is not accepted here; send application/json.`);
+}

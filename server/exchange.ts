@@ -1,0 +1,79 @@
+// One HTTP request/response pair. uWS invalidates the request object at the first await and frees
+// an aborted response, so everything from the request is copied here synchronously and every write
+// checks `aborted` first. This is the only object that writes to a uWS response.
+import type { Metrics } from '../src/index.js';
+import type { HttpRequest, HttpResponse } from './uws.js';
+
+export interface ExchangeTracker {
+  readonly metrics: Metrics;
+  opened(): void;
+  closed(): void;
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
+  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
+  500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+export class Exchange {
+  readonly started = performance.now();
+  readonly method: string;
+  readonly url: string;
+  readonly headers: ReadonlyMap<string, string>;
+  readonly requestId: string;
+  aborted = false;
+  /** True until the request body has been read whole; answering earlier must close the connection. */
+  bodyPending: boolean;
+  #finished = false;
+  readonly #onAbort: (() => void)[] = [];
+
+  constructor(
+    readonly res: HttpResponse,
+    req: HttpRequest,
+    readonly route: string,
+    readonly tracker: ExchangeTracker,
+  ) {
+    res.onAborted(() => {
+      this.aborted = true;
+      for (const callback of this.#onAbort.splice(0)) callback();
+      this.#finish(499);
+    });
+    this.method = req.getMethod().toUpperCase();
+    this.url = req.getUrl();
+    const headers = new Map<string, string>();
+    req.forEach((key, value) => headers.set(key, value));
+    this.headers = headers;
+    this.bodyPending = Number(headers.get('content-length') ?? 0) > 0 || headers.has('transfer-encoding');
+    this.requestId = headers.get('x-request-id')?.slice(0, 128) || crypto.randomUUID();
+    tracker.opened();
+  }
+
+  /** Runs `callback` if the client goes away before the answer is written. */
+  onAbort(callback: () => void): void {
+    this.#onAbort.push(callback);
+  }
+
+  header(name: string): string | undefined {
+    return this.headers.get(name);
+  }
+
+  /** Writes status, headers and body in one corked syscall; a no-op once the client is gone. */
+  send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array, closeConnection = false): void {
+    if (this.aborted || this.#finished) return;
+    this.res.cork(() => {
+      this.res.writeStatus(`${status} ${STATUS_TEXT[status] ?? ''}`);
+      this.res.writeHeader('x-request-id', this.requestId);
+      for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
+      this.res.end(body, closeConnection);
+    });
+    this.#finish(status);
+  }
+
+  #finish(status: number): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.tracker.metrics.request(this.route, status, (performance.now() - this.started) / 1000);
+    this.tracker.closed();
+  }
+}

@@ -1,0 +1,69 @@
+// Every answer leaves through here: JSON, binary vectors, and errors in OpenAI's shape. This file is
+// the one place that maps a TwinlaneError to HTTP (status, Retry-After, connection handling).
+import os from 'node:os';
+import { encodeBf16 } from '../cache/index.js';
+import { asTwinlaneError, type EmbedResult } from '../src/index.js';
+import { log } from '../src/index.js';
+import type { Exchange } from './exchange.js';
+
+if (os.endianness() !== 'LE') throw new Error('twinlane writes float32 vectors straight from memory and needs a little-endian CPU.');
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+export function replyJson(ex: Exchange, status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): void {
+  ex.send(status, { ...JSON_TYPE, ...headers }, JSON.stringify(value));
+}
+
+export function replyError(ex: Exchange, thrown: unknown): void {
+  if (ex.aborted) return;
+  const error = asTwinlaneError(thrown);
+  ex.tracker.metrics.error(ex.route, error.code);
+  if (error.code === 'internal_error') {
+    log.error('internal error', { requestId: ex.requestId, route: ex.route, error: error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause) });
+  }
+  const headers: Record<string, string> = { ...JSON_TYPE };
+  if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
+  const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${ex.requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
+  // An answer sent before the body was read whole leaves the rest of it on the wire (a 413, a 415):
+  // closing the connection is the only clean end for a keep-alive client.
+  ex.send(error.status, headers, body, ex.bodyPending);
+}
+
+/** The timing headers SPEC.md §4 puts on every embedding answer. */
+export function timingHeaders(ex: Exchange, result: EmbedResult): Record<string, string> {
+  return {
+    'x-queue-time': result.queueMs.toFixed(2),
+    'x-inference-time': result.inferenceMs.toFixed(2),
+    'x-total-time': (performance.now() - ex.started).toFixed(2),
+    'x-cache-hits': String(result.cacheHits),
+  };
+}
+
+/** Little-endian float32 bytes of each vector, back to back (what OpenAI's base64 format carries). */
+export function float32Bytes(vectors: readonly Float32Array[], dims: number): Buffer {
+  if (vectors.length === 1) return Buffer.from(vectors[0]!.buffer, vectors[0]!.byteOffset, dims * 4);
+  const out = Buffer.allocUnsafe(vectors.length * dims * 4);
+  vectors.forEach((v, i) => out.set(new Uint8Array(v.buffer, v.byteOffset, dims * 4), i * dims * 4));
+  return out;
+}
+
+export type VectorFormat = 'json' | 'f32' | 'bf16';
+
+/** Native routes answer JSON unless the client asks for raw little-endian float32 or BF16. */
+export function negotiateFormat(ex: Exchange): VectorFormat {
+  const accept = ex.header('accept') ?? '';
+  if (accept.includes('application/octet-stream')) return 'f32';
+  if (accept.includes('application/x-bfloat16')) return 'bf16';
+  return 'json';
+}
+
+export function replyVectors(ex: Exchange, result: EmbedResult, format: VectorFormat): void {
+  const timing = timingHeaders(ex, result);
+  if (format === 'json') {
+    replyJson(ex, 200, result.vectors.map((v) => Array.from(v)), timing);
+    return;
+  }
+  const shape = { 'x-embedding-dims': String(result.dims), 'x-embedding-count': String(result.vectors.length) };
+  const body = format === 'f32' ? float32Bytes(result.vectors, result.dims) : Buffer.concat(result.vectors.map((v) => encodeBf16(v, 'little')));
+  ex.send(200, { 'content-type': format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16', ...shape, ...timing }, body);
+}

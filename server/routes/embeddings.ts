@@ -1,0 +1,38 @@
+// POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
+// and friends work by changing only their base URL.
+import type { Orchestrator } from '../../src/index.js';
+import { parseJson, readBody, requireJson } from '../body.js';
+import type { Exchange } from '../exchange.js';
+import { optionalEnum, optionalNumber, optionalString, requireObject, textInputs } from '../fields.js';
+import { float32Bytes, replyJson, timingHeaders } from '../reply.js';
+
+export interface EmbeddingsRouteOptions {
+  readonly orchestrator: Orchestrator;
+  readonly maxBodyBytes: number;
+}
+
+export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
+  requireJson(ex);
+  const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  const model = optionalString(body, 'model');
+  const inputs = textInputs(body, 'input');
+  const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
+  const dimensions = optionalNumber(body, 'dimensions');
+  // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
+  const result = await options.orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions });
+  replyJson(
+    ex,
+    200,
+    {
+      object: 'list',
+      data: result.vectors.map((vector, index) => ({
+        object: 'embedding',
+        index,
+        embedding: format === 'base64' ? float32Bytes([vector], result.dims).toString('base64') : Array.from(vector),
+      })),
+      model: result.model,
+      usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens },
+    },
+    timingHeaders(ex, result),
+  );
+}

@@ -1,0 +1,49 @@
+// Operator routes: liveness, readiness, model info, OpenAI's model list, Prometheus metrics.
+import type { Metrics, Orchestrator } from '../../src/index.js';
+import type { Exchange } from '../exchange.js';
+import { replyJson } from '../reply.js';
+
+export interface OpsRouteOptions {
+  readonly orchestrator: Orchestrator;
+  readonly metrics: Metrics;
+  readonly version: string;
+  readonly limits: { readonly maxInputs: number; readonly maxChars: number; readonly maxBodyBytes: number; readonly maxBatchItems: number; readonly maxBatchTokens: number };
+  readonly startedAt: number;
+}
+
+export function health(ex: Exchange): void {
+  replyJson(ex, 200, { status: 'ok' });
+}
+
+export function ready(ex: Exchange, options: OpsRouteOptions): void {
+  const readiness = options.orchestrator.readiness();
+  replyJson(ex, readiness.ready ? 200 : 503, { status: readiness.ready ? 'ready' : 'not_ready', ...readiness });
+}
+
+export function info(ex: Exchange, options: OpsRouteOptions): void {
+  replyJson(ex, 200, {
+    name: 'twinlane',
+    version: options.version,
+    models: options.orchestrator.models().map((m) => ({ id: m.id, lane: m.lane, dims: m.dims, max_tokens: m.maxTokens })),
+    limits: {
+      max_inputs: options.limits.maxInputs,
+      max_chars: options.limits.maxChars,
+      max_body_bytes: options.limits.maxBodyBytes,
+      max_batch_items: options.limits.maxBatchItems,
+      max_batch_tokens: options.limits.maxBatchTokens,
+    },
+  });
+}
+
+export function models(ex: Exchange, options: OpsRouteOptions): void {
+  const created = Math.floor(options.startedAt / 1000);
+  replyJson(ex, 200, {
+    object: 'list',
+    data: options.orchestrator.models().map((m) => ({ id: m.id, object: 'model', created, owned_by: 'twinlane' })),
+  });
+}
+
+export async function metrics(ex: Exchange, options: OpsRouteOptions): Promise<void> {
+  const { contentType, body } = await options.metrics.render();
+  ex.send(200, { 'content-type': contentType }, body);
+}

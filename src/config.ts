@@ -1,0 +1,213 @@
+// Configuration: defaults → parse (env, then CLI flags) → validate → freeze, once at start-up.
+// Every option is one row of OPTIONS, which is also what `--help` prints and what the README's table
+// documents, so the three cannot drift apart.
+import os from 'node:os';
+import path from 'node:path';
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly modelsDir: string;
+  readonly textModel: string;
+  /** `null` when the image lane is disabled (`none`). */
+  readonly imageModel: string | null;
+  readonly hubUrl: string;
+  readonly offline: boolean;
+  readonly redisUrl: string | null;
+  readonly cachePrefix: string;
+  readonly cacheTtlSeconds: number;
+  readonly l1Bytes: number;
+  readonly apiKeys: readonly string[];
+  readonly imageFetchAllowlist: readonly string[];
+  readonly executionProvider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
+  readonly textThreads: number;
+  readonly textIntraOpThreads: number;
+  readonly textMaxQueue: number;
+  readonly textMaxBatchItems: number;
+  readonly textMaxBatchTokens: number;
+  readonly imageThreads: number;
+  readonly imageIntraOpThreads: number;
+  readonly imageMaxQueue: number;
+  readonly imageMaxBatchItems: number;
+  readonly maxBodyBytes: number;
+  readonly maxInputs: number;
+  readonly maxChars: number;
+  readonly rateLimit: number | null;
+  readonly rateBurst: number | null;
+  readonly shutdownTimeoutMs: number;
+}
+
+type Parsed = string | number | boolean | null | readonly string[] | Config['executionProvider'];
+
+interface Option {
+  readonly key: keyof Config;
+  readonly env: string;
+  /** Shown in --help and the README; `derived` options are computed from other values. */
+  readonly default: string;
+  readonly unit: string;
+  readonly why: string;
+  readonly parse: (raw: string, env: string) => Parsed;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const str = (raw: string): string => raw;
+const nullableStr = (raw: string): string | null => (raw === '' ? null : raw);
+const list = (raw: string): readonly string[] =>
+  Object.freeze(raw.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+
+function bool(raw: string, env: string): boolean {
+  const v = raw.toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigError(`${env} must be true, false, 1 or 0 (got "${raw}").`);
+}
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (raw: string, env: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${env} must be a whole number (got "${raw}").`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(`${env} must be between ${min} and ${max} (got ${n}).`);
+    return n;
+  };
+}
+
+function optionalPositive(raw: string, env: string): number | null {
+  if (raw === '') return null;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${env} must be a positive number (got "${raw}").`);
+  return n;
+}
+
+function provider(raw: string, env: string): Config['executionProvider'] {
+  const match = /^(cpu|cuda)(?::(\d+))?$/.exec(raw.trim().toLowerCase());
+  if (!match || (match[1] === 'cpu' && match[2] !== undefined)) {
+    throw new ConfigError(`${env} must be "cpu" or "cuda[:deviceId]" (got "${raw}").`);
+  }
+  return Object.freeze({ name: match[1] as 'cpu' | 'cuda', deviceId: Number(match[2] ?? 0) });
+}
+
+function url(raw: string, env: string): string {
+  try {
+    return new URL(raw).toString().replace(/\/$/, '');
+  } catch {
+    throw new ConfigError(`${env} must be a URL (got "${raw}").`);
+  }
+}
+
+function modelId(raw: string, env: string): string {
+  if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)?$/.test(raw) || raw.split('/').includes('..')) {
+    throw new ConfigError(`${env} must be a model id like "org/name" (got "${raw}").`);
+  }
+  return raw;
+}
+
+const DERIVED = 'derived';
+
+export const OPTIONS: readonly Option[] = [
+  { key: 'host', env: 'TWINLANE_HOST', default: '127.0.0.1', unit: 'address', why: 'Listen address; loopback by default so nothing is exposed by accident.', parse: str },
+  { key: 'port', env: 'TWINLANE_PORT', default: '8080', unit: 'port', why: 'Listen port; 0 picks a free port, which is logged.', parse: int(0, 65535) },
+  { key: 'modelsDir', env: 'TWINLANE_MODELS_DIR', default: '~/.cache/twinlane/models', unit: 'path', why: 'Model folders, one per model id (org/name).', parse: (raw) => path.resolve(raw.replace(/^~(?=$|\/)/, os.homedir())) },
+  { key: 'textModel', env: 'TWINLANE_TEXT_MODEL', default: 'sentence-transformers/all-MiniLM-L6-v2', unit: 'model id', why: 'Text lane model.', parse: modelId },
+  { key: 'imageModel', env: 'TWINLANE_IMAGE_MODEL', default: 'Xenova/clip-vit-base-patch32', unit: 'model id', why: 'Image lane model; `none` disables the lane.', parse: (raw, env) => (raw === 'none' ? null : modelId(raw, env)) },
+  { key: 'hubUrl', env: 'TWINLANE_HUB_URL', default: 'https://huggingface.co', unit: 'URL', why: 'Where missing models are downloaded from (Hugging Face URL layout).', parse: url },
+  { key: 'offline', env: 'TWINLANE_OFFLINE', default: 'false', unit: 'boolean', why: 'Never download; a missing model fails start-up with a clear message.', parse: bool },
+  { key: 'redisUrl', env: 'TWINLANE_REDIS_URL', default: '', unit: 'URL', why: 'Redis for the shared cache tier; unset = in-process cache only.', parse: nullableStr },
+  { key: 'cachePrefix', env: 'TWINLANE_CACHE_PREFIX', default: 'twinlane', unit: 'string', why: 'First segment of every cache key, so deployments can share a Redis.', parse: (raw, env) => { if (!/^[A-Za-z0-9._-]+$/.test(raw)) throw new ConfigError(`${env} must be letters, digits, ".", "_" or "-" (got "${raw}").`); return raw; } },
+  { key: 'cacheTtlSeconds', env: 'TWINLANE_CACHE_TTL_SECONDS', default: '86400', unit: 'seconds', why: 'Redis entry lifetime, refreshed on every hit.', parse: int(1) },
+  { key: 'l1Bytes', env: 'TWINLANE_L1_BYTES', default: '268435456', unit: 'bytes', why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.', parse: int(0) },
+  { key: 'apiKeys', env: 'TWINLANE_API_KEYS', default: '', unit: 'list', why: 'Comma-separated API keys; unset = no authentication.', parse: list },
+  { key: 'imageFetchAllowlist', env: 'TWINLANE_IMAGE_FETCH_ALLOWLIST', default: '', unit: 'list', why: 'Hosts (host or host:port) exempt from the private-address refusal when fetching image URLs.', parse: list },
+  { key: 'executionProvider', env: 'TWINLANE_EXECUTION_PROVIDER', default: 'cpu', unit: 'cpu|cuda[:id]', why: 'ONNX Runtime execution provider for both lanes.', parse: provider },
+  { key: 'textThreads', env: 'TWINLANE_TEXT_THREADS', default: DERIVED, unit: 'threads', why: 'Text lane worker threads (each owns one ONNX session); derived from the core budget.', parse: int(1, 256) },
+  { key: 'textIntraOpThreads', env: 'TWINLANE_TEXT_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per text worker; workers × this is the lane\'s core budget.', parse: int(1, 256) },
+  { key: 'textMaxQueue', env: 'TWINLANE_TEXT_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Items that may wait for the text lane before requests get 429 (default: 8 full batches per worker).', parse: int(1) },
+  { key: 'textMaxBatchItems', env: 'TWINLANE_TEXT_MAX_BATCH_ITEMS', default: '32', unit: 'items', why: 'Most texts coalesced into one ONNX Runtime call.', parse: int(1, 4096) },
+  { key: 'textMaxBatchTokens', env: 'TWINLANE_TEXT_MAX_BATCH_TOKENS', default: '8192', unit: 'tokens', why: 'Most padded tokens (items × longest) in one call, bounding the memory and latency of a batch.', parse: int(1) },
+  { key: 'imageThreads', env: 'TWINLANE_IMAGE_THREADS', default: DERIVED, unit: 'threads', why: 'Image lane worker threads.', parse: int(1, 256) },
+  { key: 'imageIntraOpThreads', env: 'TWINLANE_IMAGE_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per image worker.', parse: int(1, 256) },
+  { key: 'imageMaxQueue', env: 'TWINLANE_IMAGE_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Images that may wait for the image lane before requests get 429.', parse: int(1) },
+  { key: 'imageMaxBatchItems', env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS', default: '8', unit: 'items', why: 'Most images coalesced into one ONNX Runtime call.', parse: int(1, 1024) },
+  { key: 'maxBodyBytes', env: 'TWINLANE_MAX_BODY_BYTES', default: '4194304', unit: 'bytes', why: 'Request bodies over this get 413 while streaming, before they are buffered whole.', parse: int(1) },
+  { key: 'maxInputs', env: 'TWINLANE_MAX_INPUTS', default: '2048', unit: 'items', why: 'Items per request (OpenAI\'s own limit is 2048).', parse: int(1) },
+  { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
+  { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget (API key, else IP); unset = off.', parse: optionalPositive },
+  { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size; defaults to the rate.', parse: optionalPositive },
+  { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests before exiting anyway.', parse: int(0) },
+];
+
+export function flagName(option: Option): string {
+  return '--' + option.env.replace(/^TWINLANE_/, '').toLowerCase().replace(/_/g, '-');
+}
+
+export function helpText(): string {
+  const rows = OPTIONS.map((o) => `  ${flagName(o).padEnd(28)} ${o.env.padEnd(32)} default: ${o.default === '' ? 'unset' : o.default} (${o.unit})\n      ${o.why}`);
+  return ['Usage: twinlane [--option value]...', '', 'Every option is also an environment variable; flags win over the environment.', '', ...rows, '  --help', ''].join('\n');
+}
+
+/** Flags win over env; both are raw strings until validated. */
+function collectRaw(argv: readonly string[], env: NodeJS.ProcessEnv): Map<Option, string> {
+  const raw = new Map<Option, string>();
+  for (const option of OPTIONS) {
+    const value = env[option.env];
+    if (value !== undefined) raw.set(option, value);
+  }
+  const byFlag = new Map(OPTIONS.map((o) => [flagName(o), o]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const option = byFlag.get(flag);
+    if (!option) throw new ConfigError(`Unknown option ${flag}. Run with --help for the list.`);
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new ConfigError(`${flag} needs a value.`);
+    raw.set(option, value);
+  }
+  return raw;
+}
+
+/** Splits a core budget into (workers × intra-op threads); more workers beyond two threads, because
+ * separate sessions batch in parallel while intra-op threads only shorten one batch. */
+function splitBudget(budget: number): { threads: number; intraOp: number } {
+  const threads = Math.max(1, Math.ceil(budget / 2));
+  return { threads, intraOp: Math.max(1, Math.floor(budget / threads)) };
+}
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, cores = os.availableParallelism()): Readonly<Config> {
+  const raw = collectRaw(argv, env);
+  const values: Partial<Record<keyof Config, Parsed>> = {};
+  for (const option of OPTIONS) {
+    const given = raw.get(option);
+    if (given !== undefined) values[option.key] = option.parse(given.trim(), option.env);
+    else if (option.default !== DERIVED) values[option.key] = option.parse(option.default, option.env);
+  }
+  const partial = values as Config;
+
+  // One core stays with the main thread (sockets, JSON, cache); the rest is split between lanes,
+  // text first because it carries the latency-critical traffic. On 1–2 cores the lanes still get
+  // one thread each: a lane cannot run on less.
+  const imageOn = partial.imageModel !== null;
+  const lanesBudget = Math.max(imageOn ? 2 : 1, cores - 1);
+  const imageBudget = imageOn ? Math.max(1, Math.floor(lanesBudget / 3)) : 0;
+  const text = splitBudget(lanesBudget - imageBudget);
+  const image = splitBudget(Math.max(1, imageBudget));
+  values.textThreads ??= text.threads;
+  values.textIntraOpThreads ??= text.intraOp;
+  values.imageThreads ??= image.threads;
+  values.imageIntraOpThreads ??= image.intraOp;
+  const config = values as Config;
+  values.textMaxQueue ??= config.textMaxBatchItems * config.textThreads * 8;
+  values.imageMaxQueue ??= config.imageMaxBatchItems * config.imageThreads * 8;
+  values.rateBurst ??= config.rateLimit;
+
+  if (config.rateBurst !== null && config.rateLimit === null) {
+    throw new ConfigError('TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT.');
+  }
+  if (config.redisUrl !== null) url(config.redisUrl, 'TWINLANE_REDIS_URL');
+  return Object.freeze(config);
+}

@@ -1,0 +1,79 @@
+// The error codes of SPEC.md §4, each defined once with its HTTP status and OpenAI error `type`.
+// The `code` strings are a contract with clients: add new ones only for new cases, never rename.
+// server/reply.ts is the one place that turns a TwinlaneError into an HTTP answer.
+
+export type OpenAiErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error';
+
+interface ErrorSpec {
+  readonly status: number;
+  readonly type: OpenAiErrorType;
+  readonly when: string;
+}
+
+export const ERROR_CODES = Object.freeze({
+  invalid_json: { status: 400, type: 'invalid_request_error', when: 'body is not JSON, or not valid UTF-8' },
+  invalid_request: { status: 400, type: 'invalid_request_error', when: 'wrong type or missing field (`param` names it)' },
+  invalid_api_key: { status: 401, type: 'authentication_error', when: 'key missing or wrong (when keys are configured)' },
+  model_not_found: { status: 404, type: 'not_found_error', when: 'unknown model id' },
+  not_found: { status: 404, type: 'not_found_error', when: 'unknown path' },
+  method_not_allowed: { status: 405, type: 'invalid_request_error', when: 'wrong method for the path' },
+  payload_too_large: { status: 413, type: 'invalid_request_error', when: 'body over the byte limit' },
+  unsupported_media_type: { status: 415, type: 'invalid_request_error', when: 'content type not accepted by the route' },
+  unsupported_image: { status: 415, type: 'invalid_request_error', when: 'image bytes that do not decode, are truncated, or are not a raster format' },
+  empty_input: { status: 422, type: 'invalid_request_error', when: 'no items, or an empty string' },
+  too_many_inputs: { status: 422, type: 'invalid_request_error', when: 'more items than the per-request limit' },
+  input_too_long: { status: 422, type: 'invalid_request_error', when: "text over the character limit, or over the model's max tokens with `truncate:false`" },
+  invalid_dimensions: { status: 422, type: 'invalid_request_error', when: "`dimensions` < 1 or > the model's dims" },
+  image_too_large: { status: 422, type: 'invalid_request_error', when: 'image over the pixel limit (refused before decoding pixels)' },
+  image_fetch_forbidden: { status: 422, type: 'invalid_request_error', when: 'URL scheme not http(s), or its address is refused (SSRF guard)' },
+  image_fetch_failed: { status: 422, type: 'invalid_request_error', when: 'URL answered non-2xx, wrong content type, too many redirects, over the byte cap' },
+  image_fetch_timeout: { status: 422, type: 'invalid_request_error', when: 'URL did not answer within the fetch timeout' },
+  lane_overloaded: { status: 429, type: 'rate_limit_error', when: "the lane's queue/in-flight cap is full (`Retry-After` set)" },
+  rate_limited: { status: 429, type: 'rate_limit_error', when: "the client's budget is spent (`Retry-After` set)" },
+  not_ready: { status: 503, type: 'server_error', when: 'models not loaded yet' },
+  shutting_down: { status: 503, type: 'server_error', when: 'the server is draining' },
+  internal_error: { status: 500, type: 'server_error', when: 'a bug; logged with a request id' },
+} satisfies Record<string, ErrorSpec>);
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorOptions {
+  /** The request field at fault, reported as OpenAI's `param`. */
+  readonly param?: string | null;
+  /** Seconds a client should wait before retrying (sent as `Retry-After`). */
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
+export class TwinlaneError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly type: OpenAiErrorType;
+  readonly param: string | null;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TwinlaneError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.type = ERROR_CODES[code].type;
+    this.param = options.param ?? null;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Anything thrown that is not a TwinlaneError is a bug; it becomes a 500 with the original kept as cause. */
+export function asTwinlaneError(error: unknown): TwinlaneError {
+  if (error instanceof TwinlaneError) return error;
+  return new TwinlaneError('internal_error', 'Internal error.', { cause: error });
+}

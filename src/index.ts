@@ -1,0 +1,9 @@
+// What src/ offers the transports in server/: the request flow, its errors, metrics and logging.
+// The entry point (main.ts) is not exported: it wires everything and nothing imports it.
+export { ERROR_CODES, TwinlaneError, asTwinlaneError, isErrorCode } from './errors.js';
+export type { ErrorCode, OpenAiErrorType } from './errors.js';
+export { Metrics, METRIC } from './metrics.js';
+export { Orchestrator, truncateDims } from './orchestrator.js';
+export type { EmbedResult, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
+export type { Config } from './config.js';
+export { log } from './log.js';

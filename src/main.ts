@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+// Entry point: load config → resolve models → create cache, lanes, orchestrator → start the server
+// → warm up → ready. SIGTERM/SIGINT drain in-flight requests, close the lanes and exit 0.
+import { readFileSync } from 'node:fs';
+import { createCache } from '../cache/index.js';
+import { createTextLane } from '../lanes/index.js';
+import { assertNativeUws, startServer } from '../server/index.js';
+import { ConfigError, helpText, loadConfig, type Config } from './config.js';
+import { log } from './log.js';
+import { Metrics } from './metrics.js';
+import { resolveModel } from './models.js';
+import { Orchestrator } from './orchestrator.js';
+
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+function configOrExit(): Readonly<Config> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText());
+    process.exit(0);
+  }
+  try {
+    return loadConfig(argv, process.env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`twinlane: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = configOrExit();
+  assertNativeUws();
+  const resolveOptions = { modelsDir: config.modelsDir, hubUrl: config.hubUrl, offline: config.offline };
+  const textModel = await resolveModel(config.textModel, 'text', resolveOptions);
+  if (textModel.kind !== 'text') throw new Error(`resolveModel returned a ${textModel.kind} model for the text lane. This is a bug.`);
+  if (config.imageModel !== null) log.warn('the image lane is not available in this build; serving text only', { imageModel: config.imageModel });
+
+  const cache = createCache({ l1Bytes: config.l1Bytes });
+  // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
+  const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
+  const textLane = createTextLane({
+    model: textModel,
+    threads: config.textThreads,
+    intraOpThreads: config.textIntraOpThreads,
+    maxQueue: config.textMaxQueue,
+    maxBatchItems: config.textMaxBatchItems,
+    maxBatchTokens: config.textMaxBatchTokens,
+    provider: config.executionProvider,
+    observer: metrics,
+  });
+  const orchestrator: Orchestrator = new Orchestrator({
+    text: { model: { id: textModel.id, lane: 'text', dims: textModel.dims, maxTokens: textModel.maxTokens }, lane: textLane },
+    cache,
+    cachePrefix: config.cachePrefix,
+    l1Enabled: config.l1Bytes > 0,
+    limits: { maxInputs: config.maxInputs, maxChars: config.maxChars },
+    metrics,
+  });
+
+  const server = await startServer(
+    {
+      orchestrator,
+      metrics,
+      version,
+      maxBodyBytes: config.maxBodyBytes,
+      maxInputs: config.maxInputs,
+      maxChars: config.maxChars,
+      maxBatchItems: config.textMaxBatchItems,
+      maxBatchTokens: config.textMaxBatchTokens,
+    },
+    config.host,
+    config.port,
+  );
+  log.info(`listening on http://${config.host}:${server.port}`, {
+    version,
+    textModel: textModel.id,
+    text: { threads: config.textThreads, intraOpThreads: config.textIntraOpThreads, maxQueue: config.textMaxQueue },
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('draining', { signal });
+    server.stopAccepting();
+    const drained = await server.drained(config.shutdownTimeoutMs);
+    if (!drained) log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
+    await orchestrator.close();
+    log.info('stopped');
+    process.exit(drained ? 0 : 1);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  await textLane.warmup();
+  log.info('ready', { lanes: ['text'] });
+}
+
+main().catch((error: unknown) => {
+  log.error('start-up failed', { error: error instanceof Error ? error.message : String(error) });
+  process.exit(1);
+});

@@ -1,0 +1,104 @@
+// The one module that owns the Prometheus registry. Every metric is declared here, named with its
+// unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
+import client from 'prom-client';
+import type { BatchInfo, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
+import type { CacheSource, CacheStats } from '../cache/index.js';
+
+export const METRIC = Object.freeze({
+  requests: 'twinlane_http_requests_total',
+  requestDuration: 'twinlane_http_request_duration_seconds',
+  errors: 'twinlane_http_errors_total',
+  queueTime: 'twinlane_lane_queue_seconds',
+  inferenceTime: 'twinlane_lane_inference_seconds',
+  batchSize: 'twinlane_lane_batch_size',
+  batchPaddedCost: 'twinlane_lane_batch_padded_tokens',
+  computedItems: 'twinlane_lane_items_computed_total',
+  queueDepth: 'twinlane_lane_queue_depth',
+  inFlight: 'twinlane_lane_in_flight',
+  laneRejections: 'twinlane_lane_rejections_total',
+  cacheItems: 'twinlane_cache_items_total',
+  l1Bytes: 'twinlane_cache_l1_bytes',
+  l1Entries: 'twinlane_cache_l1_entries',
+});
+
+// Latency buckets from 0.5 ms (an L1 hit) to 10 s (a long batch under overload).
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+const TOKEN_BUCKETS = [16, 64, 256, 1024, 4096, 16384, 65536];
+
+export interface MetricsSources {
+  lanes(): readonly { readonly name: LaneName; readonly stats: LaneStats }[];
+  cache(): CacheStats;
+}
+
+export class Metrics implements LaneObserver {
+  readonly registry = new client.Registry();
+  readonly #requests: client.Counter<'route' | 'status'>;
+  readonly #duration: client.Histogram<'route'>;
+  readonly #errors: client.Counter<'route' | 'code'>;
+  readonly #queueTime: client.Histogram<'lane'>;
+  readonly #inferenceTime: client.Histogram<'lane'>;
+  readonly #batchSize: client.Histogram<'lane'>;
+  readonly #batchCost: client.Histogram<'lane'>;
+  readonly #computed: client.Counter<'lane'>;
+  readonly #rejections: client.Counter<'lane' | 'reason'>;
+  readonly #cacheItems: client.Counter<'lane' | 'result'>;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'twinlane_' });
+    this.#requests = new client.Counter({ name: METRIC.requests, help: 'HTTP and WebSocket requests by route and status.', labelNames: ['route', 'status'], registers });
+    this.#duration = new client.Histogram({ name: METRIC.requestDuration, help: 'Time from request start to the last byte of the answer.', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers });
+    this.#errors = new client.Counter({ name: METRIC.errors, help: 'Error answers by route and error code (every rejection, with its reason).', labelNames: ['route', 'code'], registers });
+    this.#queueTime = new client.Histogram({ name: METRIC.queueTime, help: 'Longest wait of a batch\'s items before the batch started.', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
+    this.#inferenceTime = new client.Histogram({ name: METRIC.inferenceTime, help: 'Time a batch spent in its worker (tokenise or decode, model, pooling).', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
+    this.#batchSize = new client.Histogram({ name: METRIC.batchSize, help: 'Items per model call.', labelNames: ['lane'], buckets: BATCH_BUCKETS, registers });
+    this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
+    this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
+    this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
+    this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how the cache answered them: l1 hit, joined an identical computation, or computed.', labelNames: ['lane', 'result'], registers });
+    new client.Gauge({
+      name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
+      collect() {
+        for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.queued);
+      },
+    });
+    new client.Gauge({
+      name: METRIC.inFlight, help: 'Items inside running batches.', labelNames: ['lane'], registers,
+      collect() {
+        for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.running);
+      },
+    });
+    new client.Gauge({ name: METRIC.l1Bytes, help: 'Bytes held by the in-process cache.', registers, collect() { this.set(sources.cache().l1Bytes); } });
+    new client.Gauge({ name: METRIC.l1Entries, help: 'Entries in the in-process cache.', registers, collect() { this.set(sources.cache().l1Entries); } });
+  }
+
+  request(route: string, status: number, seconds: number): void {
+    this.#requests.inc({ route, status: String(status) });
+    this.#duration.observe({ route }, seconds);
+  }
+
+  error(route: string, code: string): void {
+    this.#errors.inc({ route, code });
+  }
+
+  cacheItems(lane: LaneName, result: CacheSource, count = 1): void {
+    this.#cacheItems.inc({ lane, result }, count);
+  }
+
+  onBatch(lane: LaneName, info: BatchInfo): void {
+    this.#queueTime.observe({ lane }, info.queueMs / 1000);
+    this.#inferenceTime.observe({ lane }, info.runMs / 1000);
+    this.#batchSize.observe({ lane }, info.size);
+    this.#batchCost.observe({ lane }, info.paddedCost);
+    this.#computed.inc({ lane }, info.size);
+  }
+
+  onRejected(lane: LaneName, reason: RejectReason): void {
+    this.#rejections.inc({ lane, reason });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
