@@ -1,0 +1,321 @@
+// Model folders: resolve a model id to a folder below the models directory, read the metadata the
+// lanes need, and download the folder from a Hugging Face-style hub when it is missing (SPEC.md §3).
+// The downloader lives in model-download.ts; this file decides *what* a kind needs and *how* to read it.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { downloadModel, ModelError, stderrProgress } from './model-download.js';
+import type { DownloadProgress } from './model-download.js';
+
+export { ModelError } from './model-download.js';
+export type { DownloadProgress } from './model-download.js';
+
+export type ModelKind = 'text' | 'image';
+
+export interface TextModelInfo {
+  readonly kind: 'text';
+  readonly id: string;
+  readonly dir: string;
+  readonly onnxPath: string;
+  readonly dims: number;
+  readonly maxTokens: number;
+  readonly pooling: 'mean' | 'cls';
+}
+
+export interface ImageModelInfo {
+  readonly kind: 'image';
+  readonly id: string;
+  readonly dir: string;
+  readonly onnxPath: string;
+  readonly dims: number;
+  readonly preprocess: {
+    readonly shortestEdge: number;
+    readonly cropHeight: number;
+    readonly cropWidth: number;
+    readonly rescaleFactor: number;
+    readonly mean: readonly [number, number, number];
+    readonly std: readonly [number, number, number];
+    readonly doCenterCrop: boolean;
+    readonly doNormalize: boolean;
+    readonly doRescale: boolean;
+    readonly doResize: boolean;
+    readonly doConvertRgb: boolean;
+  };
+}
+
+export type ModelInfo = TextModelInfo | ImageModelInfo;
+
+export interface ResolveOptions {
+  readonly modelsDir: string;
+  readonly hubUrl: string;
+  readonly offline: boolean;
+  readonly revision?: string;
+  readonly progress?: (event: DownloadProgress) => void;
+  readonly fetchTimeoutMs?: number;
+}
+
+// Only what inference needs is fetched: hub repositories also carry PyTorch/TF weights and several
+// ONNX variants (quantized, fp16) that would multiply the download for nothing.
+const FILES: Record<ModelKind, { readonly required: readonly string[]; readonly optional: readonly string[] }> = {
+  text: {
+    required: ['onnx/model.onnx', 'tokenizer.json', 'tokenizer_config.json'],
+    optional: [
+      'config.json',
+      'sentence_bert_config.json',
+      '1_Pooling/config.json',
+      'special_tokens_map.json',
+      'vocab.txt',
+      'modules.json',
+      'config_sentence_transformers.json',
+    ],
+  },
+  image: {
+    required: ['onnx/vision_model.onnx', 'preprocessor_config.json', 'config.json'],
+    optional: [],
+  },
+};
+
+const SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+function validateId(id: unknown): asserts id is string {
+  const segments = typeof id === 'string' ? id.split('/') : [];
+  const ok =
+    segments.length >= 1 &&
+    segments.length <= 2 &&
+    segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
+  if (!ok) {
+    throw new ModelError(
+      'model_invalid',
+      `invalid model id ${JSON.stringify(id)}: expected "name" or "org/name" made of letters, digits, ".", "_" and "-"`,
+    );
+  }
+}
+
+type FolderState = { readonly state: 'complete' } | { readonly state: 'absent' } | { readonly state: 'incomplete'; readonly missing: readonly string[] };
+
+async function folderState(dir: string, kind: ModelKind): Promise<FolderState> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (err) {
+    if (errCode(err) === 'ENOENT') return { state: 'absent' };
+    throw new ModelError('model_invalid', `cannot read model folder ${dir}: ${String(err)}`, { cause: err });
+  }
+  // An empty folder holds nothing to lose, and rename(2) may replace it, so it counts as absent.
+  if (entries.length === 0) return { state: 'absent' };
+  const missing: string[] = [];
+  for (const file of FILES[kind].required) {
+    const s = await stat(path.join(dir, file)).catch(() => null);
+    if (s === null || !s.isFile()) missing.push(file);
+  }
+  return missing.length === 0 ? { state: 'complete' } : { state: 'incomplete', missing };
+}
+
+export async function resolveModel(id: string, kind: ModelKind, options: ResolveOptions): Promise<ModelInfo> {
+  validateId(id);
+  if (kind !== 'text' && kind !== 'image') throw new ModelError('model_invalid', `unknown model kind ${JSON.stringify(kind)}`);
+  const modelsDir = path.resolve(options.modelsDir);
+  const dir = path.join(modelsDir, ...id.split('/'));
+  const found = await folderState(dir, kind);
+  if (found.state === 'complete') return readModelInfo(id, kind, dir);
+
+  if (options.offline) {
+    const what =
+      found.state === 'absent' ? `is not in ${dir}` : `is incomplete in ${dir} (missing ${found.missing.join(', ')})`;
+    throw new ModelError(
+      'model_missing_offline',
+      `${kind} model "${id}" ${what}, and offline mode (TWINLANE_OFFLINE) forbids downloading it. ` +
+        `Set TWINLANE_MODELS_DIR to a folder that holds ${id}/, or unset TWINLANE_OFFLINE to download it from ${options.hubUrl}.`,
+    );
+  }
+  if (found.state === 'incomplete') {
+    // Never delete a folder we did not create: it may be someone's hand-made or half-copied model.
+    throw new ModelError(
+      'model_invalid',
+      `model folder ${dir} exists but lacks ${found.missing.join(', ')}; complete it or remove it so "${id}" can be downloaded again`,
+    );
+  }
+
+  await downloadModel({
+    id,
+    kind,
+    target: dir,
+    hubUrl: options.hubUrl,
+    revision: options.revision ?? 'main',
+    required: FILES[kind].required,
+    optional: FILES[kind].optional,
+    progress: options.progress ?? stderrProgress(id),
+    fetchTimeoutMs: options.fetchTimeoutMs ?? 30_000,
+    // Checked on the temporary folder so that a hub model with unusable metadata is never installed.
+    validate: async (tmp) => {
+      await readModelInfo(id, kind, tmp);
+    },
+    isComplete: async (folder) => (await folderState(folder, kind)).state === 'complete',
+  });
+  return readModelInfo(id, kind, dir);
+}
+
+// ---- metadata -------------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+
+function errCode(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+async function readJson(file: string, optional: boolean): Promise<Json | null> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (optional && errCode(err) === 'ENOENT') return null;
+    throw new ModelError('model_invalid', `cannot read ${file}: ${String(err)}`, { cause: err });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ModelError('model_invalid', `${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ModelError('model_invalid', `${file} must hold a JSON object`);
+  }
+  return value as Json;
+}
+
+function bad(file: string, key: string, want: string, value: unknown): ModelError {
+  return new ModelError('model_invalid', `${file}: "${key}" must be ${want}, got ${JSON.stringify(value)}`);
+}
+
+function posInt(obj: Json | null, key: string, file: string): number | undefined {
+  const v = obj?.[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw bad(file, key, 'a positive integer', v);
+  return v;
+}
+
+function bool(obj: Json, key: string, file: string, fallback: boolean): boolean {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw bad(file, key, 'true or false', v);
+  return v;
+}
+
+function triple(obj: Json, key: string, file: string, fallback: readonly [number, number, number], positive = false): readonly [number, number, number] {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  // std divides every pixel, so a zero there would turn images into Infinity/NaN.
+  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) {
+    throw bad(file, key, positive ? 'three positive numbers' : 'three numbers', v);
+  }
+  return [v[0] as number, v[1] as number, v[2] as number];
+}
+
+/** A size field that may be a bare number or an object holding one of `keys` (HF changed formats over time). */
+function sizeField(obj: Json, key: string, file: string, keys: readonly string[]): Json | number | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v) || v <= 0) throw bad(file, key, 'a positive integer', v);
+    return v;
+  }
+  if (typeof v === 'object' && !Array.isArray(v) && keys.some((k) => k in v)) return v as Json;
+  throw bad(file, key, `a number or an object with ${keys.join('/')}`, v);
+}
+
+// transformers writes model_max_length = int(1e30) when a tokenizer has no limit of its own.
+const NO_LIMIT = 1e12;
+
+async function readTextInfo(id: string, dir: string): Promise<TextModelInfo> {
+  const configFile = path.join(dir, 'config.json');
+  const poolingFile = path.join(dir, '1_Pooling', 'config.json');
+  const sbertFile = path.join(dir, 'sentence_bert_config.json');
+  const tokFile = path.join(dir, 'tokenizer_config.json');
+  const [config, poolingCfg, sbert, tok] = await Promise.all([
+    readJson(configFile, true),
+    readJson(poolingFile, true),
+    readJson(sbertFile, true),
+    readJson(tokFile, false),
+  ]);
+
+  const dims = posInt(poolingCfg, 'word_embedding_dimension', poolingFile) ?? posInt(config, 'hidden_size', configFile);
+  if (dims === undefined) {
+    throw new ModelError('model_invalid', `no embedding size: neither ${poolingFile} (word_embedding_dimension) nor ${configFile} (hidden_size) gives one`);
+  }
+
+  // sentence-transformers truncates at max_seq_length, which is often below the tokenizer's limit.
+  let maxTokens = posInt(sbert, 'max_seq_length', sbertFile);
+  if (maxTokens === undefined) {
+    const v = tok?.['model_max_length'];
+    if (typeof v === 'number' && v >= NO_LIMIT) maxTokens = posInt(config, 'max_position_embeddings', configFile);
+    else maxTokens = posInt(tok, 'model_max_length', tokFile);
+  }
+  if (maxTokens === undefined) {
+    throw new ModelError('model_invalid', `no token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one`);
+  }
+
+  let pooling: 'mean' | 'cls' = 'mean';
+  if (poolingCfg !== null) {
+    const on = Object.entries(poolingCfg)
+      .filter(([k, v]) => k.startsWith('pooling_mode_') && v === true)
+      .map(([k]) => k);
+    // Several modes at once mean concatenated vectors, which the lanes do not compute.
+    if (on.length === 1 && on[0] === 'pooling_mode_cls_token') pooling = 'cls';
+    else if (!(on.length === 1 && on[0] === 'pooling_mode_mean_tokens')) {
+      throw new ModelError('model_invalid', `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}`);
+    }
+  }
+  return { kind: 'text', id, dir, onnxPath: path.join(dir, 'onnx', 'model.onnx'), dims, maxTokens, pooling };
+}
+
+const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
+const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
+
+async function readImageInfo(id: string, dir: string): Promise<ImageModelInfo> {
+  const configFile = path.join(dir, 'config.json');
+  const preFile = path.join(dir, 'preprocessor_config.json');
+  const [config, pre] = await Promise.all([readJson(configFile, false), readJson(preFile, false)]);
+  if (config === null || pre === null) throw new ModelError('model_invalid', `cannot read ${configFile} or ${preFile}`);
+
+  // A vision-only config has projection_dim at the top; a full CLIP config has it there and in vision_config.
+  const vision = config['vision_config'];
+  const dims =
+    posInt(config, 'projection_dim', configFile) ??
+    (typeof vision === 'object' && vision !== null ? posInt(vision as Json, 'projection_dim', configFile) : undefined);
+  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config)`);
+
+  const size = sizeField(pre, 'size', preFile, ['shortest_edge', 'height']);
+  const shortestEdge =
+    typeof size === 'number' ? size : posInt(size ?? null, 'shortest_edge', preFile) ?? posInt(size ?? null, 'height', preFile);
+  if (shortestEdge === undefined) throw new ModelError('model_invalid', `${preFile}: no size.shortest_edge`);
+  const crop = sizeField(pre, 'crop_size', preFile, ['height', 'width']);
+  const cropHeight = typeof crop === 'number' ? crop : posInt(crop ?? null, 'height', preFile) ?? shortestEdge;
+  const cropWidth = typeof crop === 'number' ? crop : posInt(crop ?? null, 'width', preFile) ?? shortestEdge;
+
+  const rescale = pre['rescale_factor'] ?? 1 / 255;
+  if (typeof rescale !== 'number' || !(rescale > 0)) throw bad(preFile, 'rescale_factor', 'a positive number', rescale);
+  // Defaults are CLIPImageProcessor's, which is what transformers applies when a key is absent.
+  return {
+    kind: 'image',
+    id,
+    dir,
+    onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'),
+    dims,
+    preprocess: {
+      shortestEdge,
+      cropHeight,
+      cropWidth,
+      rescaleFactor: rescale,
+      mean: triple(pre, 'image_mean', preFile, CLIP_MEAN),
+      std: triple(pre, 'image_std', preFile, CLIP_STD, true),
+      doCenterCrop: bool(pre, 'do_center_crop', preFile, true),
+      doNormalize: bool(pre, 'do_normalize', preFile, true),
+      doRescale: bool(pre, 'do_rescale', preFile, true),
+      doResize: bool(pre, 'do_resize', preFile, true),
+      doConvertRgb: bool(pre, 'do_convert_rgb', preFile, true),
+    },
+  };
+}
+
+function readModelInfo(id: string, kind: ModelKind, dir: string): Promise<ModelInfo> {
+  return kind === 'text' ? readTextInfo(id, dir) : readImageInfo(id, dir);
+}
