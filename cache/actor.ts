@@ -1,85 +1,168 @@
-// The cache actor: the single owner of every cache tier and of the in-flight table. Callers hand it
-// a request's keys and a way to compute misses; it answers each item from a tier, from an identical
-// computation already in flight (single flight), or by computing it once and storing the result.
+// The cache actor: the single owner of every cache tier (L1 in memory, Redis when configured) and of
+// the in-flight table. Callers hand it a request's keys and a way to compute misses; it answers each
+// item from a tier, from an identical lookup or computation already in flight (single flight across
+// tiers: a key is registered in flight before Redis is asked), or by computing it once and storing
+// the result in both tiers.
+import { decodeStoredVector, encodeBf16 } from './bf16.js';
 import { MemoryTier } from './memory-tier.js';
-import type { CacheStats, CachedVector, ComputeMisses, ResolvedVector } from './protocol.js';
+import { RedisTier, type RedisTierOptions } from './redis-tier.js';
+import type { CacheObserver, CacheStats, CacheStatus, ComputeMisses, ResolveOptions, ResolvedVector } from './protocol.js';
 
 export interface CacheOptions {
+  /** Bound of the in-process LRU in bytes; 0 disables it. */
   readonly l1Bytes: number;
+  /** The shared Redis tier; null or absent: L1 only (the embedded default). */
+  readonly redis?: RedisTierOptions | null | undefined;
+  /** Receives tier events (lookups, errors, corrupt values, dropped writes, breaker and Redis state). */
+  readonly observer?: CacheObserver | undefined;
 }
 
-interface Deferred {
-  readonly promise: Promise<CachedVector>;
-  resolve(value: CachedVector): void;
+/**
+ * One in-flight key. Its promise is the owner's own result (source redis or computed); requests
+ * that join it get a derived promise.
+ */
+interface Flight {
+  readonly promise: Promise<ResolvedVector>;
+  resolve(value: ResolvedVector): void;
   reject(error: unknown): void;
 }
 
-function deferred(): Deferred {
-  let resolve!: (value: CachedVector) => void;
+function flight(): Flight {
+  let resolve!: (value: ResolvedVector) => void;
   let reject!: (error: unknown) => void;
-  const promise = new Promise<CachedVector>((res, rej) => {
+  const promise = new Promise<ResolvedVector>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  // A computation nobody else joined still has its owner's handler; this one only keeps Node from
-  // reporting the shared promise itself as unhandled.
-  promise.catch(() => undefined);
   return { promise, resolve, reject };
 }
 
+/** Sharing a Redis hit is a cache hit; sharing a computation is a join. */
+const asJoined = (v: ResolvedVector): ResolvedVector => (v.source === 'redis' ? v : { vector: v.vector, tokens: v.tokens, source: 'joined' });
+
 export class CacheActor {
   readonly #l1: MemoryTier;
-  readonly #inFlight = new Map<string, Deferred>();
+  readonly #l1Enabled: boolean;
+  readonly #redis: RedisTier | null;
+  readonly #observer: CacheObserver | null;
+  readonly #inFlight = new Map<string, Flight>();
 
   constructor(options: CacheOptions) {
     this.#l1 = new MemoryTier(options.l1Bytes);
+    this.#l1Enabled = options.l1Bytes > 0;
+    this.#observer = options.observer ?? null;
+    this.#redis = options.redis ? new RedisTier(options.redis, this.#observer) : null;
   }
 
   /**
-   * One promise per key, in order. Hits resolve at once; keys already being computed (by this or
-   * another request) join that computation; the rest go to `compute` in one call, so a request's
-   * misses reach the lane together and are admitted or refused together.
+   * One promise per key, in order. L1 hits resolve at once; keys already being looked up or computed
+   * (by this or another request) join that work; the rest are looked up in Redis with one MGET, and
+   * what Redis does not hold goes to `compute` in one call, so a request's misses reach the lane
+   * together and are admitted or refused together. Redis trouble only ever turns a lookup into a
+   * miss: it never fails an item.
    */
-  resolve(keys: readonly string[], compute: ComputeMisses): Promise<ResolvedVector>[] {
-    const results: Promise<ResolvedVector>[] = [];
+  resolve(keys: readonly string[], compute: ComputeMisses, options: ResolveOptions = {}): Promise<ResolvedVector>[] {
+    const results: Promise<ResolvedVector>[] = new Array(keys.length);
     const misses: number[] = [];
-    const owned: Deferred[] = [];
-    keys.forEach((key, index) => {
+    const owned: Flight[] = [];
+    let l1Hits = 0;
+    for (let index = 0; index < keys.length; index++) {
+      const key = keys[index]!;
       const hit = this.#l1.get(key);
       if (hit) {
-        results.push(Promise.resolve({ ...hit, source: 'l1' }));
-        return;
+        l1Hits++;
+        results[index] = Promise.resolve({ vector: hit.vector, tokens: hit.tokens, source: 'l1' });
+        continue;
       }
       const running = this.#inFlight.get(key);
       if (running) {
-        results.push(running.promise.then((v) => ({ ...v, source: 'joined' })));
-        return;
+        results[index] = running.promise.then(asJoined);
+        continue;
       }
-      const mine = deferred();
+      const mine = flight();
       this.#inFlight.set(key, mine);
       misses.push(index);
       owned.push(mine);
-      results.push(mine.promise.then((v) => ({ ...v, source: 'computed' })));
-    });
-    if (misses.length > 0) void this.#compute(keys, misses, owned, compute);
+      results[index] = mine.promise;
+    }
+    if (this.#l1Enabled && this.#observer) {
+      if (l1Hits > 0) this.#observer.onCacheLookups('l1', 'hit', l1Hits);
+      if (keys.length > l1Hits) this.#observer.onCacheLookups('l1', 'miss', keys.length - l1Hits);
+    }
+    if (misses.length > 0) {
+      if (this.#redis) void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) => this.#abandon(keys, misses, owned, error));
+      else void this.#compute(keys, misses, owned, compute);
+    }
     return results;
   }
 
-  async #compute(keys: readonly string[], misses: readonly number[], owned: readonly Deferred[], compute: ComputeMisses): Promise<void> {
+  /** Last resort for a bug in the lookup path: no caller may wait for ever. */
+  #abandon(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], error: unknown): void {
+    misses.forEach((index, k) => {
+      const key = keys[index]!;
+      if (this.#inFlight.get(key) === owned[k]) this.#inFlight.delete(key);
+      owned[k]!.reject(error);
+    });
+  }
+
+  async #lookup(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses, dims: number | undefined): Promise<void> {
+    const redis = this.#redis!;
+    const missKeys = misses.map((i) => keys[i]!);
+    const values = await redis.lookup(missKeys);
+    if (values === null) {
+      await this.#compute(keys, misses, owned, compute);
+      return;
+    }
+    const stillMissing: number[] = [];
+    const stillOwned: Flight[] = [];
+    const hitKeys: string[] = [];
+    let corruptKeys: string[] | null = null;
+    for (let k = 0; k < misses.length; k++) {
+      const key = missKeys[k]!;
+      const raw = values[k];
+      if (raw) {
+        const stored = decodeStoredVector(raw, dims);
+        if (stored.ok) {
+          hitKeys.push(key);
+          this.#l1.set(key, { vector: stored.vector, tokens: null });
+          this.#inFlight.delete(key);
+          owned[k]!.resolve({ vector: stored.vector, tokens: null, source: 'redis' });
+          continue;
+        }
+        (corruptKeys ??= []).push(key);
+        this.#observer?.onCacheCorrupt(stored.reason);
+      }
+      stillMissing.push(misses[k]!);
+      stillOwned.push(owned[k]!);
+    }
+    if (this.#observer) {
+      if (hitKeys.length > 0) this.#observer.onCacheLookups('redis', 'hit', hitKeys.length);
+      if (stillMissing.length > 0) this.#observer.onCacheLookups('redis', 'miss', stillMissing.length);
+    }
+    if (hitKeys.length > 0) redis.refresh(hitKeys);
+    if (corruptKeys) redis.remove(corruptKeys);
+    if (stillMissing.length > 0) await this.#compute(keys, stillMissing, stillOwned, compute);
+  }
+
+  async #compute(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses): Promise<void> {
     try {
       const computed = await compute(misses);
       if (computed.length !== misses.length) throw new Error(`compute returned ${computed.length} results for ${misses.length} misses. This is a bug.`);
-      misses.forEach((index, k) => {
-        const key = keys[index]!;
+      const stored: [string, Buffer][] = [];
+      for (let k = 0; k < misses.length; k++) {
+        const key = keys[misses[k]!]!;
         const result = computed[k]!;
         this.#inFlight.delete(key);
         if (result.ok) {
-          this.#l1.set(key, result.value);
-          owned[k]!.resolve(result.value);
+          const { vector, tokens } = result.value;
+          this.#l1.set(key, { vector, tokens });
+          if (this.#redis) stored.push([key, encodeBf16(vector, 'big')]);
+          owned[k]!.resolve({ vector, tokens, source: 'computed' });
         } else {
           owned[k]!.reject(result.error);
         }
-      });
+      }
+      if (stored.length > 0) this.#redis!.store(stored);
     } catch (error) {
       misses.forEach((index, k) => {
         this.#inFlight.delete(keys[index]!);
@@ -89,10 +172,25 @@ export class CacheActor {
   }
 
   stats(): CacheStats {
-    return { l1Entries: this.#l1.entries, l1Bytes: this.#l1.bytes, inFlight: this.#inFlight.size };
+    return { l1Entries: this.#l1.entries, l1Bytes: this.#l1.bytes, inFlight: this.#inFlight.size, pendingWrites: this.#redis?.pendingWrites ?? 0 };
   }
 
+  /** Tier states for /ready: Redis being down never makes the server unready; it is only reported. */
+  status(): CacheStatus {
+    return {
+      l1: this.#l1Enabled ? 'up' : 'disabled',
+      redis: this.#redis?.state() ?? 'disabled',
+      breaker: this.#redis?.breakerState ?? null,
+    };
+  }
+
+  /** Resolves when every Redis write queued so far has been answered, failed or dropped. */
+  async flush(): Promise<void> {
+    await this.#redis?.flush();
+  }
+
+  /** Sends queued writes (briefly bounded) and quits Redis. L1 lives and dies with the process. */
   async close(): Promise<void> {
-    // Nothing to flush yet: L1 lives and dies with the process.
+    await this.#redis?.close();
   }
 }

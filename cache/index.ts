@@ -3,11 +3,31 @@ import { CacheActor, type CacheOptions } from './actor.js';
 
 export { CacheActor } from './actor.js';
 export type { CacheOptions } from './actor.js';
+export { REDIS_DEFAULTS } from './redis-tier.js';
+export type { RedisTierOptions } from './redis-tier.js';
 export { imageKey, textKey } from './keys.js';
-export type { CacheSource, CacheStats, CachedVector, ComputeMisses, Computed, ResolvedVector } from './protocol.js';
+export type {
+  BreakerState,
+  CacheErrorReason,
+  CacheObserver,
+  CacheSource,
+  CacheStats,
+  CacheStatus,
+  CacheTier,
+  CachedVector,
+  ComputeMisses,
+  Computed,
+  CorruptReason,
+  LookupResult,
+  RedisState,
+  ResolveOptions,
+  ResolvedVector,
+  WriteDropReason,
+} from './protocol.js';
 
+/** The cache actor: L1 alone, or L1 in front of Redis when `options.redis` is set. Never fails because Redis is down. */
 export function createCache(options: CacheOptions): CacheActor {
   return new CacheActor(options);
 }
-export { decodeBf16, encodeBf16 } from './bf16.js';
-export type { Endianness } from './bf16.js';
+export { decodeBf16, decodeStoredVector, encodeBf16 } from './bf16.js';
+export type { Endianness, StoredVector } from './bf16.js';

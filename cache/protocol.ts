@@ -1,16 +1,21 @@
-// The cache actor's boundary: what callers send it and what it answers, per item.
+// The cache actor's boundary: what callers send it, what it answers per item, and what it reports
+// to an observer (metrics) about its tiers.
 
 export interface CachedVector {
   /** Full-length vector as the model produced it (normalised when the key says n1). */
   readonly vector: Float32Array;
-  /** Tokens the input counted when it was computed; null when the tier that answered does not keep it. */
+  /** Tokens the input counted when it was computed; null when the tier that answered does not keep it (Redis). */
   readonly tokens: number | null;
 }
 
-export type CacheSource = 'l1' | 'computed' | 'joined';
+/**
+ * l1: served from memory; redis: served from Redis (decoded from BF16, so within BF16 precision of
+ * the computed vector, and promoted into L1); computed: this call computed it; joined: shared an
+ * identical computation already in flight.
+ */
+export type CacheSource = 'l1' | 'redis' | 'computed' | 'joined';
 
 export interface ResolvedVector extends CachedVector {
-  /** l1: served from memory; computed: this call computed it; joined: shared an identical computation already in flight. */
   readonly source: CacheSource;
 }
 
@@ -24,8 +29,50 @@ export type Computed = { readonly ok: true; readonly value: CachedVector } | { r
  */
 export type ComputeMisses = (indices: readonly number[]) => Promise<readonly Computed[]>;
 
+export interface ResolveOptions {
+  /** The model's dims: a Redis value of any other length is corrupt (deleted, counted, recomputed). */
+  readonly dims?: number | undefined;
+}
+
+export type CacheTier = 'l1' | 'redis';
+/** skipped: Redis was not asked (circuit open); error: asked, but it failed or timed out. */
+export type LookupResult = 'hit' | 'miss' | 'error' | 'skipped';
+/** timeout: no answer within the per-call budget; unavailable: not connected; command: Redis answered with an error. */
+export type CacheErrorReason = 'timeout' | 'unavailable' | 'command';
+/** Why a stored value was refused (and deleted). */
+export type CorruptReason = 'empty' | 'odd_length' | 'wrong_dims' | 'not_finite';
+/** breaker_open: the circuit is open; backlog: too many writes already waiting on Redis; error: the write failed. */
+export type WriteDropReason = 'breaker_open' | 'backlog' | 'error';
+export type BreakerState = 'closed' | 'half-open' | 'open';
+/** disabled: no Redis configured; up: connected, circuit closed; down: not connected; open: circuit open or probing. */
+export type RedisState = 'disabled' | 'up' | 'down' | 'open';
+
+/** What the cache reports, as events, for metrics. Every method must be cheap and must not throw. */
+export interface CacheObserver {
+  /** `count` lookups in `tier` ended with `result`. */
+  onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void;
+  /** One failed call to a tier (a lookup, a write pipeline or a probe). */
+  onCacheError(tier: CacheTier, reason: CacheErrorReason): void;
+  /** A stored value that did not decode; it has been deleted and treated as a miss. */
+  onCacheCorrupt(reason: CorruptReason): void;
+  /** `count` vectors that were not written to Redis. */
+  onCacheWriteDropped(reason: WriteDropReason, count: number): void;
+  onBreakerState(state: BreakerState): void;
+  /** The Redis tier's state changed (also reported once at start when Redis is configured). */
+  onRedisState(state: RedisState): void;
+}
+
 export interface CacheStats {
   readonly l1Entries: number;
   readonly l1Bytes: number;
   readonly inFlight: number;
+  /** Redis writes sent and not yet answered. */
+  readonly pendingWrites: number;
+}
+
+export interface CacheStatus {
+  readonly l1: 'up' | 'disabled';
+  readonly redis: RedisState;
+  /** null when no Redis is configured. */
+  readonly breaker: BreakerState | null;
 }

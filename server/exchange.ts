@@ -10,6 +10,9 @@ export interface ExchangeTracker {
   closed(): void;
 }
 
+/** The request headers any route reads; copying only these keeps the hot path short. */
+const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id'] as const;
+
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
   413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
@@ -42,7 +45,10 @@ export class Exchange {
     this.method = req.getMethod().toUpperCase();
     this.url = req.getUrl();
     const headers = new Map<string, string>();
-    req.forEach((key, value) => headers.set(key, value));
+    for (const name of READ_HEADERS) {
+      const value = req.getHeader(name);
+      if (value !== '') headers.set(name, value);
+    }
     this.headers = headers;
     this.bodyPending = Number(headers.get('content-length') ?? 0) > 0 || headers.has('transfer-encoding');
     this.requestId = headers.get('x-request-id')?.slice(0, 128) || crypto.randomUUID();
@@ -54,7 +60,7 @@ export class Exchange {
     this.#onAbort.push(callback);
   }
 
-  header(name: string): string | undefined {
+  header(name: (typeof READ_HEADERS)[number]): string | undefined {
     return this.headers.get(name);
   }
 

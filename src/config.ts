@@ -16,6 +16,7 @@ export interface Config {
   readonly redisUrl: string | null;
   readonly cachePrefix: string;
   readonly cacheTtlSeconds: number;
+  readonly redisTimeoutMs: number;
   readonly l1Bytes: number;
   readonly apiKeys: readonly string[];
   readonly imageFetchAllowlist: readonly string[];
@@ -120,6 +121,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'redisUrl', env: 'TWINLANE_REDIS_URL', default: '', unit: 'URL', why: 'Redis for the shared cache tier; unset = in-process cache only.', parse: nullableStr },
   { key: 'cachePrefix', env: 'TWINLANE_CACHE_PREFIX', default: 'twinlane', unit: 'string', why: 'First segment of every cache key, so deployments can share a Redis.', parse: (raw, env) => { if (!/^[A-Za-z0-9._-]+$/.test(raw)) throw new ConfigError(`${env} must be letters, digits, ".", "_" or "-" (got "${raw}").`); return raw; } },
   { key: 'cacheTtlSeconds', env: 'TWINLANE_CACHE_TTL_SECONDS', default: '86400', unit: 'seconds', why: 'Redis entry lifetime, refreshed on every hit.', parse: int(1) },
+  { key: 'redisTimeoutMs', env: 'TWINLANE_REDIS_TIMEOUT_MS', default: '50', unit: 'ms', why: 'Budget of one Redis lookup; slower answers count as misses and, repeated, open the circuit breaker.', parse: int(1, 60000) },
   { key: 'l1Bytes', env: 'TWINLANE_L1_BYTES', default: '268435456', unit: 'bytes', why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.', parse: int(0) },
   { key: 'apiKeys', env: 'TWINLANE_API_KEYS', default: '', unit: 'list', why: 'Comma-separated API keys; unset = no authentication.', parse: list },
   { key: 'imageFetchAllowlist', env: 'TWINLANE_IMAGE_FETCH_ALLOWLIST', default: '', unit: 'list', why: 'Hosts (host or host:port) exempt from the private-address refusal when fetching image URLs.', parse: list },

@@ -38,9 +38,14 @@ async function main(): Promise<void> {
   if (textModel.kind !== 'text') throw new Error(`resolveModel returned a ${textModel.kind} model for the text lane. This is a bug.`);
   if (config.imageModel !== null) log.warn('the image lane is not available in this build; serving text only', { imageModel: config.imageModel });
 
-  const cache = createCache({ l1Bytes: config.l1Bytes });
   // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
   const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
+  // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
+  const cache = createCache({
+    l1Bytes: config.l1Bytes,
+    redis: config.redisUrl === null ? null : { url: config.redisUrl, ttlSeconds: config.cacheTtlSeconds, timeoutMs: config.redisTimeoutMs },
+    observer: metrics,
+  });
   const textLane = createTextLane({
     model: textModel,
     threads: config.textThreads,

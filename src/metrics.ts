@@ -2,7 +2,7 @@
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
 import type { BatchInfo, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
-import type { CacheSource, CacheStats } from '../cache/index.js';
+import type { BreakerState, CacheErrorReason, CacheObserver, CacheSource, CacheStats, CacheTier, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../cache/index.js';
 
 export const METRIC = Object.freeze({
   requests: 'twinlane_http_requests_total',
@@ -19,6 +19,13 @@ export const METRIC = Object.freeze({
   cacheItems: 'twinlane_cache_items_total',
   l1Bytes: 'twinlane_cache_l1_bytes',
   l1Entries: 'twinlane_cache_l1_entries',
+  // cache tiers (cache/ reports them through CacheObserver)
+  cacheLookups: 'twinlane_cache_tier_lookups_total',
+  cacheErrors: 'twinlane_cache_errors_total',
+  cacheCorrupt: 'twinlane_cache_corrupt_values_total',
+  cacheWritesDropped: 'twinlane_cache_writes_dropped_total',
+  redisUp: 'twinlane_cache_redis_up',
+  breakerState: 'twinlane_cache_breaker_state',
 });
 
 // Latency buckets from 0.5 ms (an L1 hit) to 10 s (a long batch under overload).
@@ -31,7 +38,7 @@ export interface MetricsSources {
   cache(): CacheStats;
 }
 
-export class Metrics implements LaneObserver {
+export class Metrics implements LaneObserver, CacheObserver {
   readonly registry = new client.Registry();
   readonly #requests: client.Counter<'route' | 'status'>;
   readonly #duration: client.Histogram<'route'>;
@@ -43,6 +50,13 @@ export class Metrics implements LaneObserver {
   readonly #computed: client.Counter<'lane'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #cacheItems: client.Counter<'lane' | 'result'>;
+  // cache tiers
+  readonly #cacheLookups: client.Counter<'tier' | 'result'>;
+  readonly #cacheErrors: client.Counter<'tier' | 'reason'>;
+  readonly #cacheCorrupt: client.Counter<'reason'>;
+  readonly #cacheWritesDropped: client.Counter<'reason'>;
+  readonly #redisUp: client.Gauge;
+  readonly #breakerState: client.Gauge;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -56,7 +70,7 @@ export class Metrics implements LaneObserver {
     this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
     this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
-    this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how the cache answered them: l1 hit, joined an identical computation, or computed.', labelNames: ['lane', 'result'], registers });
+    this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
     new client.Gauge({
       name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
       collect() {
@@ -71,6 +85,13 @@ export class Metrics implements LaneObserver {
     });
     new client.Gauge({ name: METRIC.l1Bytes, help: 'Bytes held by the in-process cache.', registers, collect() { this.set(sources.cache().l1Bytes); } });
     new client.Gauge({ name: METRIC.l1Entries, help: 'Entries in the in-process cache.', registers, collect() { this.set(sources.cache().l1Entries); } });
+    // cache tiers
+    this.#cacheLookups = new client.Counter({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers });
+    this.#cacheErrors = new client.Counter({ name: METRIC.cacheErrors, help: 'Failed calls to a cache tier by reason (timeout, unavailable, command).', labelNames: ['tier', 'reason'], registers });
+    this.#cacheCorrupt = new client.Counter({ name: METRIC.cacheCorrupt, help: 'Stored values that did not decode, deleted and treated as misses, by reason.', labelNames: ['reason'], registers });
+    this.#cacheWritesDropped = new client.Counter({ name: METRIC.cacheWritesDropped, help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).', labelNames: ['reason'], registers });
+    this.#redisUp = new client.Gauge({ name: METRIC.redisUp, help: '1 while the Redis cache tier is connected and its circuit closed; 0 otherwise (also when no Redis is configured).', registers });
+    this.#breakerState = new client.Gauge({ name: METRIC.breakerState, help: 'Redis circuit breaker: 0 closed, 1 half-open (probing), 2 open.', registers });
   }
 
   request(route: string, status: number, seconds: number): void {
@@ -82,7 +103,7 @@ export class Metrics implements LaneObserver {
     this.#errors.inc({ route, code });
   }
 
-  cacheItems(lane: LaneName, result: CacheSource, count = 1): void {
+  cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {
     this.#cacheItems.inc({ lane, result }, count);
   }
 
@@ -96,6 +117,31 @@ export class Metrics implements LaneObserver {
 
   onRejected(lane: LaneName, reason: RejectReason): void {
     this.#rejections.inc({ lane, reason });
+  }
+
+  // CacheObserver
+  onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void {
+    this.#cacheLookups.inc({ tier, result }, count);
+  }
+
+  onCacheError(tier: CacheTier, reason: CacheErrorReason): void {
+    this.#cacheErrors.inc({ tier, reason });
+  }
+
+  onCacheCorrupt(reason: CorruptReason): void {
+    this.#cacheCorrupt.inc({ reason });
+  }
+
+  onCacheWriteDropped(reason: WriteDropReason, count: number): void {
+    this.#cacheWritesDropped.inc({ reason }, count);
+  }
+
+  onBreakerState(state: BreakerState): void {
+    this.#breakerState.set(state === 'closed' ? 0 : state === 'half-open' ? 1 : 2);
+  }
+
+  onRedisState(state: RedisState): void {
+    this.#redisUp.set(state === 'up' ? 1 : 0);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

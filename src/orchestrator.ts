@@ -1,6 +1,6 @@
 // The request flow: validate against the model's limits → cache actor (hits, single flight) →
 // the lane for misses → store → reply. Transports (HTTP, WebSocket) call this and nothing deeper.
-import { textKey, type CacheActor, type Computed, type ResolvedVector } from '../cache/index.js';
+import { textKey, type CacheActor, type CachedVector, type CacheSource, type Computed, type RedisState } from '../cache/index.js';
 import { LaneRejectedError, type ItemError, type LaneName, type LaneStats, type TextLane } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
 import type { Metrics } from './metrics.js';
@@ -42,7 +42,7 @@ export interface EmbedResult {
 export interface Readiness {
   readonly ready: boolean;
   readonly lanes: Readonly<Record<string, LaneStats & { readonly model: string }>>;
-  readonly cache: { readonly l1: 'up' | 'disabled'; readonly redis: 'disabled'; readonly l1Entries: number; readonly l1Bytes: number };
+  readonly cache: { readonly l1: 'up' | 'disabled'; readonly redis: RedisState; readonly l1Entries: number; readonly l1Bytes: number };
 }
 
 export interface OrchestratorParts {
@@ -52,6 +52,13 @@ export interface OrchestratorParts {
   readonly l1Enabled: boolean;
   readonly limits: Limits;
   readonly metrics: Metrics;
+}
+
+/** How an item was answered: by a cache tier, by a computation, or around the cache. */
+export type ItemSource = CacheSource | 'bypass';
+
+interface Answered extends CachedVector {
+  readonly source: ItemSource;
 }
 
 function laneError(error: unknown): unknown {
@@ -104,7 +111,7 @@ export class Orchestrator {
     return {
       ready: Object.values(lanes).every((l) => l.ready),
       lanes,
-      cache: { l1: l1Enabled ? 'up' : 'disabled', redis: 'disabled', l1Entries: stats.l1Entries, l1Bytes: stats.l1Bytes },
+      cache: { l1: l1Enabled ? 'up' : 'disabled', redis: cache.status().redis, l1Entries: stats.l1Entries, l1Bytes: stats.l1Bytes },
     };
   }
 
@@ -129,6 +136,25 @@ export class Orchestrator {
     }
   }
 
+  /**
+   * A cached vector may come from a truncated text, and the key (fixed by SPEC.md §6) cannot say so.
+   * With truncate:false, a text that could be over the model's max tokens must be computed, so it
+   * gets its 422 instead of a truncated hit. WordPiece yields at most one token per UTF-16 unit plus
+   * two specials, so shorter texts cannot be over and keep using the cache.
+   */
+  #bypassesCache(request: TextEmbedRequest, model: ModelEntry): boolean {
+    const maxTokens = model.maxTokens ?? Number.POSITIVE_INFINITY;
+    return !request.truncate && request.inputs.some((input) => input.length + 2 > maxTokens);
+  }
+
+  async #computeUncached(count: number, compute: (indices: readonly number[]) => Promise<Computed[]>): Promise<Answered[]> {
+    const computed = await compute(Array.from({ length: count }, (_, i) => i));
+    return computed.map((item) => {
+      if (!item.ok) throw item.error;
+      return { ...item.value, source: 'bypass' };
+    });
+  }
+
   async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
     const { text, cache, cachePrefix, metrics } = this.#parts;
     const model = this.model(request.model, 'text');
@@ -149,17 +175,19 @@ export class Orchestrator {
       inferenceMs = outcome.inferenceMs;
       return outcome.items.map((item) => (item.ok ? { ok: true, value: { vector: item.vector, tokens: item.tokens } } : { ok: false, error: itemError(item.error) }));
     };
-    const resolved: ResolvedVector[] = await Promise.all(cache.resolve(keys, compute));
+    const resolved: Answered[] = this.#bypassesCache(request, model)
+      ? await this.#computeUncached(request.inputs.length, compute)
+      : await Promise.all(cache.resolve(keys, compute, { dims: model.dims }));
 
     let promptTokens = 0;
     let cacheHits = 0;
-    const bySource = { l1: 0, joined: 0, computed: 0 };
+    const bySource = new Map<ItemSource, number>();
     for (const item of resolved) {
       promptTokens += item.tokens ?? 0;
-      bySource[item.source]++;
-      if (item.source === 'l1') cacheHits++;
+      bySource.set(item.source, (bySource.get(item.source) ?? 0) + 1);
+      if (item.source === 'l1' || item.source === 'redis') cacheHits++;
     }
-    for (const [source, count] of Object.entries(bySource)) if (count > 0) metrics.cacheItems('text', source as keyof typeof bySource, count);
+    for (const [source, count] of bySource) metrics.cacheItems('text', source, count);
 
     const dims = request.dimensions ?? model.dims;
     return {

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, helpText, loadConfig, OPTIONS } from '../../src/config.js';
+
+describe('config', () => {
+  it('applies SPEC defaults and freezes the result', () => {
+    const config = loadConfig([], {}, 8);
+    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, textModel: 'sentence-transformers/all-MiniLM-L6-v2', imageModel: 'Xenova/clip-vit-base-patch32', cachePrefix: 'twinlane', cacheTtlSeconds: 86400, l1Bytes: 268435456, redisUrl: null, offline: false });
+    expect(config.executionProvider).toEqual({ name: 'cpu', deviceId: 0 });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('lets flags win over environment variables, in both --flag value and --flag=value forms', () => {
+    const config = loadConfig(['--port', '9000', '--cache-prefix=tl'], { TWINLANE_PORT: '7000', TWINLANE_CACHE_PREFIX: 'env' });
+    expect(config.port).toBe(9000);
+    expect(config.cachePrefix).toBe('tl');
+  });
+
+  it('parses booleans, lists, providers and `none`', () => {
+    const config = loadConfig([], { TWINLANE_OFFLINE: '1', TWINLANE_API_KEYS: 'a, b,,c', TWINLANE_EXECUTION_PROVIDER: 'cuda:1', TWINLANE_IMAGE_MODEL: 'none' });
+    expect(config.offline).toBe(true);
+    expect(config.apiKeys).toEqual(['a', 'b', 'c']);
+    expect(config.executionProvider).toEqual({ name: 'cuda', deviceId: 1 });
+    expect(config.imageModel).toBeNull();
+  });
+
+  it.each([
+    [{ TWINLANE_PORT: '70000' }, /TWINLANE_PORT must be between 0 and 65535/],
+    [{ TWINLANE_PORT: '80a' }, /TWINLANE_PORT must be a whole number/],
+    [{ TWINLANE_OFFLINE: 'yes' }, /TWINLANE_OFFLINE must be true, false, 1 or 0/],
+    [{ TWINLANE_EXECUTION_PROVIDER: 'tpu' }, /TWINLANE_EXECUTION_PROVIDER must be "cpu" or "cuda\[:deviceId\]"/],
+    [{ TWINLANE_TEXT_MODEL: '../etc/passwd' }, /TWINLANE_TEXT_MODEL must be a model id/],
+    [{ TWINLANE_HUB_URL: 'not a url' }, /TWINLANE_HUB_URL must be a URL/],
+    [{ TWINLANE_RATE_BURST: '5' }, /TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT/],
+  ])('refuses %o with a message naming the option', (env, message) => {
+    expect(() => loadConfig([], env)).toThrow(ConfigError);
+    expect(() => loadConfig([], env)).toThrow(message);
+  });
+
+  it('refuses unknown flags and flags without a value', () => {
+    expect(() => loadConfig(['--nope', '1'], {})).toThrow(/Unknown option --nope/);
+    expect(() => loadConfig(['--port'], {})).toThrow(/--port needs a value/);
+  });
+
+  it.each([1, 2, 4, 8, 16])('keeps both lanes within the cores left beside the main thread on %i cores', (cores) => {
+    const config = loadConfig([], {}, cores);
+    const budget = config.textThreads * config.textIntraOpThreads + config.imageThreads * config.imageIntraOpThreads;
+    expect(budget).toBeLessThanOrEqual(Math.max(2, cores - 1));
+    expect(config.textThreads * config.textIntraOpThreads).toBeGreaterThanOrEqual(config.imageThreads * config.imageIntraOpThreads);
+  });
+
+  it('gives the text lane the whole budget when the image lane is off', () => {
+    const config = loadConfig([], { TWINLANE_IMAGE_MODEL: 'none' }, 5);
+    expect(config.textThreads * config.textIntraOpThreads).toBe(4);
+  });
+
+  it('derives queue bounds from batch size and workers', () => {
+    const config = loadConfig([], { TWINLANE_TEXT_MAX_BATCH_ITEMS: '16', TWINLANE_TEXT_THREADS: '2' }, 4);
+    expect(config.textMaxQueue).toBe(16 * 2 * 8);
+  });
+
+  it('lists every option with its env name, default and unit in --help', () => {
+    const help = helpText();
+    for (const option of OPTIONS) {
+      expect(help).toContain(option.env);
+      expect(help).toContain(`(${option.unit})`);
+    }
+  });
+});
+
+describe('config documentation', () => {
+  it('lists every option in the README', async () => {
+    const { readFileSync } = await import('node:fs');
+    const readme = readFileSync('README.md', 'utf8');
+    for (const option of OPTIONS) expect(readme, option.env).toContain(`\`${option.env}\``);
+  });
+});
