@@ -1,8 +1,13 @@
 // The lanes' public surface: model execution on isolated worker pools. Nothing outside lanes/ may
 // import onnxruntime-node or reach into these files directly.
 export { Lane, LaneRejectedError } from './lane.js';
-export type { LaneName, LaneObserver, LaneStats, RejectReason } from './lane.js';
+export type { LaneHandle, LaneName, LaneObserver, LaneStats, RejectReason } from './lane.js';
 export type { BatchInfo, ItemOutcome, SubmitOutcome } from './batcher.js';
 export type { ItemError, ItemErrorCode, TextItem } from './protocol.js';
 export { createTextLane } from './text-lane.js';
 export type { TextLane, TextLaneOptions } from './text-lane.js';
+export { createImageLane } from './image-lane.js';
+export type { ImageLane, ImageLaneOptions } from './image-lane.js';
+export type { ImageItem, ImagePreprocess } from './protocol.js';
+export { createTokenCounter } from './token-counter.js';
+export type { TokenCounter } from './token-counter.js';

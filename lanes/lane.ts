@@ -34,6 +34,14 @@ export interface LaneStats {
   readonly ready: boolean;
 }
 
+/** What owners need of any lane, whatever its item type: identity, readiness, gauges, shutdown. */
+export interface LaneHandle {
+  readonly name: LaneName;
+  readonly ready: boolean;
+  stats(): LaneStats;
+  close(): Promise<void>;
+}
+
 export interface LaneSettings<I> {
   readonly name: LaneName;
   readonly workerFile: string;
@@ -72,7 +80,7 @@ function toOutcomes(result: LaneResult, batchId: number, size: number): BatchOut
   return { items, inferenceMs: result.inferenceMs };
 }
 
-export class Lane<I> {
+export class Lane<I> implements LaneHandle {
   readonly name: LaneName;
   readonly #settings: LaneSettings<I>;
   readonly #pool: Piscina<LaneTask, LaneResult>;

@@ -13,6 +13,45 @@ export interface TextWorkerData {
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
 }
 
+/** Image preprocessing, as the model's preprocessor_config.json says. */
+export interface ImagePreprocess {
+  readonly shortestEdge: number;
+  readonly cropHeight: number;
+  readonly cropWidth: number;
+  readonly rescaleFactor: number;
+  readonly mean: readonly [number, number, number];
+  readonly std: readonly [number, number, number];
+  readonly doCenterCrop: boolean;
+  readonly doNormalize: boolean;
+  readonly doRescale: boolean;
+  readonly doResize: boolean;
+  readonly doConvertRgb: boolean;
+}
+
+/** What an image worker needs to load its model; sent once as piscina's workerData. */
+export interface ImageWorkerData {
+  readonly kind: 'image';
+  readonly onnxPath: string;
+  readonly dims: number;
+  readonly preprocess: ImagePreprocess;
+  /** Images with more pixels are refused from their header, before any pixel is decoded. */
+  readonly maxPixels: number;
+  readonly intraOpThreads: number;
+  readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
+}
+
+export interface ImageItem {
+  /** Encoded image bytes (JPEG, PNG, WebP, GIF, AVIF, …); decoded only inside the worker. */
+  readonly bytes: Uint8Array;
+  readonly normalize: boolean;
+}
+
+export interface ImageBatchTask {
+  readonly type: 'image-batch';
+  readonly batchId: number;
+  readonly items: readonly ImageItem[];
+}
+
 export interface TextItem {
   readonly text: string;
   readonly normalize: boolean;
@@ -31,10 +70,10 @@ export interface WarmupTask {
   readonly batchId: number;
 }
 
-export type LaneTask = TextBatchTask | WarmupTask;
+export type LaneTask = TextBatchTask | ImageBatchTask | WarmupTask;
 
 /** Per-item failure codes a worker may report; each maps to an error code of SPEC.md §4. */
-export type ItemErrorCode = 'input_too_long';
+export type ItemErrorCode = 'input_too_long' | 'unsupported_image' | 'image_too_large';
 
 export interface ItemError {
   readonly index: number;
@@ -48,7 +87,7 @@ export interface BatchResult {
   /** Row-major [items × dims]; rows of failed items are zero. Transferred, not copied. */
   readonly vectors: Float32Array;
   readonly dims: number;
-  /** Tokens per item after truncation, special tokens included (what OpenAI's usage counts). */
+  /** Text: tokens per item after truncation, special tokens included (what OpenAI's usage counts). Images: 0. */
   readonly tokens: Int32Array;
   readonly errors: readonly ItemError[];
   /** Padded tokens of the ONNX call (items × longest), for batch metrics. */

@@ -98,5 +98,7 @@ export default async function run(task: LaneTask): Promise<LaneResult> {
       const result = await embedBatch(task.batchId, [{ text: 'warm up', normalize: true, truncate: true }]);
       return { type: 'warmup-result', batchId: task.batchId, dims: result.dims };
     }
+    case 'image-batch':
+      throw new Error('a text worker got an image batch. This is a bug.');
   }
 }

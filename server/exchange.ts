@@ -23,6 +23,7 @@ export class Exchange {
   readonly started = performance.now();
   readonly method: string;
   readonly url: string;
+  readonly query: URLSearchParams;
   readonly headers: ReadonlyMap<string, string>;
   readonly requestId: string;
   aborted = false;
@@ -44,6 +45,7 @@ export class Exchange {
     });
     this.method = req.getMethod().toUpperCase();
     this.url = req.getUrl();
+    this.query = new URLSearchParams(req.getQuery() ?? '');
     const headers = new Map<string, string>();
     for (const name of READ_HEADERS) {
       const value = req.getHeader(name);

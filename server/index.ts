@@ -3,7 +3,7 @@
 import { TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
 import { Exchange, type ExchangeTracker } from './exchange.js';
 import { replyError } from './reply.js';
-import { embedText } from './routes/embed.js';
+import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
 import * as ops from './routes/ops.js';
 import { assertNativeUws, uWS, type HttpRequest, type HttpResponse, type us_listen_socket } from './uws.js';
@@ -15,6 +15,7 @@ export interface ServerOptions {
   readonly metrics: Metrics;
   readonly version: string;
   readonly maxBodyBytes: number;
+  readonly maxImageBodyBytes: number;
   readonly maxInputs: number;
   readonly maxChars: number;
   readonly maxBatchItems: number;
@@ -65,6 +66,7 @@ export function startServer(options: ServerOptions, host: string, port: number):
     { path: '/v1/embeddings', method: 'post', embedding: true, handler: (ex) => openAiEmbeddings(ex, { orchestrator, maxBodyBytes }) },
     { path: '/embeddings', method: 'post', embedding: true, handler: (ex) => openAiEmbeddings(ex, { orchestrator, maxBodyBytes }) },
     { path: '/embed/text', method: 'post', embedding: true, handler: (ex) => embedText(ex, { orchestrator, maxBodyBytes }) },
+    { path: '/embed/image', method: 'post', embedding: true, handler: (ex) => embedImage(ex, { orchestrator, maxBodyBytes: options.maxImageBodyBytes }) },
     { path: '/health', method: 'get', embedding: false, handler: ops.health },
     { path: '/ready', method: 'get', embedding: false, handler: (ex) => ops.ready(ex, opsOptions) },
     { path: '/info', method: 'get', embedding: false, handler: (ex) => ops.info(ex, opsOptions) },

@@ -31,6 +31,12 @@ export interface Config {
   readonly imageMaxQueue: number;
   readonly imageMaxBatchItems: number;
   readonly maxBodyBytes: number;
+  readonly maxImageBodyBytes: number;
+  readonly maxImageBytes: number;
+  readonly maxImagePixels: number;
+  readonly imageFetchTimeoutMs: number;
+  readonly imageFetchConnectTimeoutMs: number;
+  readonly imageFetchMaxRedirects: number;
   readonly maxInputs: number;
   readonly maxChars: number;
   readonly rateLimit: number | null;
@@ -136,6 +142,12 @@ export const OPTIONS: readonly Option[] = [
   { key: 'imageMaxQueue', env: 'TWINLANE_IMAGE_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Images that may wait for the image lane before requests get 429.', parse: int(1) },
   { key: 'imageMaxBatchItems', env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS', default: '8', unit: 'items', why: 'Most images coalesced into one ONNX Runtime call.', parse: int(1, 1024) },
   { key: 'maxBodyBytes', env: 'TWINLANE_MAX_BODY_BYTES', default: '4194304', unit: 'bytes', why: 'Request bodies over this get 413 while streaming, before they are buffered whole.', parse: int(1) },
+  { key: 'maxImageBodyBytes', env: 'TWINLANE_MAX_IMAGE_BODY_BYTES', default: '33554432', unit: 'bytes', why: 'Body limit of /embed/image (raw images, or JSON carrying base64 images), which need more room than text.', parse: int(1) },
+  { key: 'maxImageBytes', env: 'TWINLANE_MAX_IMAGE_BYTES', default: '20971520', unit: 'bytes', why: 'Bytes per image, however it arrives (raw, base64, data URI, or fetched from a URL, where it is enforced while streaming).', parse: int(1) },
+  { key: 'maxImagePixels', env: 'TWINLANE_MAX_IMAGE_PIXELS', default: '40000000', unit: 'pixels', why: 'Images declaring more pixels are refused from their header, before decoding (decompression bombs).', parse: int(1) },
+  { key: 'imageFetchTimeoutMs', env: 'TWINLANE_IMAGE_FETCH_TIMEOUT_MS', default: '10000', unit: 'ms', why: 'Total time for fetching one image URL: DNS, connect, redirects and body.', parse: int(1) },
+  { key: 'imageFetchConnectTimeoutMs', env: 'TWINLANE_IMAGE_FETCH_CONNECT_TIMEOUT_MS', default: '3000', unit: 'ms', why: 'Time to connect to an image URL\'s host.', parse: int(1) },
+  { key: 'imageFetchMaxRedirects', env: 'TWINLANE_IMAGE_FETCH_MAX_REDIRECTS', default: '3', unit: 'redirects', why: 'Redirects followed per image URL; every hop is checked again by the SSRF guard.', parse: int(0, 20) },
   { key: 'maxInputs', env: 'TWINLANE_MAX_INPUTS', default: '2048', unit: 'items', why: 'Items per request (OpenAI\'s own limit is 2048).', parse: int(1) },
   { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
   { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget (API key, else IP); unset = off.', parse: optionalPositive },

@@ -4,6 +4,6 @@ export { ERROR_CODES, TwinlaneError, asTwinlaneError, isErrorCode } from './erro
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
 export { Metrics, METRIC } from './metrics.js';
 export { Orchestrator, truncateDims } from './orchestrator.js';
-export type { EmbedResult, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
+export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
 export type { Config } from './config.js';
 export { log } from './log.js';

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Entry point: load config → resolve models → create cache, lanes, orchestrator → start the server
-// → warm up → ready. SIGTERM/SIGINT drain in-flight requests, close the lanes and exit 0.
+// → warm up both lanes → ready. SIGTERM/SIGINT drain in-flight requests, close the lanes and exit 0.
 import { readFileSync } from 'node:fs';
 import { createCache } from '../cache/index.js';
-import { createTextLane } from '../lanes/index.js';
+import { createImageLane, createTextLane, createTokenCounter } from '../lanes/index.js';
 import { assertNativeUws, startServer } from '../server/index.js';
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
+import { ImageFetcher } from './image-fetch.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
 import { resolveModel } from './models.js';
@@ -36,7 +37,8 @@ async function main(): Promise<void> {
   const resolveOptions = { modelsDir: config.modelsDir, hubUrl: config.hubUrl, offline: config.offline };
   const textModel = await resolveModel(config.textModel, 'text', resolveOptions);
   if (textModel.kind !== 'text') throw new Error(`resolveModel returned a ${textModel.kind} model for the text lane. This is a bug.`);
-  if (config.imageModel !== null) log.warn('the image lane is not available in this build; serving text only', { imageModel: config.imageModel });
+  const imageModel = config.imageModel === null ? null : await resolveModel(config.imageModel, 'image', resolveOptions);
+  if (imageModel && imageModel.kind !== 'image') throw new Error(`resolveModel returned a ${imageModel.kind} model for the image lane. This is a bug.`);
 
   // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
   const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
@@ -56,8 +58,30 @@ async function main(): Promise<void> {
     provider: config.executionProvider,
     observer: metrics,
   });
+  const imageLane = imageModel && createImageLane({
+    model: imageModel,
+    threads: config.imageThreads,
+    intraOpThreads: config.imageIntraOpThreads,
+    maxQueue: config.imageMaxQueue,
+    maxBatchItems: config.imageMaxBatchItems,
+    maxPixels: config.maxImagePixels,
+    provider: config.executionProvider,
+    observer: metrics,
+  });
+  const fetcher = new ImageFetcher({
+    allowlist: config.imageFetchAllowlist,
+    connectTimeoutMs: config.imageFetchConnectTimeoutMs,
+    totalTimeoutMs: config.imageFetchTimeoutMs,
+    maxBytes: config.maxImageBytes,
+    maxRedirects: config.imageFetchMaxRedirects,
+  });
   const orchestrator: Orchestrator = new Orchestrator({
-    text: { model: { id: textModel.id, lane: 'text', dims: textModel.dims, maxTokens: textModel.maxTokens }, lane: textLane },
+    text: {
+      model: { id: textModel.id, lane: 'text', dims: textModel.dims, maxTokens: textModel.maxTokens },
+      lane: textLane,
+      tokens: createTokenCounter(textModel.dir, textModel.maxTokens),
+    },
+    image: imageModel && imageLane ? { model: { id: imageModel.id, lane: 'image', dims: imageModel.dims, maxTokens: null }, lane: imageLane, fetcher, maxImageBytes: config.maxImageBytes } : null,
     cache,
     cachePrefix: config.cachePrefix,
     l1Enabled: config.l1Bytes > 0,
@@ -71,6 +95,7 @@ async function main(): Promise<void> {
       metrics,
       version,
       maxBodyBytes: config.maxBodyBytes,
+      maxImageBodyBytes: config.maxImageBodyBytes,
       maxInputs: config.maxInputs,
       maxChars: config.maxChars,
       maxBatchItems: config.textMaxBatchItems,
@@ -83,6 +108,7 @@ async function main(): Promise<void> {
     version,
     textModel: textModel.id,
     text: { threads: config.textThreads, intraOpThreads: config.textIntraOpThreads, maxQueue: config.textMaxQueue },
+    ...(imageModel ? { imageModel: imageModel.id, image: { threads: config.imageThreads, intraOpThreads: config.imageIntraOpThreads, maxQueue: config.imageMaxQueue } } : {}),
   });
 
   let stopping = false;
@@ -100,8 +126,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
 
-  await textLane.warmup();
-  log.info('ready', { lanes: ['text'] });
+  await Promise.all([textLane.warmup(), imageLane?.warmup()]);
+  log.info('ready', { lanes: imageLane ? ['text', 'image'] : ['text'] });
 }
 
 main().catch((error: unknown) => {

@@ -17,6 +17,7 @@ export const METRIC = Object.freeze({
   inFlight: 'twinlane_lane_in_flight',
   laneRejections: 'twinlane_lane_rejections_total',
   cacheItems: 'twinlane_cache_items_total',
+  fallbacks: 'twinlane_fallbacks_total',
   l1Bytes: 'twinlane_cache_l1_bytes',
   l1Entries: 'twinlane_cache_l1_entries',
   // cache tiers (cache/ reports them through CacheObserver)
@@ -50,6 +51,7 @@ export class Metrics implements LaneObserver, CacheObserver {
   readonly #computed: client.Counter<'lane'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #cacheItems: client.Counter<'lane' | 'result'>;
+  readonly #fallbacks: client.Counter<'reason'>;
   // cache tiers
   readonly #cacheLookups: client.Counter<'tier' | 'result'>;
   readonly #cacheErrors: client.Counter<'tier' | 'reason'>;
@@ -70,6 +72,7 @@ export class Metrics implements LaneObserver, CacheObserver {
     this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
     this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
+    this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
     this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
     new client.Gauge({
       name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
@@ -101,6 +104,10 @@ export class Metrics implements LaneObserver, CacheObserver {
 
   error(route: string, code: string): void {
     this.#errors.inc({ route, code });
+  }
+
+  fallback(reason: 'tokens_counted_on_main_thread', count = 1): void {
+    this.#fallbacks.inc({ reason }, count);
   }
 
   cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {

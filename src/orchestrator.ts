@@ -1,7 +1,7 @@
 // The request flow: validate against the model's limits → cache actor (hits, single flight) →
 // the lane for misses → store → reply. Transports (HTTP, WebSocket) call this and nothing deeper.
-import { textKey, type CacheActor, type CachedVector, type CacheSource, type Computed, type RedisState } from '../cache/index.js';
-import { LaneRejectedError, type ItemError, type LaneName, type LaneStats, type TextLane } from '../lanes/index.js';
+import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Computed, type RedisState } from '../cache/index.js';
+import { LaneRejectedError, type ImageLane, type ItemError, type Lane, type LaneHandle, type LaneName, type LaneStats, type TextLane, type TokenCounter } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
 import type { Metrics } from './metrics.js';
 
@@ -26,13 +26,33 @@ export interface TextEmbedRequest {
   readonly truncate: boolean;
   /** Matryoshka truncation, applied after the cache, then re-normalised. */
   readonly dimensions?: number | undefined;
+  /** Whether the answer reports token usage; when a cache tier kept no count, counting costs main-thread time. */
+  readonly needsUsage?: boolean;
+}
+
+/** An image as a request gives it: its bytes, or a URL to fetch them from. */
+export type ImageInput = { readonly bytes: Buffer } | { readonly url: string };
+
+export interface ImageEmbedRequest {
+  /** Omitted: the image lane's model. */
+  readonly model?: string | undefined;
+  readonly inputs: readonly ImageInput[];
+  readonly normalize: boolean;
+  readonly dimensions?: number | undefined;
+  /** The request field holding the images, for error `param`s (`input` or `inputs`). */
+  readonly param: string;
+}
+
+/** Fetches image URLs (SSRF-guarded, single flight); src/image-fetch.ts provides it. */
+export interface ImageSource {
+  fetch(url: string): Promise<{ readonly bytes: Buffer }>;
 }
 
 export interface EmbedResult {
   readonly model: string;
   readonly vectors: readonly Float32Array[];
   readonly dims: number;
-  /** Tokens over all inputs (special tokens included), as OpenAI's usage reports them. */
+  /** Tokens over all inputs (special tokens included), as OpenAI's usage reports them; 0 for images. */
   readonly promptTokens: number;
   readonly cacheHits: number;
   readonly queueMs: number;
@@ -46,7 +66,8 @@ export interface Readiness {
 }
 
 export interface OrchestratorParts {
-  readonly text: { readonly model: ModelEntry; readonly lane: TextLane };
+  readonly text: { readonly model: ModelEntry; readonly lane: TextLane; readonly tokens: TokenCounter };
+  readonly image: { readonly model: ModelEntry; readonly lane: ImageLane; readonly fetcher: ImageSource; readonly maxImageBytes: number } | null;
   readonly cache: CacheActor;
   readonly cachePrefix: string;
   readonly l1Enabled: boolean;
@@ -61,14 +82,25 @@ interface Answered extends CachedVector {
   readonly source: ItemSource;
 }
 
+/** One lane's part of a request, in the shape the shared flow (#run) needs. */
+interface LaneJob<I> {
+  readonly lane: Lane<I>;
+  readonly model: ModelEntry;
+  readonly keys: readonly string[];
+  readonly item: (index: number) => I;
+  readonly param: string;
+  readonly bypassCache: boolean;
+  readonly dimensions: number | undefined;
+}
+
 function laneError(error: unknown): unknown {
   if (!(error instanceof LaneRejectedError)) return error;
   if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
   return new TwinlaneError('lane_overloaded', error.message, { retryAfterSeconds: error.retryAfterSeconds });
 }
 
-function itemError(error: ItemError): TwinlaneError {
-  return new TwinlaneError(error.code, error.message, { param: 'input' });
+function itemError(error: ItemError, param: string): TwinlaneError {
+  return new TwinlaneError(error.code, error.message, { param });
 }
 
 /** Keeps the first `dims` values and re-normalises them, as Matryoshka models are meant to be cut. */
@@ -92,7 +124,8 @@ export class Orchestrator {
   }
 
   models(): readonly ModelEntry[] {
-    return [this.#parts.text.model];
+    const { text, image } = this.#parts;
+    return image ? [text.model, image.model] : [text.model];
   }
 
   /** The model a request names, or the lane's default; unknown ids are a 404 naming the param. */
@@ -104,10 +137,17 @@ export class Orchestrator {
     return model;
   }
 
+  #lanes(): { name: LaneName; model: ModelEntry; lane: LaneHandle }[] {
+    const { text, image } = this.#parts;
+    const lanes: { name: LaneName; model: ModelEntry; lane: LaneHandle }[] = [{ name: 'text', model: text.model, lane: text.lane }];
+    if (image) lanes.push({ name: 'image', model: image.model, lane: image.lane });
+    return lanes;
+  }
+
   readiness(): Readiness {
-    const { text, cache, l1Enabled } = this.#parts;
+    const { cache, l1Enabled } = this.#parts;
     const stats = cache.stats();
-    const lanes = { text: { ...text.lane.stats(), model: text.model.id } };
+    const lanes = Object.fromEntries(this.#lanes().map((l) => [l.name, { ...l.lane.stats(), model: l.model.id }]));
     return {
       ready: Object.values(lanes).every((l) => l.ready),
       lanes,
@@ -116,13 +156,18 @@ export class Orchestrator {
   }
 
   laneStats(): { name: LaneName; stats: LaneStats }[] {
-    return [{ name: 'text', stats: this.#parts.text.lane.stats() }];
+    return this.#lanes().map((l) => ({ name: l.name, stats: l.lane.stats() }));
   }
 
-  #validateInputs(inputs: readonly string[]): void {
-    const { maxInputs, maxChars } = this.#parts.limits;
-    if (inputs.length === 0) throw new TwinlaneError('empty_input', 'input must contain at least one item.', { param: 'input' });
-    if (inputs.length > maxInputs) throw new TwinlaneError('too_many_inputs', `input has ${inputs.length} items; the limit is ${maxInputs}.`, { param: 'input' });
+  #validateCount(count: number, param: string): void {
+    const { maxInputs } = this.#parts.limits;
+    if (count === 0) throw new TwinlaneError('empty_input', `${param} must contain at least one item.`, { param });
+    if (count > maxInputs) throw new TwinlaneError('too_many_inputs', `${param} has ${count} items; the limit is ${maxInputs}.`, { param });
+  }
+
+  #validateTexts(inputs: readonly string[]): void {
+    const { maxChars } = this.#parts.limits;
+    this.#validateCount(inputs.length, 'input');
     inputs.forEach((text, i) => {
       if (text.length === 0) throw new TwinlaneError('empty_input', `input[${i}] is an empty string.`, { param: `input[${i}]` });
       if (text.length > maxChars) throw new TwinlaneError('input_too_long', `input[${i}] has ${text.length} characters; the limit is ${maxChars}.`, { param: `input[${i}]` });
@@ -136,6 +181,14 @@ export class Orchestrator {
     }
   }
 
+  #modelFor(id: string | undefined, lane: LaneName): ModelEntry {
+    const model = this.model(id, lane);
+    if (model.lane !== lane) {
+      throw new TwinlaneError('invalid_request', `${model.id} is a${model.lane === 'image' ? 'n image' : ' text'} model; send ${model.lane === 'image' ? 'images' : 'text'} to it.`, { param: 'model' });
+    }
+    return model;
+  }
+
   /**
    * A cached vector may come from a truncated text, and the key (fixed by SPEC.md §6) cannot say so.
    * With truncate:false, a text that could be over the model's max tokens must be computed, so it
@@ -147,62 +200,105 @@ export class Orchestrator {
     return !request.truncate && request.inputs.some((input) => input.length + 2 > maxTokens);
   }
 
-  async #computeUncached(count: number, compute: (indices: readonly number[]) => Promise<Computed[]>): Promise<Answered[]> {
-    const computed = await compute(Array.from({ length: count }, (_, i) => i));
-    return computed.map((item) => {
-      if (!item.ok) throw item.error;
-      return { ...item.value, source: 'bypass' };
+  async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
+    const { text, cachePrefix, metrics } = this.#parts;
+    const model = this.#modelFor(request.model, 'text');
+    this.#validateTexts(request.inputs);
+    this.#validateDimensions(request.dimensions, model);
+    const result = await this.#run({
+      lane: text.lane,
+      model,
+      keys: request.inputs.map((input) => textKey(cachePrefix, model.id, request.normalize, input)),
+      item: (i) => ({ text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }),
+      param: 'input',
+      bypassCache: this.#bypassesCache(request, model),
+      dimensions: request.dimensions,
     });
+    let promptTokens = 0;
+    let counted = 0;
+    result.answers.forEach((answer, i) => {
+      if (answer.tokens !== null) promptTokens += answer.tokens;
+      else if (request.needsUsage) {
+        promptTokens += text.tokens.count(request.inputs[i]!);
+        counted++;
+      }
+    });
+    if (counted > 0) metrics.fallback('tokens_counted_on_main_thread', counted);
+    return { ...result.embedded, promptTokens };
   }
 
-  async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
-    const { text, cache, cachePrefix, metrics } = this.#parts;
-    const model = this.model(request.model, 'text');
-    if (model.lane !== 'text') throw new TwinlaneError('invalid_request', `${model.id} is an image model; send images to it.`, { param: 'model' });
-    this.#validateInputs(request.inputs);
+  async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
+    const { image, cachePrefix } = this.#parts;
+    const model = this.#modelFor(request.model, 'image');
+    if (!image) throw new Error('an image model resolved without an image lane. This is a bug.');
+    this.#validateCount(request.inputs.length, request.param);
     this.#validateDimensions(request.dimensions, model);
-    if (!text.lane.ready) throw new TwinlaneError('not_ready', 'The text model is still loading.');
+    this.#assertReady(image.lane, model);
+    // URLs are keyed by the bytes they answer with, so fetching comes before the cache.
+    const images = await Promise.all(request.inputs.map(async (input, i) => {
+      const param = `${request.param}[${i}]`;
+      const bytes = 'bytes' in input ? input.bytes : (await image.fetcher.fetch(input.url).catch((error: unknown) => {
+        throw error instanceof TwinlaneError ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error }) : error;
+      })).bytes;
+      if (bytes.length === 0) throw new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
+      if (bytes.length > image.maxImageBytes) throw new TwinlaneError('payload_too_large', `${param} has ${bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
+      return bytes;
+    }));
+    const result = await this.#run({
+      lane: image.lane,
+      model,
+      keys: images.map((bytes) => imageKey(cachePrefix, model.id, request.normalize, bytes)),
+      item: (i) => ({ bytes: images[i]!, normalize: request.normalize }),
+      param: request.param,
+      bypassCache: false,
+      dimensions: request.dimensions,
+    });
+    return { ...result.embedded, promptTokens: 0 };
+  }
 
-    const keys = request.inputs.map((input) => textKey(cachePrefix, model.id, request.normalize, input));
+  #assertReady(lane: LaneHandle, model: ModelEntry): void {
+    if (!lane.ready) throw new TwinlaneError('not_ready', `The model ${model.id} is still loading.`);
+  }
+
+  /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
+  async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Omit<EmbedResult, 'promptTokens'> }> {
+    const { cache, metrics } = this.#parts;
+    this.#assertReady(job.lane, job.model);
     let queueMs = 0;
     let inferenceMs = 0;
     const compute = async (indices: readonly number[]): Promise<Computed[]> => {
-      const items = indices.map((i) => ({ text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }));
-      const outcome = await text.lane.embed(items).catch((error: unknown) => {
+      const outcome = await job.lane.embed(indices.map(job.item)).catch((error: unknown) => {
         throw laneError(error);
       });
       queueMs = outcome.queueMs;
       inferenceMs = outcome.inferenceMs;
-      return outcome.items.map((item) => (item.ok ? { ok: true, value: { vector: item.vector, tokens: item.tokens } } : { ok: false, error: itemError(item.error) }));
+      return outcome.items.map((item, k) =>
+        item.ok ? { ok: true, value: { vector: item.vector, tokens: job.lane.name === 'text' ? item.tokens : null } } : { ok: false, error: itemError(item.error, `${job.param}[${indices[k]}]`) },
+      );
     };
-    const resolved: Answered[] = this.#bypassesCache(request, model)
-      ? await this.#computeUncached(request.inputs.length, compute)
-      : await Promise.all(cache.resolve(keys, compute, { dims: model.dims }));
+    const answers: Answered[] = job.bypassCache
+      ? (await compute(job.keys.map((_, i) => i))).map((item) => {
+          if (!item.ok) throw item.error;
+          return { ...item.value, source: 'bypass' as const };
+        })
+      : await Promise.all(cache.resolve(job.keys, compute, { dims: job.model.dims }));
 
-    let promptTokens = 0;
     let cacheHits = 0;
     const bySource = new Map<ItemSource, number>();
-    for (const item of resolved) {
-      promptTokens += item.tokens ?? 0;
-      bySource.set(item.source, (bySource.get(item.source) ?? 0) + 1);
-      if (item.source === 'l1' || item.source === 'redis') cacheHits++;
+    for (const answer of answers) {
+      bySource.set(answer.source, (bySource.get(answer.source) ?? 0) + 1);
+      if (answer.source === 'l1' || answer.source === 'redis') cacheHits++;
     }
-    for (const [source, count] of bySource) metrics.cacheItems('text', source, count);
-
-    const dims = request.dimensions ?? model.dims;
+    for (const [source, count] of bySource) metrics.cacheItems(job.lane.name, source, count);
+    const dims = job.dimensions ?? job.model.dims;
     return {
-      model: model.id,
-      vectors: resolved.map((r) => truncateDims(r.vector, dims)),
-      dims,
-      promptTokens,
-      cacheHits,
-      queueMs,
-      inferenceMs,
+      answers,
+      embedded: { model: job.model.id, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, queueMs, inferenceMs },
     };
   }
 
   async close(): Promise<void> {
-    await this.#parts.text.lane.close();
+    await Promise.all(this.#lanes().map((l) => l.lane.close()));
     await this.#parts.cache.close();
   }
 }

@@ -1,8 +1,10 @@
-// POST /embed/text: the native route. JSON in; JSON, raw little-endian float32 or BF16 out.
-import type { Orchestrator } from '../../src/index.js';
+// POST /embed/text and /embed/image: the native routes. JSON (or a raw image) in; JSON, raw
+// little-endian float32 or BF16 out.
+import { TwinlaneError, type Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import { optionalBoolean, optionalString, requireObject, textInputs } from '../fields.js';
+import { imageInputs, RAW_IMAGE_TYPES } from '../image-inputs.js';
 import { negotiateFormat, replyVectors } from '../reply.js';
 
 export interface EmbedRouteOptions {
@@ -19,6 +21,42 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
     inputs: textInputs(body, 'inputs'),
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
+  });
+  replyVectors(ex, result, format);
+}
+
+export interface EmbedImageRouteOptions {
+  readonly orchestrator: Orchestrator;
+  readonly maxBodyBytes: number;
+}
+
+/**
+ * POST /embed/image: JSON `{"inputs": [...], "normalize", "model"}`, or one raw image as the body
+ * (`Content-Type: image/jpeg|png|webp|gif|avif`, with `?normalize=` and `?model=` in the query).
+ */
+export async function embedImage(ex: Exchange, options: EmbedImageRouteOptions): Promise<void> {
+  const media = (ex.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  const format = negotiateFormat(ex);
+  if (media.startsWith('image/')) {
+    if (!RAW_IMAGE_TYPES.has(media)) {
+      throw new TwinlaneError('unsupported_media_type', `Content-Type ${media} is not accepted; send ${[...RAW_IMAGE_TYPES].join(', ')} or application/json.`);
+    }
+    const normalize = ex.query.get('normalize');
+    if (normalize !== null && normalize !== 'true' && normalize !== 'false') {
+      throw new TwinlaneError('invalid_request', `normalize must be true or false (got '${normalize}').`, { param: 'normalize' });
+    }
+    const bytes = await readBody(ex, options.maxBodyBytes);
+    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body' });
+    replyVectors(ex, result, format);
+    return;
+  }
+  requireJson(ex);
+  const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  const result = await options.orchestrator.embedImages({
+    model: optionalString(body, 'model'),
+    inputs: imageInputs(body, 'inputs'),
+    normalize: optionalBoolean(body, 'normalize', true),
+    param: 'inputs',
   });
   replyVectors(ex, result, format);
 }

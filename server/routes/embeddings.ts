@@ -4,6 +4,7 @@ import type { Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import { optionalEnum, optionalNumber, optionalString, requireObject, textInputs } from '../fields.js';
+import { imageInputs } from '../image-inputs.js';
 import { float32Bytes, replyJson, timingHeaders } from '../reply.js';
 
 export interface EmbeddingsRouteOptions {
@@ -15,11 +16,13 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   requireJson(ex);
   const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
   const model = optionalString(body, 'model');
-  const inputs = textInputs(body, 'input');
   const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
   const dimensions = optionalNumber(body, 'dimensions');
   // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
-  const result = await options.orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions });
+  // An image model id takes image URLs or data URIs as its `input` strings.
+  const result = model !== undefined && options.orchestrator.model(model, 'text').lane === 'image'
+    ? await options.orchestrator.embedImages({ model, inputs: imageInputs(body, 'input'), normalize: true, dimensions, param: 'input' })
+    : await options.orchestrator.embedText({ model, inputs: textInputs(body, 'input'), normalize: true, truncate: true, dimensions, needsUsage: true });
   replyJson(
     ex,
     200,
