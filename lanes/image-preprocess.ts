@@ -37,7 +37,8 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
     const options = { failOn: 'warning' as const, limitInputPixels: maxPixels, pages: 1 };
     let meta: Metadata;
     try {
-      meta = await sharp(bytes, options).metadata();
+      // The header alone: no pixel is decoded here, so the size check below can name the size.
+      meta = await sharp(bytes, { ...options, limitInputPixels: false }).metadata();
     } catch (error) {
       throw new ImageRejected('unsupported_image', `The image could not be read: ${(error as Error).message}.`);
     }

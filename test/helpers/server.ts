@@ -6,7 +6,7 @@ import { once } from 'node:events';
 
 export const MODELS_DIR = path.resolve(process.env.TWINLANE_MODELS_DIR ?? '../shared/models');
 export const TEXT_MODEL = process.env.TWINLANE_TEXT_MODEL ?? 'twinlane/minilm-l6-standin';
-export const IMAGE_MODEL = process.env.TWINLANE_IMAGE_MODEL ?? 'none';
+export const IMAGE_MODEL = process.env.TWINLANE_IMAGE_MODEL ?? 'twinlane/clip-vision-standin';
 const MAIN = path.resolve('dist/src/main.js');
 
 export interface TestServer {
