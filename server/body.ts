@@ -28,7 +28,6 @@ export function readBody(ex: Exchange, limit: number): Promise<Buffer> {
       chunks.push(Buffer.from(new Uint8Array(chunk)));
       if (isLast) {
         done = true;
-        ex.bodyPending = false;
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       }
     });

@@ -27,8 +27,6 @@ export class Exchange {
   readonly headers: ReadonlyMap<string, string>;
   readonly requestId: string;
   aborted = false;
-  /** True until the request body has been read whole; answering earlier must close the connection. */
-  bodyPending: boolean;
   #finished = false;
   readonly #onAbort: (() => void)[] = [];
 
@@ -52,7 +50,6 @@ export class Exchange {
       if (value !== '') headers.set(name, value);
     }
     this.headers = headers;
-    this.bodyPending = Number(headers.get('content-length') ?? 0) > 0 || headers.has('transfer-encoding');
     this.requestId = headers.get('x-request-id')?.slice(0, 128) || crypto.randomUUID();
     tracker.opened();
   }
@@ -67,13 +64,13 @@ export class Exchange {
   }
 
   /** Writes status, headers and body in one corked syscall; a no-op once the client is gone. */
-  send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array, closeConnection = false): void {
+  send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array): void {
     if (this.aborted || this.#finished) return;
     this.res.cork(() => {
       this.res.writeStatus(`${status} ${STATUS_TEXT[status] ?? ''}`);
       this.res.writeHeader('x-request-id', this.requestId);
       for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
-      this.res.end(body, closeConnection);
+      this.res.end(body);
     });
     this.#finish(status);
   }

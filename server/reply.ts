@@ -24,9 +24,10 @@ export function replyError(ex: Exchange, thrown: unknown): void {
   const headers: Record<string, string> = { ...JSON_TYPE };
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${ex.requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
-  // An answer sent before the body was read whole leaves the rest of it on the wire (a 413, a 415):
-  // closing the connection is the only clean end for a keep-alive client.
-  ex.send(error.status, headers, body, ex.bodyPending);
+  // Even an answer sent before the body was read whole (a 413, a 415) keeps the connection: uWS
+  // still parses and drops the rest of that body, and closing early would make clients that are
+  // still uploading see a reset instead of the answer.
+  ex.send(error.status, headers, body);
 }
 
 /** The timing headers SPEC.md §4 puts on every embedding answer. */

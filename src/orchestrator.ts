@@ -28,6 +28,8 @@ export interface TextEmbedRequest {
   readonly dimensions?: number | undefined;
   /** Whether the answer reports token usage; when a cache tier kept no count, counting costs main-thread time. */
   readonly needsUsage?: boolean;
+  /** The request field holding the texts, for error `param`s (`input` or `inputs`). */
+  readonly param: string;
 }
 
 /** An image as a request gives it: its bytes, or a URL to fetch them from. */
@@ -165,12 +167,12 @@ export class Orchestrator {
     if (count > maxInputs) throw new TwinlaneError('too_many_inputs', `${param} has ${count} items; the limit is ${maxInputs}.`, { param });
   }
 
-  #validateTexts(inputs: readonly string[]): void {
+  #validateTexts(inputs: readonly string[], param: string): void {
     const { maxChars } = this.#parts.limits;
-    this.#validateCount(inputs.length, 'input');
+    this.#validateCount(inputs.length, param);
     inputs.forEach((text, i) => {
-      if (text.length === 0) throw new TwinlaneError('empty_input', `input[${i}] is an empty string.`, { param: `input[${i}]` });
-      if (text.length > maxChars) throw new TwinlaneError('input_too_long', `input[${i}] has ${text.length} characters; the limit is ${maxChars}.`, { param: `input[${i}]` });
+      if (text.length === 0) throw new TwinlaneError('empty_input', `${param}[${i}] is an empty string.`, { param: `${param}[${i}]` });
+      if (text.length > maxChars) throw new TwinlaneError('input_too_long', `${param}[${i}] has ${text.length} characters; the limit is ${maxChars}.`, { param: `${param}[${i}]` });
     });
   }
 
@@ -203,14 +205,14 @@ export class Orchestrator {
   async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
     const { text, cachePrefix, metrics } = this.#parts;
     const model = this.#modelFor(request.model, 'text');
-    this.#validateTexts(request.inputs);
+    this.#validateTexts(request.inputs, request.param);
     this.#validateDimensions(request.dimensions, model);
     const result = await this.#run({
       lane: text.lane,
       model,
       keys: request.inputs.map((input) => textKey(cachePrefix, model.id, request.normalize, input)),
       item: (i) => ({ text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }),
-      param: 'input',
+      param: request.param,
       bypassCache: this.#bypassesCache(request, model),
       dimensions: request.dimensions,
     });

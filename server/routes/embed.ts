@@ -21,6 +21,7 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
     inputs: textInputs(body, 'inputs'),
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
+    param: 'inputs',
   });
   replyVectors(ex, result, format);
 }

@@ -22,7 +22,7 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   // An image model id takes image URLs or data URIs as its `input` strings.
   const result = model !== undefined && options.orchestrator.model(model, 'text').lane === 'image'
     ? await options.orchestrator.embedImages({ model, inputs: imageInputs(body, 'input'), normalize: true, dimensions, param: 'input' })
-    : await options.orchestrator.embedText({ model, inputs: textInputs(body, 'input'), normalize: true, truncate: true, dimensions, needsUsage: true });
+    : await options.orchestrator.embedText({ model, inputs: textInputs(body, 'input'), normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input' });
   replyJson(
     ex,
     200,

@@ -31,7 +31,7 @@ const CASES: readonly Case[] = [
   { name: 'an empty string', body: json({ model, input: ['fine', ''] }), status: 422, code: 'empty_input', param: 'input[1]' },
   { name: 'too many items', body: json({ model, input: Array.from({ length: 9 }, (_, i) => `t${i}`) }), status: 422, code: 'too_many_inputs', param: 'input' },
   { name: 'a text over the character limit', body: json({ model, input: 'x'.repeat(3001) }), status: 422, code: 'input_too_long', param: 'input[0]' },
-  { name: 'too many tokens with truncate:false', path: '/embed/text', body: json({ inputs: 'word '.repeat(400), truncate: false }), status: 422, code: 'input_too_long', param: 'input' },
+  { name: 'too many tokens with truncate:false', path: '/embed/text', body: json({ inputs: 'word '.repeat(400), truncate: false }), status: 422, code: 'input_too_long', param: 'inputs[0]' },
   { name: 'dimensions of 0', body: json({ model, input: 'x', dimensions: 0 }), status: 422, code: 'invalid_dimensions', param: 'dimensions' },
   { name: 'dimensions over the model\'s dims', body: json({ model, input: 'x', dimensions: 385 }), status: 422, code: 'invalid_dimensions', param: 'dimensions' },
   { name: 'fractional dimensions', body: json({ model, input: 'x', dimensions: 12.5 }), status: 422, code: 'invalid_dimensions', param: 'dimensions' },
