@@ -13,19 +13,21 @@ export interface ExchangeTracker {
 /** The request headers any route reads; copying only these keeps the hot path short. */
 const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id'] as const;
 
-const STATUS_TEXT: Readonly<Record<number, string>> = {
-  200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
-  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
-  500: 'Internal Server Error', 503: 'Service Unavailable',
-};
+const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
+  Object.entries({
+    200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
+    413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
+    500: 'Internal Server Error', 503: 'Service Unavailable',
+  }).map(([code, text]) => [code, `${code} ${text}`]),
+);
 
 export class Exchange {
   readonly started = performance.now();
   readonly method: string;
   readonly url: string;
-  readonly query: URLSearchParams;
   readonly headers: ReadonlyMap<string, string>;
-  readonly requestId: string;
+  readonly #rawQuery: string;
+  #requestId: string | undefined;
   aborted = false;
   #finished = false;
   readonly #onAbort: (() => void)[] = [];
@@ -43,15 +45,25 @@ export class Exchange {
     });
     this.method = req.getMethod().toUpperCase();
     this.url = req.getUrl();
-    this.query = new URLSearchParams(req.getQuery() ?? '');
+    this.#rawQuery = req.getQuery() ?? '';
     const headers = new Map<string, string>();
     for (const name of READ_HEADERS) {
       const value = req.getHeader(name);
       if (value !== '') headers.set(name, value);
     }
     this.headers = headers;
-    this.requestId = headers.get('x-request-id')?.slice(0, 128) || crypto.randomUUID();
+    this.#requestId = headers.get('x-request-id')?.slice(0, 128) || undefined;
     tracker.opened();
+  }
+
+  get query(): URLSearchParams {
+    return new URLSearchParams(this.#rawQuery);
+  }
+
+  /** The client's x-request-id, else one made on first use (errors log it): most answers never need one. */
+  get requestId(): string {
+    this.#requestId ??= crypto.randomUUID();
+    return this.#requestId;
   }
 
   /** Runs `callback` if the client goes away before the answer is written. */
@@ -67,8 +79,8 @@ export class Exchange {
   send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array): void {
     if (this.aborted || this.#finished) return;
     this.res.cork(() => {
-      this.res.writeStatus(`${status} ${STATUS_TEXT[status] ?? ''}`);
-      this.res.writeHeader('x-request-id', this.requestId);
+      this.res.writeStatus(STATUS_LINE[status] ?? String(status));
+      if (this.#requestId !== undefined) this.res.writeHeader('x-request-id', this.#requestId);
       for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
       this.res.end(body);
     });

@@ -23,7 +23,9 @@ export function replyError(ex: Exchange, thrown: unknown): void {
   }
   const headers: Record<string, string> = { ...JSON_TYPE };
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
-  const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${ex.requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
+  // Errors always carry a request id (made now if the client sent none), so a report can be matched to the log.
+  const requestId = ex.requestId;
+  const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
   // Even an answer sent before the body was read whole (a 413, a 415) keeps the connection: uWS
   // still parses and drops the rest of that body, and closing early would make clients that are
   // still uploading see a reset instead of the answer.
@@ -48,6 +50,18 @@ export function float32Bytes(vectors: readonly Float32Array[], dims: number): Bu
   return out;
 }
 
+/**
+ * A vector as a JSON array. Float32Array#join prints each value exactly as JSON.stringify would
+ * print the same number, without building an intermediate array; non-finite values (which JSON
+ * cannot carry) take the slow path and become null, as JSON.stringify makes them.
+ */
+export function jsonVector(vector: Float32Array): string {
+  for (let i = 0; i < vector.length; i++) {
+    if (!Number.isFinite(vector[i]!)) return JSON.stringify(Array.from(vector));
+  }
+  return `[${vector.join(',')}]`;
+}
+
 export type VectorFormat = 'json' | 'f32' | 'bf16';
 
 /** Native routes answer JSON unless the client asks for raw little-endian float32 or BF16. */
@@ -61,7 +75,7 @@ export function negotiateFormat(ex: Exchange): VectorFormat {
 export function replyVectors(ex: Exchange, result: EmbedResult, format: VectorFormat): void {
   const timing = timingHeaders(ex, result);
   if (format === 'json') {
-    replyJson(ex, 200, result.vectors.map((v) => Array.from(v)), timing);
+    ex.send(200, { ...JSON_TYPE, ...timing }, `[${result.vectors.map(jsonVector).join(',')}]`);
     return;
   }
   const shape = { 'x-embedding-dims': String(result.dims), 'x-embedding-count': String(result.vectors.length) };

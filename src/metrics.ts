@@ -97,9 +97,18 @@ export class Metrics implements LaneObserver, CacheObserver {
     this.#breakerState = new client.Gauge({ name: METRIC.breakerState, help: 'Redis circuit breaker: 0 closed, 1 half-open (probing), 2 open.', registers });
   }
 
+  /** Label children per (route, status), made once: hashing label objects per request costs more than the count. */
+  readonly #requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+
   request(route: string, status: number, seconds: number): void {
-    this.#requests.inc({ route, status: String(status) });
-    this.#duration.observe({ route }, seconds);
+    const key = `${route} ${status}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) {
+      child = { count: this.#requests.labels({ route, status: String(status) }), duration: this.#duration.labels({ route }) };
+      this.#requestChildren.set(key, child);
+    }
+    child.count.inc();
+    child.duration.observe(seconds);
   }
 
   error(route: string, code: string): void {
