@@ -140,9 +140,15 @@ export class Lane<I> implements LaneHandle {
     return Math.max(1, Math.ceil(backlog / this.#throughput));
   }
 
-  /** All of a request's items are admitted together or none is: no partial answers. */
+  /**
+   * All of a request's items are admitted together or none is: no partial answers. An empty queue
+   * takes any request, so one larger than the queue bound (but within the per-request limit) is
+   * served when the lane is free instead of being refused forever.
+   */
   embed(items: readonly I[]): Promise<SubmitOutcome<ItemError>> {
-    const reason: RejectReason | null = this.#closed ? 'closed' : this.#batcher.queued + items.length > this.#settings.maxQueue ? 'queue_full' : null;
+    const queued = this.#batcher.queued;
+    const full = queued > 0 && queued + items.length > this.#settings.maxQueue;
+    const reason: RejectReason | null = this.#closed ? 'closed' : full ? 'queue_full' : null;
     if (reason) {
       this.#settings.observer?.onRejected(this.name, reason);
       return Promise.reject(new LaneRejectedError(this.name, reason, this.retryAfterSeconds()));
