@@ -6,19 +6,17 @@
 //   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c).
 // Phases run strictly one after another; the server and the echo are child processes so that the
 // load generator (this process) and the measured server are scheduled like separate programs.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
+import { killChildren, post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
+import { pick, scrape, value, type Sample } from './scrape.js';
 import { measureCeiling, type CeilingRow } from './ceiling.js';
 import { cpuMark, cpuSince, disturbed, DISTURBED_CORES, type CpuShare } from './cpu.js';
 import { runLoad, type LoadResult } from './load.js';
 import { SentenceSource } from './texts.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MODEL = 'twinlane/minilm-l6-standin';
 const CONCURRENCY = 64;
 const WARMUP_MS = 3000;
@@ -31,109 +29,6 @@ const TARGET_COMPUTE = 0.85;
 const TARGET_HTTP = 0.5;
 
 const progress = (line: string) => process.stderr.write(`[bench:e2e] ${line}\n`);
-
-// ---------- child processes ----------
-
-interface Child {
-  readonly process: ChildProcess;
-  readonly port: number;
-  readonly pid: number;
-}
-
-const children = new Set<ChildProcess>();
-// Last resort if the bench dies between spawn and its finally block: never leave a server behind.
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
-
-function startChild(script: string, env: NodeJS.ProcessEnv): Promise<Child> {
-  const child = spawn(process.execPath, [path.join(ROOT, script)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  const tail: string[] = [];
-  const keep = (line: string) => {
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-  };
-  // Both pipes are read for the child's whole life: a full pipe would stall its logging, and it.
-  createInterface({ input: child.stderr! }).on('line', keep);
-  const stdout = createInterface({ input: child.stdout! });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} did not log "listening on" within 60 s:\n${tail.join('\n')}`)), 60_000);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${script} exited (${code ?? signal}) before listening:\n${tail.join('\n')}`));
-    });
-    stdout.on('line', (line) => {
-      keep(line);
-      const match = /listening on http:\/\/[^\s"]+:(\d+)/.exec(line);
-      if (match && child.pid !== undefined) {
-        clearTimeout(timer);
-        resolve({ process: child, port: Number(match[1]), pid: child.pid });
-      }
-    });
-  });
-}
-
-async function stopChild(child: Child | undefined): Promise<void> {
-  if (!child || child.process.exitCode !== null || child.process.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.process.once('exit', () => resolve()));
-  child.process.kill('SIGTERM');
-  const timer = setTimeout(() => child.process.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-async function waitReady(port: number): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/ready`);
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-    } catch {
-      // not accepting yet
-    }
-    if (Date.now() > deadline) throw new Error('server did not become ready within 120 s');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function post(port: number, pathname: string, body: string): Promise<Response> {
-  const res = await fetch(`http://127.0.0.1:${port}${pathname}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  await res.arrayBuffer();
-  return res;
-}
-
-// ---------- /metrics ----------
-
-interface Sample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-async function scrape(port: number): Promise<Sample[]> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!match) continue;
-    const labels: Record<string, string> = {};
-    for (const [, key, value] of (match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)) labels[key!] = value!;
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
-
-function pick(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): Sample[] {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-}
-
-function value(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
-  return pick(samples, name, labels).reduce((sum, s) => sum + s.value, 0);
-}
 
 interface LaneActivity {
   readonly batches: number;
@@ -358,5 +253,5 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   process.stderr.write(`[bench:e2e] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exitCode = 1;
-  for (const child of children) child.kill('SIGKILL');
+  killChildren();
 });

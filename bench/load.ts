@@ -17,6 +17,8 @@ export interface LoadOptions {
   readonly sampleHeader?: string;
   /** Longest wait for answers still in flight when the window closes; then sockets are destroyed. */
   readonly drainMs?: number;
+  /** After a 429, wait the answer's Retry-After seconds before the next request, as the official openai client does. */
+  readonly honorRetryAfter?: boolean;
 }
 
 export interface Percentiles {
@@ -162,7 +164,9 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
             headerValues[value] = (headerValues[value] ?? 0) + 1;
           }
         }
-        send();
+        const retryAfter = options.honorRetryAfter && status === 429 ? Number(/\r\nretry-after:[ \t]*(\d+)/i.exec(head)?.[1] ?? 1) : 0;
+        if (retryAfter > 0) setTimeout(send, retryAfter * 1000);
+        else send();
       };
 
       socket.on('connect', send);

@@ -9,6 +9,7 @@ export interface ImageLaneOptions {
   readonly maxQueue: number;
   readonly maxBatchItems: number;
   readonly maxPixels: number;
+  readonly nice: number;
   readonly provider: ImageWorkerData['provider'];
   readonly observer?: LaneObserver;
 }
@@ -22,6 +23,7 @@ export function createImageLane(options: ImageLaneOptions): ImageLane {
     dims: options.model.dims,
     preprocess: options.model.preprocess,
     maxPixels: options.maxPixels,
+    nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,
   };

@@ -17,13 +17,21 @@ export interface LaneObserver {
 }
 
 export class LaneRejectedError extends Error {
-  constructor(
-    readonly lane: LaneName,
-    readonly reason: RejectReason,
-    readonly retryAfterSeconds: number,
-  ) {
+  readonly lane: LaneName;
+  readonly reason: RejectReason;
+  readonly retryAfterSeconds: number;
+
+  constructor(lane: LaneName, reason: RejectReason, retryAfterSeconds: number) {
+    // Refusing is the lane working as designed, often thousands of times a second under a flood:
+    // a stack trace would cost more than the refusal itself and nobody reads it.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(reason === 'closed' ? `The ${lane} lane is shutting down.` : `The ${lane} lane is at capacity; retry after ${retryAfterSeconds} s.`);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'LaneRejectedError';
+    this.lane = lane;
+    this.reason = reason;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 

@@ -36,6 +36,8 @@ export interface ImageWorkerData {
   readonly preprocess: ImagePreprocess;
   /** Images with more pixels are refused from their header, before any pixel is decoded. */
   readonly maxPixels: number;
+  /** Linux nice value for the worker's threads (and the ONNX and libvips threads they start). */
+  readonly nice: number;
   readonly intraOpThreads: number;
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
 }

@@ -58,7 +58,12 @@ export class TwinlaneError extends Error {
   readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message: string, options: ErrorOptions = {}) {
+    // A client error is an answer, not a bug: nobody reads its stack, and capturing one costs more
+    // than the rest of a rejection (which matters when a flood of requests is being refused).
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (ERROR_CODES[code].status < 500) Error.stackTraceLimit = 0;
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'TwinlaneError';
     this.code = code;
     this.status = ERROR_CODES[code].status;

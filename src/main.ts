@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     maxQueue: config.imageMaxQueue,
     maxBatchItems: config.imageMaxBatchItems,
     maxPixels: config.maxImagePixels,
+    nice: config.imageNice,
     provider: config.executionProvider,
     observer: metrics,
   });
