@@ -30,6 +30,7 @@ export interface Config {
   readonly imageIntraOpThreads: number;
   readonly imageMaxQueue: number;
   readonly imageMaxBatchItems: number;
+  readonly imageNice: number;
   readonly maxBodyBytes: number;
   readonly maxImageBodyBytes: number;
   readonly maxImageBytes: number;
@@ -141,6 +142,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'imageIntraOpThreads', env: 'TWINLANE_IMAGE_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per image worker.', parse: int(1, 256) },
   { key: 'imageMaxQueue', env: 'TWINLANE_IMAGE_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Images that may wait for the image lane before requests get 429.', parse: int(1) },
   { key: 'imageMaxBatchItems', env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS', default: '8', unit: 'items', why: 'Most images coalesced into one ONNX Runtime call.', parse: int(1, 1024) },
+  { key: 'imageNice', env: 'TWINLANE_IMAGE_NICE', default: '10', unit: 'nice (0–19)', why: 'CPU priority of the image lane\'s threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.', parse: int(0, 19) },
   { key: 'maxBodyBytes', env: 'TWINLANE_MAX_BODY_BYTES', default: '4194304', unit: 'bytes', why: 'Request bodies over this get 413 while streaming, before they are buffered whole.', parse: int(1) },
   { key: 'maxImageBodyBytes', env: 'TWINLANE_MAX_IMAGE_BODY_BYTES', default: '33554432', unit: 'bytes', why: 'Body limit of /embed/image (raw images, or JSON carrying base64 images), which need more room than text.', parse: int(1) },
   { key: 'maxImageBytes', env: 'TWINLANE_MAX_IMAGE_BYTES', default: '20971520', unit: 'bytes', why: 'Bytes per image, however it arrives (raw, base64, data URI, or fetched from a URL, where it is enforced while streaming).', parse: int(1) },
