@@ -3,9 +3,10 @@
 // corrupt values) are queued and sent as one pipeline per event-loop turn, never awaited by a
 // request, and dropped (and counted) when the circuit is open or too many are already unanswered.
 // Only the cache actor uses this class.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { CircuitBreaker } from './breaker.js';
-import type { BreakerState, CacheErrorReason, CacheObserver, RedisState } from './protocol.js';
+import type { BreakerState, CacheObserver, RedisState } from './protocol.js';
+import { connectRedis, Deadlines, errorReason, quitRedis, RedisTimeoutError, withTimeout } from './redis-link.js';
 
 export interface RedisTierOptions {
   /** redis://[user:password@]host:port[/db] (or rediss://). */
@@ -35,19 +36,6 @@ const REFRESH_SCRIPT = "for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, 
 /** Probe timeouts in a row, on a connection that claims to be ready, after which it is recycled (a half-open TCP connection never errors by itself). */
 const PROBE_TIMEOUTS_BEFORE_RECONNECT = 5;
 
-class RedisTimeoutError extends Error {
-  constructor(ms: number) {
-    super(`Redis did not answer within ${ms} ms.`);
-    this.name = 'RedisTimeoutError';
-  }
-}
-
-function errorReason(error: unknown): CacheErrorReason {
-  if (error instanceof RedisTimeoutError) return 'timeout';
-  if (error instanceof Error && error.name === 'ReplyError') return 'command';
-  return 'unavailable';
-}
-
 interface WriteQueue {
   sets: [string, Buffer][];
   expires: string[];
@@ -55,101 +43,6 @@ interface WriteQueue {
 }
 
 const emptyQueue = (): WriteQueue => ({ sets: [], expires: [], dels: [] });
-
-interface Pending {
-  readonly deadline: number;
-  readonly reject: (error: Error) => void;
-  done: boolean;
-}
-
-/**
- * Per-call timeouts with one timer for all calls instead of a setTimeout/clearTimeout pair each:
- * every call has the same budget, so deadlines arrive in call order and a FIFO sweep finds the
- * expired ones. (Measured: the per-call timer pair cost about a tenth of a Redis hit.)
- */
-class Deadlines {
-  readonly #ms: number;
-  #pending: Pending[] = [];
-  #head = 0;
-  #timer: NodeJS.Timeout | null = null;
-
-  constructor(ms: number) {
-    this.#ms = ms;
-  }
-
-  /** Settles like `promise`, or rejects with a RedisTimeoutError once the budget is spent (the command itself is left to finish or fail). */
-  race<T>(promise: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const entry: Pending = { deadline: performance.now() + this.#ms, reject, done: false };
-      this.#pending.push(entry);
-      if (this.#timer === null) this.#arm(this.#ms);
-      promise.then(
-        (value) => {
-          entry.done = true;
-          resolve(value);
-        },
-        (error: unknown) => {
-          entry.done = true;
-          reject(error);
-        },
-      );
-    });
-  }
-
-  #arm(delay: number): void {
-    this.#timer = setTimeout(() => this.#sweep(), Math.max(1, Math.ceil(delay)));
-  }
-
-  #sweep(): void {
-    this.#timer = null;
-    const now = performance.now();
-    const pending = this.#pending;
-    const expired: Pending[] = [];
-    while (this.#head < pending.length) {
-      const entry = pending[this.#head]!;
-      if (!entry.done) {
-        if (entry.deadline > now) break;
-        expired.push(entry);
-      }
-      this.#head++;
-    }
-    // Timers run before the event loop reads sockets: an answer that arrived in time but waited
-    // behind this process's own CPU work is read first (poll phase), and only calls still unanswered
-    // after that fail (check phase). Event-loop lag is not a Redis timeout.
-    if (expired.length > 0) {
-      setImmediate(() => {
-        for (const entry of expired) {
-          if (entry.done) continue;
-          entry.done = true;
-          entry.reject(new RedisTimeoutError(this.#ms));
-        }
-      });
-    }
-    if (this.#head === pending.length) {
-      this.#pending = [];
-      this.#head = 0;
-      return;
-    }
-    if (this.#head > 1024) {
-      this.#pending = pending.slice(this.#head);
-      this.#head = 0;
-    }
-    this.#arm(this.#pending[this.#head]!.deadline - now);
-  }
-
-  /** Stops the timer; calls still pending fail now rather than never. */
-  dispose(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    for (let i = this.#head; i < this.#pending.length; i++) {
-      const entry = this.#pending[i]!;
-      if (!entry.done) entry.reject(new RedisTimeoutError(this.#ms));
-      entry.done = true;
-    }
-    this.#pending = [];
-    this.#head = 0;
-  }
-}
 
 export class RedisTier {
   readonly #client: Redis;
@@ -178,19 +71,7 @@ export class RedisTier {
     this.#deadlines = new Deadlines(this.#timeoutMs);
     this.#refreshScript = options.refreshScript ?? true;
     if (!Number.isInteger(this.#ttl) || this.#ttl < 1) throw new RangeError(`ttlSeconds must be a whole number ≥ 1 (got ${this.#ttl}).`);
-    this.#client = new Redis(options.url, {
-      // Fail fast instead of queueing: a command while disconnected rejects at once, and commands
-      // caught by a dropped connection are rejected rather than retried.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      // Reconnect for ever, at most a second apart, so caching resumes when Redis returns.
-      retryStrategy: (times) => Math.min(100 * times, 1000),
-      connectTimeout: 1000,
-      connectionName: 'twinlane-cache',
-    });
-    // Connection errors are expected while Redis is away; they show up as the tier's state, and
-    // without a listener ioredis would print every reconnect attempt.
-    this.#client.on('error', () => undefined);
+    this.#client = connectRedis(options.url, 'twinlane-cache');
     for (const event of ['ready', 'close', 'end', 'reconnecting']) this.#client.on(event, () => this.#publish());
     this.#breaker = new CircuitBreaker({
       failureThreshold: options.failureThreshold ?? REDIS_DEFAULTS.failureThreshold,
@@ -269,15 +150,11 @@ export class RedisTier {
   async #close(): Promise<void> {
     // Writes queued before close are still worth sending; wait for them, but not for long.
     const flushed = this.flush();
-    await this.#race(flushed, 1000).catch(() => undefined);
+    await withTimeout(flushed, 1000).catch(() => undefined);
     this.#closed = true;
     this.#breaker.dispose();
     this.#deadlines.dispose();
-    try {
-      await this.#race(this.#client.quit(), 1000);
-    } catch {
-      this.#client.disconnect();
-    }
+    await quitRedis(this.#client);
     this.#publish();
   }
 
@@ -377,22 +254,5 @@ export class RedisTier {
     if (state === this.#state) return;
     this.#state = state;
     this.#observer?.onRedisState(state);
-  }
-
-  /** Settles like `promise`, or rejects with a timeout after `ms`: for the rare calls of close(). */
-  #race<T>(promise: Promise<T>, ms: number): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new RedisTimeoutError(ms)), ms);
-      promise.then(
-        (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
   }
 }

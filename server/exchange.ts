@@ -29,7 +29,11 @@ export class Exchange {
   readonly #rawQuery: string;
   #requestId: string | undefined;
   aborted = false;
+  /** The verified API key's client id, when keys are configured (server/guard.ts sets it). */
+  client: string | null = null;
   #finished = false;
+  /** Headers every answer of this exchange carries, whatever its status (rate-limit budget). */
+  #extraHeaders: Readonly<Record<string, string>> | null = null;
   readonly #onAbort: (() => void)[] = [];
 
   constructor(
@@ -75,6 +79,20 @@ export class Exchange {
     return this.headers.get(name);
   }
 
+  /** The peer's IP address; read from the socket on demand, since only rate limiting needs it. */
+  get remoteAddress(): string {
+    if (this.aborted) return 'gone';
+    return Buffer.from(this.res.getRemoteAddressAsText()).toString('latin1');
+  }
+
+  setHeaders(headers: Readonly<Record<string, string>>): void {
+    this.#extraHeaders = headers;
+  }
+
+  get hasHeaders(): boolean {
+    return this.#extraHeaders !== null;
+  }
+
   /** Writes status, headers and body in one corked syscall; a no-op once the client is gone. */
   send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array): void {
     if (this.aborted || this.#finished) return;
@@ -82,6 +100,7 @@ export class Exchange {
       this.res.writeStatus(STATUS_LINE[status] ?? String(status));
       if (this.#requestId !== undefined) this.res.writeHeader('x-request-id', this.#requestId);
       for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
+      if (this.#extraHeaders !== null) for (const [key, value] of Object.entries(this.#extraHeaders)) this.res.writeHeader(key, value);
       this.res.end(body);
     });
     this.#finish(status);

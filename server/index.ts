@@ -2,6 +2,7 @@
 // bodies, maps routes to handlers, and hands every embedding to the orchestrator.
 import { TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
 import { Exchange, type ExchangeTracker } from './exchange.js';
+import { Guard, type Access, type GuardOptions } from './guard.js';
 import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
@@ -20,6 +21,8 @@ export interface ServerOptions {
   readonly maxChars: number;
   readonly maxBatchItems: number;
   readonly maxBatchTokens: number;
+  /** API keys and rate limits; absent: neither. */
+  readonly access?: Omit<GuardOptions, 'metrics'> | undefined;
 }
 
 export interface RunningServer {
@@ -36,14 +39,16 @@ type Handler = (ex: Exchange) => void | Promise<void>;
 interface Route {
   readonly path: string;
   readonly method: 'get' | 'post';
-  /** Embedding routes refuse new work while draining; operator routes keep answering. */
+  /** Embedding routes refuse new work while draining and spend the client's budget; operator routes keep answering. */
   readonly embedding: boolean;
+  readonly access: Access;
   readonly handler: Handler;
 }
 
 export function startServer(options: ServerOptions, host: string, port: number): Promise<RunningServer> {
   assertNativeUws();
   const { orchestrator, metrics, maxBodyBytes } = options;
+  const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics });
   const opsOptions: ops.OpsRouteOptions = {
     orchestrator,
     metrics,
@@ -63,25 +68,28 @@ export function startServer(options: ServerOptions, host: string, port: number):
   };
 
   const routes: Route[] = [
-    { path: '/v1/embeddings', method: 'post', embedding: true, handler: (ex) => openAiEmbeddings(ex, { orchestrator, maxBodyBytes }) },
-    { path: '/embeddings', method: 'post', embedding: true, handler: (ex) => openAiEmbeddings(ex, { orchestrator, maxBodyBytes }) },
-    { path: '/embed/text', method: 'post', embedding: true, handler: (ex) => embedText(ex, { orchestrator, maxBodyBytes }) },
-    { path: '/embed/image', method: 'post', embedding: true, handler: (ex) => embedImage(ex, { orchestrator, maxBodyBytes: options.maxImageBodyBytes }) },
-    { path: '/health', method: 'get', embedding: false, handler: ops.health },
-    { path: '/ready', method: 'get', embedding: false, handler: (ex) => ops.ready(ex, opsOptions) },
-    { path: '/info', method: 'get', embedding: false, handler: (ex) => ops.info(ex, opsOptions) },
-    { path: '/v1/models', method: 'get', embedding: false, handler: (ex) => ops.models(ex, opsOptions) },
-    { path: '/metrics', method: 'get', embedding: false, handler: (ex) => ops.metrics(ex, opsOptions) },
+    { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, { orchestrator, guard, maxBodyBytes }) },
+    { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, { orchestrator, guard, maxBodyBytes }) },
+    { path: '/embed/text', method: 'post', embedding: true, access: 'api', handler: (ex) => embedText(ex, { orchestrator, guard, maxBodyBytes }) },
+    { path: '/embed/image', method: 'post', embedding: true, access: 'api', handler: (ex) => embedImage(ex, { orchestrator, guard, maxBodyBytes: options.maxImageBodyBytes }) },
+    { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },
+    { path: '/ready', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.ready(ex, opsOptions) },
+    { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
+    { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
+    { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
   ];
 
-  const dispatch = (route: string, run: Handler, refuseWhenDraining: boolean) => (res: HttpResponse, req: HttpRequest) => {
+  const dispatch = (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
     // Exchange registers onAborted and copies the request before anything can await.
-    const ex = new Exchange(res, req, route, tracker);
+    const ex = new Exchange(res, req, route.path, tracker);
+    const budgeted = route.embedding && guard.rateLimited;
     void (async () => {
       try {
-        if (refuseWhenDraining && draining) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
-        await run(ex);
+        guard.authenticate(ex, route.access);
+        if (route.embedding && draining) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
+        await route.handler(ex);
       } catch (error) {
+        if (budgeted) guard.reportBudget(ex);
         replyError(ex, error);
       }
     })();
@@ -90,17 +98,17 @@ export function startServer(options: ServerOptions, host: string, port: number):
   const app = uWS.App();
   const methodsByPath = new Map<string, string[]>();
   for (const route of routes) {
-    app[route.method](route.path, dispatch(route.path, route.handler, route.embedding));
+    app[route.method](route.path, dispatch(route));
     methodsByPath.set(route.path, [...(methodsByPath.get(route.path) ?? []), route.method.toUpperCase()]);
   }
   for (const [path, methods] of methodsByPath) {
-    app.any(path, dispatch(path, (ex) => {
+    app.any(path, dispatch({ path, embedding: false, access: 'open', handler: (ex) => {
       throw new TwinlaneError('method_not_allowed', `${ex.method} is not allowed on ${path}; use ${methods.join(' or ')}.`);
-    }, false));
+    } }));
   }
-  app.any('/*', dispatch('unknown', (ex) => {
+  app.any('/*', dispatch({ path: 'unknown', embedding: false, access: 'open', handler: (ex) => {
     throw new TwinlaneError('not_found', `No route for ${ex.method} ${ex.url}.`);
-  }, false));
+  } }));
 
   return new Promise((resolve, reject) => {
     app.listen(host, port, (socket: us_listen_socket | false) => {

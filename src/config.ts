@@ -19,6 +19,7 @@ export interface Config {
   readonly redisTimeoutMs: number;
   readonly l1Bytes: number;
   readonly apiKeys: readonly string[];
+  readonly authOps: boolean;
   readonly imageFetchAllowlist: readonly string[];
   readonly executionProvider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
   readonly textThreads: number;
@@ -131,6 +132,7 @@ export const OPTIONS: readonly Option[] = [
   { key: 'redisTimeoutMs', env: 'TWINLANE_REDIS_TIMEOUT_MS', default: '50', unit: 'ms', why: 'Budget of one Redis lookup; slower answers count as misses and, repeated, open the circuit breaker.', parse: int(1, 60000) },
   { key: 'l1Bytes', env: 'TWINLANE_L1_BYTES', default: '268435456', unit: 'bytes', why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.', parse: int(0) },
   { key: 'apiKeys', env: 'TWINLANE_API_KEYS', default: '', unit: 'list', why: 'Comma-separated API keys; unset = no authentication.', parse: list },
+  { key: 'authOps', env: 'TWINLANE_AUTH_OPS', default: 'false', unit: 'boolean', why: 'Also require an API key on /health, /ready and /metrics (open by default so probes and scrapers need no secret).', parse: bool },
   { key: 'imageFetchAllowlist', env: 'TWINLANE_IMAGE_FETCH_ALLOWLIST', default: '', unit: 'list', why: 'Hosts (host or host:port) exempt from the private-address refusal when fetching image URLs.', parse: list },
   { key: 'executionProvider', env: 'TWINLANE_EXECUTION_PROVIDER', default: 'cpu', unit: 'cpu|cuda[:id]', why: 'ONNX Runtime execution provider for both lanes.', parse: provider },
   { key: 'textThreads', env: 'TWINLANE_TEXT_THREADS', default: DERIVED, unit: 'threads', why: 'Text lane worker threads (each owns one ONNX session); derived from the core budget.', parse: int(1, 256) },
@@ -152,8 +154,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'imageFetchMaxRedirects', env: 'TWINLANE_IMAGE_FETCH_MAX_REDIRECTS', default: '3', unit: 'redirects', why: 'Redirects followed per image URL; every hop is checked again by the SSRF guard.', parse: int(0, 20) },
   { key: 'maxInputs', env: 'TWINLANE_MAX_INPUTS', default: '2048', unit: 'items', why: 'Items per request (OpenAI\'s own limit is 2048).', parse: int(1) },
   { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
-  { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget (API key, else IP); unset = off.', parse: optionalPositive },
-  { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size; defaults to the rate.', parse: optionalPositive },
+  { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.', parse: optionalPositive },
+  { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.', parse: optionalPositive },
   { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests before exiting anyway.', parse: int(0) },
 ];
 
@@ -223,6 +225,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, core
 
   if (config.rateBurst !== null && config.rateLimit === null) {
     throw new ConfigError('TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT.');
+  }
+  if (config.authOps && config.apiKeys.length === 0) {
+    throw new ConfigError('TWINLANE_AUTH_OPS needs TWINLANE_API_KEYS: there is no key to require.');
   }
   if (config.redisUrl !== null) url(config.redisUrl, 'TWINLANE_REDIS_URL');
   return Object.freeze(config);

@@ -6,4 +6,8 @@ export { Metrics, METRIC } from './metrics.js';
 export { Orchestrator, truncateDims } from './orchestrator.js';
 export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
 export type { Config } from './config.js';
+export { ApiKeys } from './auth.js';
+export type { AuthFailure } from './auth.js';
+export { RateLimiter } from './rate-limit.js';
+export type { RateDecision, RateLimitObserver, RateStore, SharedBucketStore } from './rate-limit.js';
 export { log } from './log.js';

@@ -2,15 +2,17 @@
 // Entry point: load config → resolve models → create cache, lanes, orchestrator → start the server
 // → warm up both lanes → ready. SIGTERM/SIGINT drain in-flight requests, close the lanes and exit 0.
 import { readFileSync } from 'node:fs';
-import { createCache } from '../cache/index.js';
+import { createCache, SharedBuckets } from '../cache/index.js';
 import { createImageLane, createTextLane, createTokenCounter } from '../lanes/index.js';
 import { assertNativeUws, startServer } from '../server/index.js';
+import { ApiKeys } from './auth.js';
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
 import { ImageFetcher } from './image-fetch.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
 import { resolveModel } from './models.js';
 import { Orchestrator } from './orchestrator.js';
+import { RateLimiter } from './rate-limit.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -90,6 +92,20 @@ async function main(): Promise<void> {
     metrics,
   });
 
+  const limiter = config.rateLimit === null ? null : new RateLimiter({
+    rate: config.rateLimit,
+    burst: config.rateBurst ?? config.rateLimit,
+    // With a Redis, every instance draws from one bucket per client; without, each keeps its own.
+    shared: config.redisUrl === null ? null : new SharedBuckets({
+      url: config.redisUrl,
+      keyPrefix: `${config.cachePrefix}:ratelimit:`,
+      rate: config.rateLimit,
+      burst: config.rateBurst ?? config.rateLimit,
+      timeoutMs: config.redisTimeoutMs,
+    }),
+    observer: metrics,
+  });
+
   const server = await startServer(
     {
       orchestrator,
@@ -101,6 +117,7 @@ async function main(): Promise<void> {
       maxChars: config.maxChars,
       maxBatchItems: config.textMaxBatchItems,
       maxBatchTokens: config.textMaxBatchTokens,
+      access: { apiKeys: config.apiKeys.length > 0 ? new ApiKeys(config.apiKeys) : null, limiter, authOps: config.authOps },
     },
     config.host,
     config.port,
@@ -120,7 +137,7 @@ async function main(): Promise<void> {
     server.stopAccepting();
     const drained = await server.drained(config.shutdownTimeoutMs);
     if (!drained) log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
-    await orchestrator.close();
+    await Promise.all([orchestrator.close(), limiter?.close()]);
     log.info('stopped');
     process.exit(drained ? 0 : 1);
   };

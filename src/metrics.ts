@@ -2,6 +2,8 @@
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
 import type { BatchInfo, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
+import type { AuthFailure } from './auth.js';
+import type { RateLimitObserver, RateStore } from './rate-limit.js';
 import type { BreakerState, CacheErrorReason, CacheObserver, CacheSource, CacheStats, CacheTier, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../cache/index.js';
 
 export const METRIC = Object.freeze({
@@ -18,6 +20,8 @@ export const METRIC = Object.freeze({
   laneRejections: 'twinlane_lane_rejections_total',
   cacheItems: 'twinlane_cache_items_total',
   fallbacks: 'twinlane_fallbacks_total',
+  authFailures: 'twinlane_auth_failures_total',
+  rateDecisions: 'twinlane_rate_limit_decisions_total',
   l1Bytes: 'twinlane_cache_l1_bytes',
   l1Entries: 'twinlane_cache_l1_entries',
   // cache tiers (cache/ reports them through CacheObserver)
@@ -39,7 +43,7 @@ export interface MetricsSources {
   cache(): CacheStats;
 }
 
-export class Metrics implements LaneObserver, CacheObserver {
+export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly registry = new client.Registry();
   readonly #requests: client.Counter<'route' | 'status'>;
   readonly #duration: client.Histogram<'route'>;
@@ -52,6 +56,8 @@ export class Metrics implements LaneObserver, CacheObserver {
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #cacheItems: client.Counter<'lane' | 'result'>;
   readonly #fallbacks: client.Counter<'reason'>;
+  readonly #authFailures: client.Counter<'reason'>;
+  readonly #rateDecisions: client.Counter<'store' | 'result'>;
   // cache tiers
   readonly #cacheLookups: client.Counter<'tier' | 'result'>;
   readonly #cacheErrors: client.Counter<'tier' | 'reason'>;
@@ -73,6 +79,8 @@ export class Metrics implements LaneObserver, CacheObserver {
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
     this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
     this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
+    this.#authFailures = new client.Counter({ name: METRIC.authFailures, help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.', labelNames: ['reason'], registers });
+    this.#rateDecisions = new client.Counter({ name: METRIC.rateDecisions, help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).', labelNames: ['store', 'result'], registers });
     this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
     new client.Gauge({
       name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
@@ -115,8 +123,21 @@ export class Metrics implements LaneObserver, CacheObserver {
     this.#errors.inc({ route, code });
   }
 
-  fallback(reason: 'tokens_counted_on_main_thread', count = 1): void {
+  fallback(reason: 'tokens_counted_on_main_thread' | 'rate_limit_decided_locally', count = 1): void {
     this.#fallbacks.inc({ reason }, count);
+  }
+
+  authFailure(reason: AuthFailure): void {
+    this.#authFailures.inc({ reason });
+  }
+
+  // RateLimitObserver
+  onRateDecision(store: RateStore, allowed: boolean): void {
+    this.#rateDecisions.inc({ store, result: allowed ? 'allowed' : 'limited' });
+  }
+
+  onRateFallback(): void {
+    this.fallback('rate_limit_decided_locally');
   }
 
   cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {

@@ -3,12 +3,14 @@
 import { TwinlaneError, type Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
+import type { Guard } from '../guard.js';
 import { optionalBoolean, optionalString, requireObject, textInputs } from '../fields.js';
 import { imageInputs, RAW_IMAGE_TYPES } from '../image-inputs.js';
 import { negotiateFormat, replyVectors } from '../reply.js';
 
 export interface EmbedRouteOptions {
   readonly orchestrator: Orchestrator;
+  readonly guard: Guard;
   readonly maxBodyBytes: number;
 }
 
@@ -16,9 +18,11 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
   requireJson(ex);
   const format = negotiateFormat(ex);
   const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  const inputs = textInputs(body, 'inputs');
+  await options.guard.spend(ex, inputs.length);
   const result = await options.orchestrator.embedText({
     model: optionalString(body, 'model'),
-    inputs: textInputs(body, 'inputs'),
+    inputs,
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
     param: 'inputs',
@@ -26,16 +30,11 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
   replyVectors(ex, result, format);
 }
 
-export interface EmbedImageRouteOptions {
-  readonly orchestrator: Orchestrator;
-  readonly maxBodyBytes: number;
-}
-
 /**
  * POST /embed/image: JSON `{"inputs": [...], "normalize", "model"}`, or one raw image as the body
  * (`Content-Type: image/jpeg|png|webp|gif|avif`, with `?normalize=` and `?model=` in the query).
  */
-export async function embedImage(ex: Exchange, options: EmbedImageRouteOptions): Promise<void> {
+export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
   const media = (ex.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   const format = negotiateFormat(ex);
   if (media.startsWith('image/')) {
@@ -47,15 +46,18 @@ export async function embedImage(ex: Exchange, options: EmbedImageRouteOptions):
       throw new TwinlaneError('invalid_request', `normalize must be true or false (got '${normalize}').`, { param: 'normalize' });
     }
     const bytes = await readBody(ex, options.maxBodyBytes);
+    await options.guard.spend(ex, 1);
     const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body' });
     replyVectors(ex, result, format);
     return;
   }
   requireJson(ex);
   const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  const inputs = imageInputs(body, 'inputs');
+  await options.guard.spend(ex, inputs.length);
   const result = await options.orchestrator.embedImages({
     model: optionalString(body, 'model'),
-    inputs: imageInputs(body, 'inputs'),
+    inputs,
     normalize: optionalBoolean(body, 'normalize', true),
     param: 'inputs',
   });

@@ -1,14 +1,16 @@
 // POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
 // and friends work by changing only their base URL.
-import type { Orchestrator } from '../../src/index.js';
+import type { EmbedResult, Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
-import { optionalEnum, optionalNumber, optionalString, requireObject, textInputs } from '../fields.js';
+import type { Guard } from '../guard.js';
+import { optionalEnum, optionalNumber, optionalString, requireObject, textInputs, type JsonObject } from '../fields.js';
 import { imageInputs } from '../image-inputs.js';
 import { float32Bytes, jsonVector, timingHeaders } from '../reply.js';
 
 export interface EmbeddingsRouteOptions {
   readonly orchestrator: Orchestrator;
+  readonly guard: Guard;
   readonly maxBodyBytes: number;
 }
 
@@ -18,11 +20,7 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   const model = optionalString(body, 'model');
   const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
   const dimensions = optionalNumber(body, 'dimensions');
-  // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
-  // An image model id takes image URLs or data URIs as its `input` strings.
-  const result = model !== undefined && options.orchestrator.model(model, 'text').lane === 'image'
-    ? await options.orchestrator.embedImages({ model, inputs: imageInputs(body, 'input'), normalize: true, dimensions, param: 'input' })
-    : await options.orchestrator.embedText({ model, inputs: textInputs(body, 'input'), normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input' });
+  const result = await embed(ex, body, model, dimensions, options);
   // Written by hand: base64 never needs escaping, and JSON.stringify would scan every vector string
   // (or build an array per float vector) on the hottest path of the server.
   const data = result.vectors.map((vector, index) => {
@@ -31,4 +29,19 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   });
   const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
   ex.send(200, { 'content-type': 'application/json', ...timingHeaders(ex, result) }, `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`);
+}
+
+/** The client pays for its items once they are known and before any is looked up or computed. */
+async function embed(ex: Exchange, body: JsonObject, model: string | undefined, dimensions: number | undefined, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
+  const { orchestrator, guard } = options;
+  // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
+  // An image model id takes image URLs or data URIs as its `input` strings.
+  if (model !== undefined && orchestrator.model(model, 'text').lane === 'image') {
+    const inputs = imageInputs(body, 'input');
+    await guard.spend(ex, inputs.length);
+    return orchestrator.embedImages({ model, inputs, normalize: true, dimensions, param: 'input' });
+  }
+  const inputs = textInputs(body, 'input');
+  await guard.spend(ex, inputs.length);
+  return orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input' });
 }
