@@ -1,11 +1,14 @@
 // CLIP-style preprocessing with sharp, run inside image workers: refuse what is not a safe raster
-// image from its header alone, then EXIF-rotate, drop alpha, resize the shortest edge, centre-crop,
-// and write normalised NCHW float32 straight into the batch tensor.
-import sharp, { type Metadata } from 'sharp';
+// image from its header alone, then EXIF-rotate, flatten alpha onto white, resize, centre-crop as
+// preprocessor_config.json says, and write normalised NCHW float32 straight into the batch tensor.
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import type { ImagePreprocess, ItemErrorCode } from './protocol.js';
 
-/** Raster formats only: SVG (and anything vips would render or read from elsewhere) is refused. */
-const RASTER_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'heif', 'tiff']);
+/**
+ * The raster formats SPEC.md §4 names (AVIF reports itself as heif). SVG, PDF, TIFF and anything else
+ * vips could read or render are refused, so every route accepts exactly the same formats.
+ */
+const RASTER_FORMATS: ReadonlySet<string> = new Set(['jpeg', 'png', 'webp', 'gif', 'avif', 'heif']);
 
 export class ImageRejected extends Error {
   constructor(
@@ -24,12 +27,40 @@ export interface Preprocessor {
 }
 
 export function createPreprocessor(config: ImagePreprocess, maxPixels: number): Preprocessor {
-  const height = config.doCenterCrop ? config.cropHeight : config.shortestEdge;
-  const width = config.doCenterCrop ? config.cropWidth : config.shortestEdge;
+  const size = config.crop ?? (config.resize && 'height' in config.resize ? config.resize : null);
+  if (!size) throw new Error('an image model without a fixed output size reached a worker. This is a bug.');
+  const { height, width } = size;
   const plane = height * width;
-  const scale = config.doRescale ? config.rescaleFactor : 1;
-  const mean = config.doNormalize ? config.mean : ([0, 0, 0] as const);
-  const std = config.doNormalize ? config.std : ([1, 1, 1] as const);
+  const { rescaleFactor: scale, mean, std, kernel } = config;
+  // CLIP's own case in one sharp call: shortest edge to the crop's side, then the centre crop, is
+  // exactly sharp's `cover` fit.
+  const coverFit = config.resize !== null && 'shortestEdge' in config.resize && config.crop !== null
+    && config.resize.shortestEdge === height && config.resize.shortestEdge === width;
+
+  /** Resize as configured, then centre-crop (padding with black where the image is smaller, as transformers does). */
+  async function resizeAndCrop(pipeline: Sharp): Promise<Buffer> {
+    if (coverFit) return pipeline.resize(width, height, { fit: 'cover', kernel }).raw().toBuffer();
+    const { resize, crop } = config;
+    if (resize && 'shortestEdge' in resize) pipeline.resize(resize.shortestEdge, resize.shortestEdge, { fit: 'outside', kernel });
+    else if (resize) pipeline.resize(resize.width, resize.height, { fit: 'fill', kernel });
+    const resized = await pipeline.raw().toBuffer({ resolveWithObject: true });
+    if (!crop) return resized.data;
+    let { data, info: { width: w, height: h } } = resized;
+    if (w < width || h < height) {
+      const padY = Math.max(0, height - h);
+      const padX = Math.max(0, width - w);
+      data = await sharp(data, { raw: { width: w, height: h, channels: 3 } })
+        .extend({ top: Math.floor(padY / 2), bottom: Math.ceil(padY / 2), left: Math.floor(padX / 2), right: Math.ceil(padX / 2), background: { r: 0, g: 0, b: 0 } })
+        .raw()
+        .toBuffer();
+      h += padY;
+      w += padX;
+    }
+    return sharp(data, { raw: { width: w, height: h, channels: 3 } })
+      .extract({ left: Math.floor((w - width) / 2), top: Math.floor((h - height) / 2), width, height })
+      .raw()
+      .toBuffer();
+  }
 
   async function decode(bytes: Uint8Array): Promise<Buffer> {
     // failOn 'warning' turns truncated or corrupt data into an error instead of a half-grey image;
@@ -49,19 +80,14 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
     if (pixels > maxPixels) {
       throw new ImageRejected('image_too_large', `The image is ${meta.width}×${meta.pageHeight ?? meta.height} pixels; the limit is ${maxPixels} pixels.`);
     }
-    // Shortest edge → `shortestEdge` then the centre crop: with CLIP's equal sizes that is exactly
-    // sharp's `cover` fit; other configs resize first and crop from the resized image.
-    const pipeline = sharp(bytes, options).rotate().removeAlpha().toColourspace('srgb');
+    // transformers' convert_to_rgb composites transparency onto white; dropping alpha instead would
+    // turn transparent areas into whatever colour their hidden pixels happen to hold.
+    const pipeline = sharp(bytes, options).rotate();
+    if (config.convertRgb) pipeline.flatten({ background: '#ffffff' });
+    else pipeline.removeAlpha();
+    pipeline.toColourspace('srgb');
     try {
-      if (!config.doCenterCrop || config.shortestEdge === width && config.shortestEdge === height) {
-        return await pipeline.resize(width, height, { fit: 'cover', kernel: 'cubic' }).raw().toBuffer();
-      }
-      const resized = await pipeline.resize(config.shortestEdge, config.shortestEdge, { fit: 'outside', kernel: 'cubic' }).raw().toBuffer({ resolveWithObject: true });
-      const { width: rw, height: rh } = resized.info;
-      return await sharp(resized.data, { raw: { width: rw, height: rh, channels: 3 } })
-        .extract({ left: Math.floor((rw - width) / 2), top: Math.floor((rh - height) / 2), width, height })
-        .raw()
-        .toBuffer();
+      return await resizeAndCrop(pipeline);
     } catch (error) {
       const message = (error as Error).message;
       if (/pixel limit/i.test(message)) throw new ImageRejected('image_too_large', `The image is over the limit of ${maxPixels} pixels.`);

@@ -8,6 +8,6 @@ export { createTextLane } from './text-lane.js';
 export type { TextLane, TextLaneOptions } from './text-lane.js';
 export { createImageLane } from './image-lane.js';
 export type { ImageLane, ImageLaneOptions } from './image-lane.js';
-export type { ImageItem, ImagePreprocess } from './protocol.js';
+export type { ImageItem, ImagePreprocess, ResizeKernel } from './protocol.js';
 export { createTokenCounter } from './token-counter.js';
 export type { TokenCounter } from './token-counter.js';

@@ -13,19 +13,27 @@ export interface TextWorkerData {
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
 }
 
-/** Image preprocessing, as the model's preprocessor_config.json says. */
+/** sharp's resampling kernels that stand for PIL's `resample` codes in preprocessor_config.json. */
+export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+
+/**
+ * Image preprocessing, as the model's preprocessor_config.json says (transformers' CLIPImageProcessor
+ * order: convert to RGB → resize → centre crop → rescale → normalise). The output size is fixed (the
+ * crop, else an exact resize), so that images of any shape batch into one tensor.
+ */
 export interface ImagePreprocess {
-  readonly shortestEdge: number;
-  readonly cropHeight: number;
-  readonly cropWidth: number;
+  /** `size`: the shortest edge scaled to a length (aspect kept), or an exact height × width; null when do_resize is false. */
+  readonly resize: { readonly shortestEdge: number } | { readonly height: number; readonly width: number } | null;
+  readonly kernel: ResizeKernel;
+  /** `crop_size`; null when do_center_crop is false. */
+  readonly crop: { readonly height: number; readonly width: number } | null;
+  /** Multiplies 0–255 values (1 when do_rescale is false). */
   readonly rescaleFactor: number;
+  /** Per channel; [0,0,0] and [1,1,1] when do_normalize is false. */
   readonly mean: readonly [number, number, number];
   readonly std: readonly [number, number, number];
-  readonly doCenterCrop: boolean;
-  readonly doNormalize: boolean;
-  readonly doRescale: boolean;
-  readonly doResize: boolean;
-  readonly doConvertRgb: boolean;
+  /** true: alpha is composited onto white, as transformers' convert_to_rgb does; false: alpha is dropped. */
+  readonly convertRgb: boolean;
 }
 
 /** What an image worker needs to load its model; sent once as piscina's workerData. */

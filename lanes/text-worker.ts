@@ -38,16 +38,45 @@ function encode(item: TextItem, index: number): Encoded {
   return { ids: cut };
 }
 
-async function embedBatch(batchId: number, items: readonly TextItem[]): Promise<BatchResult> {
-  const started = performance.now();
-  const encoded = items.map(encode);
-  const errors = encoded.flatMap((e) => (e.error ? [e.error] : []));
-  const rows = encoded.filter((e) => !e.error);
-  const dims = data.dims;
-  const vectors = new Float32Array(items.length * dims);
-  const tokens = Int32Array.from(encoded, (e) => e.ids.length);
-  if (rows.length === 0) return { type: 'batch-result', batchId, vectors, dims, tokens, errors, paddedTokens: 0, inferenceMs: performance.now() - started };
+interface Row {
+  /** Position of the text in its batch. */
+  readonly index: number;
+  readonly ids: number[];
+}
 
+/** Padding a CPU batch may carry, as a share of its real tokens, before it is split by length. */
+const MAX_PADDING_SHARE = 0.1;
+
+/**
+ * On a CPU every padded position costs as much as a real token (bench/results/e2e.md: batch 1 beat
+ * padded batches of 8–64), so rows are sorted by length and run in groups whose padding stays under
+ * MAX_PADDING_SHARE: the per-call overhead of a few more ONNX calls is far below the padding saved.
+ * A GPU runs padded positions in parallel and pays per call instead, so it keeps one call per batch.
+ */
+function lengthGroups(rows: readonly Row[]): Row[][] {
+  if (data.provider.name !== 'cpu') return [[...rows]];
+  const sorted = [...rows].sort((a, b) => a.ids.length - b.ids.length);
+  const groups: Row[][] = [];
+  let group: Row[] = [];
+  let real = 0;
+  for (const row of sorted) {
+    // Sorted ascending, so this row is the group's longest: every row would be padded to it.
+    const padded = (group.length + 1) * row.ids.length;
+    if (group.length > 0 && padded > (real + row.ids.length) * (1 + MAX_PADDING_SHARE)) {
+      groups.push(group);
+      group = [];
+      real = 0;
+    }
+    group.push(row);
+    real += row.ids.length;
+  }
+  groups.push(group);
+  return groups;
+}
+
+/** One ONNX call over `rows`, right-padded to the longest; pooled vectors land in `vectors` at each row's index. Returns padded tokens. */
+async function runGroup(rows: readonly Row[], items: readonly TextItem[], vectors: Float32Array): Promise<number> {
+  const dims = data.dims;
   const longest = Math.max(...rows.map((r) => r.ids.length));
   const size = rows.length * longest;
   const inputIds = new BigInt64Array(size);
@@ -68,26 +97,35 @@ async function embedBatch(batchId: number, items: readonly TextItem[]): Promise<
   if (!hidden || hidden.length !== size * dims) {
     throw new Error(`text model returned ${hidden?.length ?? 'no'} last_hidden_state values, expected ${size * dims}. This is a bug or a wrong model.`);
   }
-
-  let r = 0;
-  encoded.forEach((e, i) => {
-    if (e.error) return;
-    const row = vectors.subarray(i * dims, (i + 1) * dims);
+  rows.forEach((row, r) => {
+    const vector = vectors.subarray(row.index * dims, (row.index + 1) * dims);
     const base = r * longest * dims;
     if (data.pooling === 'cls') {
-      row.set(hidden.subarray(base, base + dims));
+      vector.set(hidden.subarray(base, base + dims));
     } else {
       // Mean over real tokens only: padded positions are excluded exactly as the attention mask says.
-      for (let t = 0; t < e.ids.length; t++) {
+      for (let t = 0; t < row.ids.length; t++) {
         const off = base + t * dims;
-        for (let d = 0; d < dims; d++) row[d]! += hidden[off + d]!;
+        for (let d = 0; d < dims; d++) vector[d]! += hidden[off + d]!;
       }
-      for (let d = 0; d < dims; d++) row[d]! /= e.ids.length;
+      for (let d = 0; d < dims; d++) vector[d]! /= row.ids.length;
     }
-    if (items[i]!.normalize) l2NormalizeRows(row, dims);
-    r++;
+    if (items[row.index]!.normalize) l2NormalizeRows(vector, dims);
   });
-  return { type: 'batch-result', batchId, vectors, dims, tokens, errors, paddedTokens: size, inferenceMs: performance.now() - started };
+  return size;
+}
+
+async function embedBatch(batchId: number, items: readonly TextItem[]): Promise<BatchResult> {
+  const started = performance.now();
+  const encoded = items.map(encode);
+  const errors = encoded.flatMap((e) => (e.error ? [e.error] : []));
+  const rows = encoded.flatMap((e, index) => (e.error ? [] : [{ index, ids: e.ids }]));
+  const dims = data.dims;
+  const vectors = new Float32Array(items.length * dims);
+  const tokens = Int32Array.from(encoded, (e) => e.ids.length);
+  let paddedTokens = 0;
+  if (rows.length > 0) for (const group of lengthGroups(rows)) paddedTokens += await runGroup(group, items, vectors);
+  return { type: 'batch-result', batchId, vectors, dims, tokens, errors, paddedTokens, inferenceMs: performance.now() - started };
 }
 
 export default async function run(task: LaneTask): Promise<LaneResult> {

@@ -17,10 +17,8 @@ export interface ServerOptions {
   readonly version: string;
   readonly maxBodyBytes: number;
   readonly maxImageBodyBytes: number;
-  readonly maxInputs: number;
-  readonly maxChars: number;
-  readonly maxBatchItems: number;
-  readonly maxBatchTokens: number;
+  /** Reported by /info. */
+  readonly limits: ops.InfoLimits;
   /** API keys and rate limits; absent: neither. */
   readonly access?: Omit<GuardOptions, 'metrics'> | undefined;
 }
@@ -49,11 +47,13 @@ export function startServer(options: ServerOptions, host: string, port: number):
   assertNativeUws();
   const { orchestrator, metrics, maxBodyBytes } = options;
   const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics });
+  const imageLaneOn = orchestrator.models().some((m) => m.lane === 'image');
+  const openAi = { orchestrator, guard, maxBodyBytes, maxImageBodyBytes: imageLaneOn ? options.maxImageBodyBytes : maxBodyBytes };
   const opsOptions: ops.OpsRouteOptions = {
     orchestrator,
     metrics,
     version: options.version,
-    limits: options,
+    limits: options.limits,
     startedAt: Date.now(),
   };
   let inFlight = 0;
@@ -68,8 +68,8 @@ export function startServer(options: ServerOptions, host: string, port: number):
   };
 
   const routes: Route[] = [
-    { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, { orchestrator, guard, maxBodyBytes }) },
-    { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, { orchestrator, guard, maxBodyBytes }) },
+    { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
+    { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
     { path: '/embed/text', method: 'post', embedding: true, access: 'api', handler: (ex) => embedText(ex, { orchestrator, guard, maxBodyBytes }) },
     { path: '/embed/image', method: 'post', embedding: true, access: 'api', handler: (ex) => embedImage(ex, { orchestrator, guard, maxBodyBytes: options.maxImageBodyBytes }) },
     { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },

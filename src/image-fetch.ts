@@ -54,6 +54,8 @@ const REFUSED: readonly (readonly [string, BlockList])[] = [
   ['reserved or broadcast', blockList(['240.0.0.0/4', '255.255.255.255/32'], [])],
   ['IETF protocol assignment', blockList(['192.0.0.0/24'], [])],
   ['benchmarking', blockList(['198.18.0.0/15'], [])],
+  // Teredo hides the IPv4 address it reaches (XOR-ed), so it cannot be judged: refused whole.
+  ['tunnelled (Teredo) or documentation', blockList(['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24'], ['2001::/32', '2001:db8::/32', '100::/64'])],
 ];
 
 /** The eight 16-bit groups of a valid IPv6 address (a trailing dotted quad is allowed). */
@@ -67,17 +69,20 @@ function ipv6Groups(address: string): number[] {
   return [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back];
 }
 
-// Mapped (::ffff:a.b.c.d), compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) addresses reach
+// Mapped (::ffff:a.b.c.d), translated (::ffff:0:a.b.c.d), compatible (::a.b.c.d), NAT64
+// (64:ff9b::a.b.c.d and the local-use 64:ff9b:1::/48) and 6to4 (2002:aabb:ccdd::/48) addresses reach
 // the embedded IPv4 address, so that address is what must be judged.
 function embeddedIpv4(address: string): string | null {
   const g = ipv6Groups(address);
   const zeros = (from: number, to: number): boolean => g.slice(from, to).every((x) => x === 0);
+  const quad = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (g[0] === 0x2002) return quad(g[1] ?? 0, g[2] ?? 0);
   const mapped = zeros(0, 5) && g[5] === 0xffff;
+  const translated = zeros(0, 4) && g[4] === 0xffff && g[5] === 0;
   const compatible = zeros(0, 6) && !(g[6] === 0 && (g[7] ?? 0) <= 1); // :: and ::1 are not IPv4
-  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6);
-  if (!mapped && !compatible && !nat64) return null;
-  const [hi = 0, lo = 0] = g.slice(6);
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const nat64 = g[0] === 0x64 && g[1] === 0xff9b && (zeros(2, 6) || g[2] === 1);
+  if (!mapped && !translated && !compatible && !nat64) return null;
+  return quad(g[6] ?? 0, g[7] ?? 0);
 }
 
 /** Why an address is refused, or null when it may be fetched from. */

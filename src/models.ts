@@ -5,6 +5,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { downloadModel, ModelError, stderrProgress } from './model-download.js';
 import type { DownloadProgress } from './model-download.js';
+import type { ImagePreprocess, ResizeKernel } from '../lanes/index.js';
 
 export { ModelError } from './model-download.js';
 export type { DownloadProgress } from './model-download.js';
@@ -27,19 +28,7 @@ export interface ImageModelInfo {
   readonly dir: string;
   readonly onnxPath: string;
   readonly dims: number;
-  readonly preprocess: {
-    readonly shortestEdge: number;
-    readonly cropHeight: number;
-    readonly cropWidth: number;
-    readonly rescaleFactor: number;
-    readonly mean: readonly [number, number, number];
-    readonly std: readonly [number, number, number];
-    readonly doCenterCrop: boolean;
-    readonly doNormalize: boolean;
-    readonly doRescale: boolean;
-    readonly doResize: boolean;
-    readonly doConvertRgb: boolean;
-  };
+  readonly preprocess: ImagePreprocess;
 }
 
 export type ModelInfo = TextModelInfo | ImageModelInfo;
@@ -283,37 +272,57 @@ async function readImageInfo(id: string, dir: string): Promise<ImageModelInfo> {
     (typeof vision === 'object' && vision !== null ? posInt(vision as Json, 'projection_dim', configFile) : undefined);
   if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config)`);
 
-  const size = sizeField(pre, 'size', preFile, ['shortest_edge', 'height']);
-  const shortestEdge =
-    typeof size === 'number' ? size : posInt(size ?? null, 'shortest_edge', preFile) ?? posInt(size ?? null, 'height', preFile);
-  if (shortestEdge === undefined) throw new ModelError('model_invalid', `${preFile}: no size.shortest_edge`);
-  const crop = sizeField(pre, 'crop_size', preFile, ['height', 'width']);
-  const cropHeight = typeof crop === 'number' ? crop : posInt(crop ?? null, 'height', preFile) ?? shortestEdge;
-  const cropWidth = typeof crop === 'number' ? crop : posInt(crop ?? null, 'width', preFile) ?? shortestEdge;
-
   const rescale = pre['rescale_factor'] ?? 1 / 255;
   if (typeof rescale !== 'number' || !(rescale > 0)) throw bad(preFile, 'rescale_factor', 'a positive number', rescale);
+  const normalize = bool(pre, 'do_normalize', preFile, true);
   // Defaults are CLIPImageProcessor's, which is what transformers applies when a key is absent.
-  return {
-    kind: 'image',
-    id,
-    dir,
-    onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'),
-    dims,
-    preprocess: {
-      shortestEdge,
-      cropHeight,
-      cropWidth,
-      rescaleFactor: rescale,
-      mean: triple(pre, 'image_mean', preFile, CLIP_MEAN),
-      std: triple(pre, 'image_std', preFile, CLIP_STD, true),
-      doCenterCrop: bool(pre, 'do_center_crop', preFile, true),
-      doNormalize: bool(pre, 'do_normalize', preFile, true),
-      doRescale: bool(pre, 'do_rescale', preFile, true),
-      doResize: bool(pre, 'do_resize', preFile, true),
-      doConvertRgb: bool(pre, 'do_convert_rgb', preFile, true),
-    },
+  const preprocess: ImagePreprocess = {
+    resize: bool(pre, 'do_resize', preFile, true) ? resizeOf(pre, preFile) : null,
+    kernel: kernelOf(pre, preFile),
+    crop: bool(pre, 'do_center_crop', preFile, true) ? cropOf(pre, preFile) : null,
+    rescaleFactor: bool(pre, 'do_rescale', preFile, true) ? rescale : 1,
+    mean: normalize ? triple(pre, 'image_mean', preFile, CLIP_MEAN) : [0, 0, 0],
+    std: normalize ? triple(pre, 'image_std', preFile, CLIP_STD, true) : [1, 1, 1],
+    convertRgb: bool(pre, 'do_convert_rgb', preFile, true),
   };
+  if (!preprocess.crop && !(preprocess.resize && 'height' in preprocess.resize)) {
+    throw new ModelError('model_invalid', `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor`);
+  }
+  return { kind: 'image', id, dir, onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'), dims, preprocess };
+}
+
+/** `size` as transformers reads it: a bare number is the shortest edge (old CLIP configs). */
+function resizeOf(pre: Json, file: string): NonNullable<ImagePreprocess['resize']> {
+  const size = sizeField(pre, 'size', file, ['shortest_edge', 'height']);
+  if (size === undefined) return { shortestEdge: 224 };
+  if (typeof size === 'number') return { shortestEdge: size };
+  const shortestEdge = posInt(size, 'shortest_edge', file);
+  if (shortestEdge !== undefined) return { shortestEdge };
+  const height = posInt(size, 'height', file);
+  const width = posInt(size, 'width', file);
+  if (height === undefined || width === undefined) throw bad(file, 'size', '{shortest_edge} or {height, width}', size);
+  return { height, width };
+}
+
+function cropOf(pre: Json, file: string): NonNullable<ImagePreprocess['crop']> {
+  const crop = sizeField(pre, 'crop_size', file, ['height', 'width']);
+  if (crop === undefined) return { height: 224, width: 224 };
+  if (typeof crop === 'number') return { height: crop, width: crop };
+  const height = posInt(crop, 'height', file);
+  const width = posInt(crop, 'width', file) ?? height;
+  if (height === undefined || width === undefined) throw bad(file, 'crop_size', '{height, width}', crop);
+  return { height, width };
+}
+
+/** PIL's resample codes; BOX and HAMMING have no sharp kernel and take the nearest in character (linear). */
+const KERNELS: Readonly<Record<number, ResizeKernel>> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'linear', 5: 'linear' };
+
+function kernelOf(pre: Json, file: string): ResizeKernel {
+  const v = pre['resample'];
+  if (v === undefined || v === null) return 'cubic';
+  const kernel = typeof v === 'number' ? KERNELS[v] : undefined;
+  if (!kernel) throw bad(file, 'resample', 'a PIL resample code from 0 to 5', v);
+  return kernel;
 }
 
 function readModelInfo(id: string, kind: ModelKind, dir: string): Promise<ModelInfo> {

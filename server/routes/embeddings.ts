@@ -1,6 +1,6 @@
 // POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
 // and friends work by changing only their base URL.
-import type { EmbedResult, Orchestrator } from '../../src/index.js';
+import { TwinlaneError, type EmbedResult, type Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
@@ -11,16 +11,22 @@ import { float32Bytes, jsonVector, timingHeaders } from '../reply.js';
 export interface EmbeddingsRouteOptions {
   readonly orchestrator: Orchestrator;
   readonly guard: Guard;
+  /** Body limit of text requests. */
   readonly maxBodyBytes: number;
+  /** Body limit of requests for the image model (base64 images need more room); equal to maxBodyBytes without an image lane. */
+  readonly maxImageBodyBytes: number;
 }
 
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
-  const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  // The model, and so the limit that applies, is inside the body: read up to the larger limit, then
+  // hold text requests to their own.
+  const raw = await readBody(ex, Math.max(options.maxBodyBytes, options.maxImageBodyBytes));
+  const body = requireObject(parseJson(raw));
   const model = optionalString(body, 'model');
   const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
   const dimensions = optionalNumber(body, 'dimensions');
-  const result = await embed(ex, body, model, dimensions, options);
+  const result = await embed(ex, body, raw.length, model, dimensions, options);
   // Written by hand: base64 never needs escaping, and JSON.stringify would scan every vector string
   // (or build an array per float vector) on the hottest path of the server.
   const data = result.vectors.map((vector, index) => {
@@ -32,7 +38,7 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
 }
 
 /** The client pays for its items once they are known and before any is looked up or computed. */
-async function embed(ex: Exchange, body: JsonObject, model: string | undefined, dimensions: number | undefined, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
+async function embed(ex: Exchange, body: JsonObject, bodyBytes: number, model: string | undefined, dimensions: number | undefined, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
   const { orchestrator, guard } = options;
   // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
   // An image model id takes image URLs or data URIs as its `input` strings.
@@ -40,6 +46,9 @@ async function embed(ex: Exchange, body: JsonObject, model: string | undefined, 
     const inputs = imageInputs(body, 'input');
     await guard.spend(ex, inputs.length);
     return orchestrator.embedImages({ model, inputs, normalize: true, dimensions, param: 'input' });
+  }
+  if (bodyBytes > options.maxBodyBytes) {
+    throw new TwinlaneError('payload_too_large', `The body has ${bodyBytes} bytes; the limit for text is ${options.maxBodyBytes}.`);
   }
   const inputs = textInputs(body, 'input');
   await guard.spend(ex, inputs.length);

@@ -3,11 +3,20 @@ import type { Metrics, Orchestrator } from '../../src/index.js';
 import type { Exchange } from '../exchange.js';
 import { replyJson } from '../reply.js';
 
+/** What /info tells clients about the limits they will meet, per lane. */
+export interface InfoLimits {
+  readonly maxInputs: number;
+  readonly maxChars: number;
+  readonly maxBodyBytes: number;
+  readonly text: { readonly maxBatchItems: number; readonly maxBatchTokens: number };
+  readonly image: { readonly maxBatchItems: number; readonly maxBodyBytes: number; readonly maxImageBytes: number; readonly maxImagePixels: number } | null;
+}
+
 export interface OpsRouteOptions {
   readonly orchestrator: Orchestrator;
   readonly metrics: Metrics;
   readonly version: string;
-  readonly limits: { readonly maxInputs: number; readonly maxChars: number; readonly maxBodyBytes: number; readonly maxBatchItems: number; readonly maxBatchTokens: number };
+  readonly limits: InfoLimits;
   readonly startedAt: number;
 }
 
@@ -21,16 +30,19 @@ export function ready(ex: Exchange, options: OpsRouteOptions): void {
 }
 
 export function info(ex: Exchange, options: OpsRouteOptions): void {
+  const { limits } = options;
   replyJson(ex, 200, {
     name: 'twinlane',
     version: options.version,
     models: options.orchestrator.models().map((m) => ({ id: m.id, lane: m.lane, dims: m.dims, max_tokens: m.maxTokens })),
     limits: {
-      max_inputs: options.limits.maxInputs,
-      max_chars: options.limits.maxChars,
-      max_body_bytes: options.limits.maxBodyBytes,
-      max_batch_items: options.limits.maxBatchItems,
-      max_batch_tokens: options.limits.maxBatchTokens,
+      max_inputs: limits.maxInputs,
+      max_chars: limits.maxChars,
+      max_body_bytes: limits.maxBodyBytes,
+      text: { max_batch_items: limits.text.maxBatchItems, max_batch_tokens: limits.text.maxBatchTokens },
+      ...(limits.image
+        ? { image: { max_batch_items: limits.image.maxBatchItems, max_body_bytes: limits.image.maxBodyBytes, max_image_bytes: limits.image.maxImageBytes, max_image_pixels: limits.image.maxImagePixels } }
+        : {}),
     },
   });
 }

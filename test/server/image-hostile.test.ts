@@ -15,6 +15,7 @@ describe('hostile image input', () => {
   let host: ImageHost;
   let server: TestServer;
   let photo: Buffer;
+  let tiff: Buffer;
 
   const json = (inputs: unknown[]) => async () => ({ body: JSON.stringify({ inputs }), type: 'application/json' });
   const raw = (bytes: () => Promise<Buffer> | Buffer, type = 'image/png') => async () => ({ body: await bytes(), type });
@@ -31,6 +32,9 @@ describe('hostile image input', () => {
     { name: 'a text data URI', body: json(['data:text/plain;base64,aGVsbG8=']), status: 415, code: 'unsupported_image' },
     { name: 'broken base64', body: json([{ b64: 'not*base64!' }]), status: 400, code: 'invalid_request' },
     { name: 'an oversize body', body: raw(() => Buffer.alloc(3 * 1024 * 1024, 7), 'image/jpeg'), status: 413, code: 'payload_too_large' },
+    { name: 'an image over the per-image byte limit in a body within the body limit', body: raw(() => Buffer.alloc(1536 * 1024, 7), 'image/jpeg'), status: 413, code: 'payload_too_large' },
+    { name: 'a TIFF as a raw body', body: raw(() => tiff, 'image/tiff'), status: 415, code: 'unsupported_media_type' },
+    { name: 'a TIFF in base64', body: async () => json([{ b64: tiff.toString('base64') }])(), status: 415, code: 'unsupported_image' },
     { name: 'a URL to 127.0.0.1 off the allowlist', body: json([{ url: 'http://127.0.0.1:9/x.png' }]), status: 422, code: 'image_fetch_forbidden' },
     { name: 'a name resolving to loopback off the allowlist', body: async () => ({ body: JSON.stringify({ inputs: [{ url: `http://localhost:${host.port}/photo.jpg` }] }), type: 'application/json' }), status: 422, code: 'image_fetch_forbidden' },
     { name: 'a URL to 10.0.0.1', body: json([{ url: 'http://10.0.0.1/x.png' }]), status: 422, code: 'image_fetch_forbidden' },
@@ -47,11 +51,12 @@ describe('hostile image input', () => {
   beforeAll(async () => {
     host = await startImageHost();
     photo = await sceneJpeg('stripes');
+    tiff = await (await import('sharp')).default(photo).tiff().toBuffer();
     host.put('/photo.jpg', photo);
     server = await startServer({
       TWINLANE_IMAGE_FETCH_ALLOWLIST: `127.0.0.1:${host.port}`,
       TWINLANE_IMAGE_FETCH_TIMEOUT_MS: '1500',
-      TWINLANE_MAX_IMAGE_BYTES: String(2 * 1024 * 1024),
+      TWINLANE_MAX_IMAGE_BYTES: String(1024 * 1024),
       TWINLANE_MAX_IMAGE_BODY_BYTES: String(2 * 1024 * 1024),
     });
   });

@@ -16,6 +16,8 @@ async function embedJson(url: string, inputs: unknown[]): Promise<number[][]> {
   return (await res.json()) as number[][];
 }
 
+const TEXT_BODY_LIMIT = 64 * 1024;
+
 describe('image embeddings', () => {
   let host: ImageHost;
   let server: TestServer;
@@ -26,7 +28,7 @@ describe('image embeddings', () => {
     photo = await sceneJpeg('circle');
     host.put('/photo.jpg', photo);
     // L1 off so that every answer below is computed, and equality across forms means something.
-    server = await startServer({ TWINLANE_L1_BYTES: '0', TWINLANE_IMAGE_FETCH_ALLOWLIST: `127.0.0.1:${host.port}` });
+    server = await startServer({ TWINLANE_L1_BYTES: '0', TWINLANE_IMAGE_FETCH_ALLOWLIST: `127.0.0.1:${host.port}`, TWINLANE_MAX_BODY_BYTES: String(TEXT_BODY_LIMIT) });
   });
   afterAll(async () => {
     await server.stop();
@@ -73,6 +75,57 @@ describe('image embeddings', () => {
     const answers = await Promise.all(Array.from({ length: 8 }, () => embedJson(server.url, [{ url: `${host.base}/once.jpg` }])));
     expect(new Set(answers.map((a) => a[0]!.join())).size).toBe(1);
     expect(host.hits.get('/once.jpg')).toBe(1);
+  });
+
+  it.each(['webp', 'gif', 'avif'] as const)('takes a raw image/%s body and sees the same picture as in PNG', async (format) => {
+    const sharp = (await import('sharp')).default;
+    const png = await scenePng('circle');
+    const encoded = await (format === 'gif' ? sharp(png).gif() : sharp(png)[format]({ quality: 95 })).toBuffer();
+    const [same, other, vector] = await Promise.all([
+      embedRaw(server.url, png, 'image/png'),
+      embedRaw(server.url, await scenePng('square'), 'image/png'),
+      embedRaw(server.url, encoded, `image/${format}`),
+    ]);
+    expect(cosine(vector, same)).toBeGreaterThan(0.85);
+    expect(cosine(vector, same)).toBeGreaterThan(cosine(vector, other));
+  });
+
+  it('embeds the first frame of an animated GIF', async () => {
+    const sharp = (await import('sharp')).default;
+    const frames = await Promise.all((['circle', 'square'] as const).map((scene) => scenePng(scene)));
+    const animated = await sharp(frames, { join: { animated: true } }).gif().toBuffer();
+    expect((await sharp(animated).metadata()).pages).toBe(2);
+    const [first, second] = await Promise.all(frames.map(async (frame) => embedRaw(server.url, await sharp(frame).gif().toBuffer(), 'image/gif')));
+    const vector = await embedRaw(server.url, animated, 'image/gif');
+    expect(maxAbsDiff(vector, first!)).toBeLessThan(1e-5);
+    expect(cosine(vector, first!)).toBeGreaterThan(cosine(vector, second!));
+  });
+
+  it('reads normalize and model from the query string of a raw body', async () => {
+    const raw = await fetch(`${server.url}/embed/image?normalize=false&model=${encodeURIComponent(IMAGE_MODEL)}`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: photo });
+    expect(raw.status).toBe(200);
+    const [vector] = (await raw.json()) as number[][];
+    const unit = await embedRaw(server.url, photo);
+    const length = norm(vector!);
+    expect(Math.abs(length - 1)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(vector!.map((v) => v / length), unit)).toBeLessThan(1e-5);
+    const bad = await fetch(`${server.url}/embed/image?normalize=maybe`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: photo });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { code: 'invalid_request', param: 'normalize' } });
+    const unknown = await fetch(`${server.url}/embed/image?model=org/nope`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: photo });
+    expect(unknown.status).toBe(404);
+  });
+
+  it('holds OpenAI-route bodies to the image limit for the image model and to the text limit for text', async () => {
+    const sharp = (await import('sharp')).default;
+    const noisy = await sharp({ create: { width: 400, height: 300, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 50 } } }).jpeg({ quality: 95 }).toBuffer();
+    const dataUri = `data:image/jpeg;base64,${noisy.toString('base64')}`;
+    expect(dataUri.length).toBeGreaterThan(TEXT_BODY_LIMIT);
+    const image = await postJson(`${server.url}/v1/embeddings`, { model: IMAGE_MODEL, input: dataUri });
+    expect(image.status).toBe(200);
+    const text = await postJson(`${server.url}/v1/embeddings`, { input: 'word '.repeat(TEXT_BODY_LIMIT / 5) });
+    expect(text.status).toBe(413);
+    expect(await text.json()).toMatchObject({ error: { code: 'payload_too_large' } });
   });
 
   it('honours EXIF orientation', async () => {

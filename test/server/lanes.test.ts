@@ -62,6 +62,22 @@ describe.each(LANES)('the $lane lane', (lane) => {
     expect(Buffer.from(await second.arrayBuffer()).equals(Buffer.from(await first.arrayBuffer()))).toBe(true);
   });
 
+  it('keeps normalised and raw vectors apart in the cache', async () => {
+    const inputs = await lane.inputs(1, 5);
+    const unit = await post({ ...(lane.body(inputs) as object), normalize: true });
+    const raw = await post({ ...(lane.body(inputs) as object), normalize: false });
+    expect(raw.headers.get('x-cache-hits')).toBe('0');
+    const [u] = (await unit.json()) as number[][];
+    const [r] = (await raw.json()) as number[][];
+    const length = Math.hypot(...r!);
+    expect(Math.hypot(...u!)).toBeCloseTo(1, 5);
+    expect(Math.abs(length - 1)).toBeGreaterThan(1e-3);
+    u!.forEach((v, i) => expect(v).toBeCloseTo(r![i]! / length, 5));
+    const again = await post({ ...(lane.body(inputs) as object), normalize: false });
+    expect(again.headers.get('x-cache-hits')).toBe('1');
+    expect(await again.json()).toEqual([r]);
+  });
+
   it('refuses more items than the per-request limit and an empty list', async () => {
     const tooMany = await post(lane.body(await lane.inputs(5, 3)));
     expect(tooMany.status).toBe(422);

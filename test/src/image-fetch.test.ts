@@ -320,11 +320,14 @@ describe('refusedAddressKind', () => {
     ['192.168.1.1', 'private'], ['fd00::1', 'private'], ['fe80::1%eth0', 'link-local'], ['255.255.255.255', 'reserved'],
     ['240.0.0.1', 'reserved'], ['192.0.0.8', 'IETF'], ['198.19.0.1', 'benchmarking'], ['ff02::1', 'multicast'],
     ['::127.0.0.1', 'loopback (IPv4'], ['::ffff:169.254.169.254', 'link-local'],
+    ['2002:7f00:1::1', 'loopback (IPv4 127.0.0.1'], ['2002:a9fe:a9fe::', 'link-local (cloud metadata lives here) (IPv4 169.254.169.254'],
+    ['::ffff:0:10.1.2.3', 'private (IPv4 10.1.2.3'], ['64:ff9b:1::c0a8:101', 'private (IPv4 192.168.1.1'],
+    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'], ['2001:db8::1', 'documentation'], ['203.0.113.9', 'documentation'],
   ])('refuses %s as %s', (address, kind) => {
     expect(refusedAddressKind(address)).toContain(kind);
   });
 
-  it.each(['93.184.216.34', '2606:2800:220:1::1', '::ffff:93.184.216.34', '64:ff9b::5db8:d822', '172.32.0.1'])(
+  it.each(['93.184.216.34', '2606:2800:220:1::1', '::ffff:93.184.216.34', '64:ff9b::5db8:d822', '172.32.0.1', '2002:5db8:d822::1', '::ffff:0:93.184.216.34'])(
     'allows the public address %s', (address) => {
       expect(refusedAddressKind(address)).toBeNull();
     });

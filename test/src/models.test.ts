@@ -208,17 +208,13 @@ describe('resolveModel from an existing folder', () => {
       onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'),
       dims: 512,
       preprocess: {
-        shortestEdge: 224,
-        cropHeight: 224,
-        cropWidth: 224,
+        resize: { shortestEdge: 224 },
+        kernel: 'cubic',
+        crop: { height: 224, width: 224 },
         rescaleFactor: 0.00392156862745098,
         mean: [0.48145466, 0.4578275, 0.40821073],
         std: [0.26862954, 0.26130258, 0.27577711],
-        doCenterCrop: true,
-        doNormalize: true,
-        doRescale: true,
-        doResize: true,
-        doConvertRgb: true,
+        convertRgb: true,
       },
     });
     expect(requests).toEqual([]);
@@ -233,7 +229,7 @@ describe('resolveModel from an existing folder', () => {
     await writeFile(path.join(clip, 'preprocessor_config.json'), JSON.stringify({ size: 336, crop_size: 336 }));
     const image = await resolveModel('org/clip', 'image', { modelsDir, hubUrl, offline: true });
     expect(image.dims).toBe(768);
-    expect(image.kind === 'image' && image.preprocess).toMatchObject({ shortestEdge: 336, cropHeight: 336, cropWidth: 336 });
+    expect(image.kind === 'image' && image.preprocess).toMatchObject({ resize: { shortestEdge: 336 }, crop: { height: 336, width: 336 } });
 
     const bert = path.join(modelsDir, 'bert');
     await mkdir(path.join(bert, 'onnx'), { recursive: true });
@@ -245,6 +241,33 @@ describe('resolveModel from an existing folder', () => {
     await writeFile(path.join(bert, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }));
     const text = await resolveModel('bert', 'text', { modelsDir, hubUrl, offline: true });
     expect(text).toMatchObject({ dims: 768, maxTokens: 512, pooling: 'cls' });
+  });
+
+  it('follows every preprocessing switch of preprocessor_config.json', async () => {
+    const modelsDir = await freshModelsDir();
+    const dir = path.join(modelsDir, 'org', 'vit');
+    await mkdir(path.join(dir, 'onnx'), { recursive: true });
+    await writeFile(path.join(dir, 'onnx', 'vision_model.onnx'), 'x');
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ projection_dim: 256 }));
+    const withConfig = async (pre: object) => {
+      await writeFile(path.join(dir, 'preprocessor_config.json'), JSON.stringify(pre));
+      const info = await resolveModel('org/vit', 'image', { modelsDir, hubUrl, offline: true });
+      return info.kind === 'image' ? info.preprocess : null;
+    };
+    expect(await withConfig({ size: { height: 384, width: 256 }, do_center_crop: false, resample: 2, do_normalize: false, do_rescale: false, do_convert_rgb: false })).toEqual({
+      resize: { height: 384, width: 256 },
+      kernel: 'linear',
+      crop: null,
+      rescaleFactor: 1,
+      mean: [0, 0, 0],
+      std: [1, 1, 1],
+      convertRgb: false,
+    });
+    expect(await withConfig({ do_resize: false, crop_size: { height: 200, width: 300 }, resample: 0 })).toMatchObject({ resize: null, crop: { height: 200, width: 300 }, kernel: 'nearest' });
+    // Without a crop, a shortest-edge resize keeps each image's own aspect: nothing to batch.
+    const error = await expectModelError(withConfig({ size: { shortest_edge: 224 }, do_center_crop: false }), 'model_invalid');
+    expect(error.message).toContain('cannot be batched');
+    await expectModelError(withConfig({ resample: 9 }), 'model_invalid');
   });
 
   it('rejects unreadable metadata with model_invalid naming the file', async () => {
