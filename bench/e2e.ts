@@ -1,22 +1,40 @@
-// `npm run bench:e2e`: one run, written to bench/results/e2e.md; the text half (bench/e2e-text.ts):
-// (a) raw ONNX ceiling, (b) server with unique texts, (c) with cached texts, (d) bare uWebSockets.js echo.
+// `npm run bench:e2e`: one run, both lanes, written to bench/results/e2e.md:
+//   text (bench/e2e-text.ts): (a) raw ONNX ceiling, (b) server with unique texts, (c) with cached
+//   texts, (d) bare uWebSockets.js echo;
+//   image (bench/e2e-image.ts): (e) raw ceiling with decode + preprocess, (f) server with distinct
+//   JPEGs, (g) sharp preprocessing alone.
 // Phases run strictly one after another; servers are child processes so that the load generator
 // (this process) and the measured server are scheduled like separate programs.
+// BENCH_ONLY=text|image runs one half while working on the bench; it prints the report but does not
+// write e2e.md, whose text and image figures must come from one run.
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killChildren, ROOT } from './children.js';
 import { cpuMark, cpuSince, disturbed, DISTURBED_CORES } from './cpu.js';
+import { imageBench } from './e2e-image.js';
 import { TEXT_MODEL, textBench } from './e2e-text.js';
 import { f2, progress } from './phase.js';
 
+const HALVES = { text: textBench, image: imageBench } as const;
+type Half = keyof typeof HALVES;
+
+function chosenHalves(): readonly Half[] {
+  const only = process.env['BENCH_ONLY'];
+  if (only === undefined || only === '') return ['text', 'image'];
+  if (only === 'text' || only === 'image') return [only];
+  throw new Error(`BENCH_ONLY must be text or image (got "${only}")`);
+}
+
 async function main(): Promise<void> {
+  const halves = chosenHalves();
   const modelsDir = path.resolve(ROOT, process.env['TWINLANE_MODELS_DIR'] ?? '../shared/models');
   const baseEnv: NodeJS.ProcessEnv = {
     ...process.env,
     TWINLANE_PORT: '0',
     TWINLANE_HOST: '127.0.0.1',
     TWINLANE_MODELS_DIR: modelsDir,
+    // The image server runs the text lane too, as in production.
     TWINLANE_TEXT_MODEL: TEXT_MODEL,
     TWINLANE_OFFLINE: 'true',
   };
@@ -26,14 +44,15 @@ async function main(): Promise<void> {
   const quiet = cpuSince(quietMark);
   if (disturbed(quiet)) progress(`warning: other programs use ${quiet.other.toFixed(2)} cores and steal is ${quiet.steal.toFixed(2)} cores; figures will be noisy`);
 
-  const sections = await textBench(modelsDir, baseEnv);
+  const sections: string[] = [];
+  for (const half of halves) sections.push(...(await HALVES[half](modelsDir, baseEnv)));
 
   const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
   const ortVersion = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
   const md = [
     '# End-to-end benchmark',
     '',
-    `Written by \`npm run bench:e2e\` (bench/e2e.ts) on ${new Date(started).toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s in all.`,
+    `Written by \`npm run bench:e2e\` (bench/e2e.ts) on ${new Date(started).toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s in all${halves.length < 2 ? ` (BENCH_ONLY=${halves[0]})` : ''}.`,
     '',
     `- Machine: ${cpuModel}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}, onnxruntime-node ${ortVersion}`,
     `- Before the run, other programs used ${f2(quiet.other)} cores and steal was ${f2(quiet.steal)} cores (1 s sample)`,
@@ -45,10 +64,15 @@ async function main(): Promise<void> {
     ...sections,
   ].join('\n');
 
+  process.stdout.write(md + '\n');
+  if (halves.length < 2) {
+    progress(`BENCH_ONLY=${halves[0]}: bench/results/e2e.md left as it was`);
+    return;
+  }
   const out = path.join(ROOT, 'bench', 'results', 'e2e.md');
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, md);
-  process.stdout.write(md + `\nwritten to ${path.relative(ROOT, out)}\n`);
+  progress(`written to ${path.relative(ROOT, out)}`);
 }
 
 main().catch((error: unknown) => {
