@@ -2,10 +2,10 @@
 // gets (sessions × intra-op threads), fed pre-tokenized batches of the same sentences the load test sends.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { CeilingReport, CeilingTask, CeilingWorkerData } from './ceiling-worker.js';
 import { cpuMark, cpuSince, type CpuShare } from './cpu.js';
+import { runTask, startWorker } from './worker-calls.js';
 
 export interface CeilingRow {
   readonly batchSize: number;
@@ -25,36 +25,18 @@ export interface CeilingOptions {
   readonly minMs: number;
 }
 
+const WORKER = new URL('./ceiling-worker.js', import.meta.url);
+
 export function loadTokenizer(modelDir: string): Tokenizer {
   const json = (file: string) => JSON.parse(readFileSync(path.join(modelDir, file), 'utf8')) as object;
   return new Tokenizer(json('tokenizer.json'), json('tokenizer_config.json'));
-}
-
-function startWorker(data: CeilingWorkerData): Promise<Worker> {
-  const worker = new Worker(new URL('./ceiling-worker.js', import.meta.url), { workerData: data });
-  return new Promise((resolve, reject) => {
-    worker.once('message', () => resolve(worker));
-    worker.once('error', reject);
-  });
-}
-
-function runTask(worker: Worker, task: CeilingTask): Promise<CeilingReport> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    worker.once('error', onError);
-    worker.once('message', (report: CeilingReport) => {
-      worker.off('error', onError);
-      resolve(report);
-    });
-    worker.postMessage(task);
-  });
 }
 
 export async function measureCeiling(options: CeilingOptions): Promise<CeilingRow[]> {
   const tokenizer = loadTokenizer(options.modelDir);
   const onnxPath = path.join(options.modelDir, 'onnx', 'model.onnx');
   const workers = await Promise.all(
-    Array.from({ length: options.sessions }, () => startWorker({ onnxPath, intraOpThreads: options.intraOpThreads })),
+    Array.from({ length: options.sessions }, () => startWorker(WORKER, { onnxPath, intraOpThreads: options.intraOpThreads } satisfies CeilingWorkerData)),
   );
   try {
     const rows: CeilingRow[] = [];
@@ -73,7 +55,7 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRo
         return { batches, minMs: options.minMs, minRuns: 3 };
       });
       const mark = cpuMark();
-      const reports = await Promise.all(workers.map((worker, i) => runTask(worker, tasks[i]!)));
+      const reports = await Promise.all(workers.map((worker, i) => runTask<CeilingTask, CeilingReport>(worker, tasks[i]!)));
       const textsPerSecond = reports.reduce((sum, r) => sum + (r.texts * 1000) / r.ms, 0);
       const runs = reports.reduce((sum, r) => sum + r.runs, 0);
       const ms = reports.reduce((sum, r) => sum + r.ms, 0);

@@ -10,8 +10,9 @@ export interface LoadOptions {
   readonly concurrency: number;
   readonly warmupMs: number;
   readonly durationMs: number;
-  /** Called once per request, so every request may carry a different body. */
-  readonly body: () => string;
+  /** Called once per request, so every request may carry a different body (text, or raw bytes such as an image). */
+  readonly body: () => string | Uint8Array;
+  /** application/json unless given. */
   readonly contentType?: string;
   /** A response header (lower case) whose values are counted in the measured window. */
   readonly sampleHeader?: string;
@@ -143,7 +144,16 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         busy = true;
         inFlight++;
         sentAt = performance.now();
-        socket.write(headPrefix + Buffer.byteLength(body) + '\r\n\r\n' + body);
+        const requestHead = headPrefix + Buffer.byteLength(body) + '\r\n\r\n';
+        if (typeof body === 'string') {
+          socket.write(requestHead + body);
+        } else {
+          // Corked, so head and bytes leave in one segment when they fit, as one string write would.
+          socket.cork();
+          socket.write(requestHead);
+          socket.write(body);
+          socket.uncork();
+        }
       };
 
       const complete = () => {

@@ -1,0 +1,58 @@
+// What every bench:e2e phase shares: the timing constants, progress lines, one closed-loop load
+// phase against a child process with its CPU accounting, and the figures' formatting.
+import type { Child } from './children.js';
+import { cpuMark, cpuSince, disturbed, type CpuShare } from './cpu.js';
+import { runLoad, type LoadOptions, type LoadResult } from './load.js';
+
+export const WARMUP_MS = 3000;
+// BENCH_MEASURE_S shortens the run while working on the bench itself; reported figures use the default.
+export const MEASURE_MS = Number(process.env['BENCH_MEASURE_S'] ?? '12') * 1000;
+/** Per batch size of a raw ceiling. */
+export const CEILING_MS = Math.min(3000, MEASURE_MS / 4);
+
+export const progress = (line: string) => process.stderr.write(`[bench:e2e] ${line}\n`);
+
+export const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '—');
+export const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '—');
+export const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '—');
+export const pct = (n: number) => `${(n * 100).toFixed(0)}%`;
+
+export interface Phase {
+  readonly label: string;
+  readonly load: LoadResult;
+  readonly cpu: CpuShare;
+}
+
+export type PhaseLoad = Pick<LoadOptions, 'path' | 'concurrency' | 'body' | 'contentType' | 'sampleHeader'>;
+
+export async function loadPhase(label: string, target: Child, load: PhaseLoad): Promise<Phase> {
+  progress(`${label}: ${load.concurrency} clients, ${WARMUP_MS / 1000} s warm-up + ${MEASURE_MS / 1000} s`);
+  const mark = cpuMark(target.pid);
+  const result = await runLoad({ ...load, port: target.port, warmupMs: WARMUP_MS, durationMs: MEASURE_MS });
+  const cpu = cpuSince(mark, target.pid);
+  progress(`${label}: ${result.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, load gen ${cpu.loadGen.toFixed(2)}, other ${cpu.other.toFixed(2)}, steal ${cpu.steal.toFixed(2)}), p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`);
+  return { label, load: result, cpu };
+}
+
+export function errorNote(phase: Phase): string | null {
+  const { non2xx, socketErrors, statuses, errorSamples } = phase.load;
+  if (non2xx + socketErrors === 0) return null;
+  return `- **${phase.label} had errors**: ${non2xx} non-2xx answers, ${socketErrors} socket errors; statuses ${JSON.stringify(statuses)}${errorSamples.length ? `; e.g. ${errorSamples.join(' | ')}` : ''}`;
+}
+
+/** µs of the measured process's CPU per answer. */
+export const usPerItem = (cpu: CpuShare, perSecond: number) => f0((cpu.target * 1e6) / perSecond);
+
+/** The CPU columns of a results row: measured process, its CPU per item, load gen, other programs, steal. */
+export const cpuCells = (cpu: CpuShare, perSecond: number, loadGen: boolean) =>
+  `${f2(cpu.target)} | ${usPerItem(cpu, perSecond)} | ${loadGen ? f2(cpu.loadGen) : '—'} | ${f2(cpu.other)} | ${f2(cpu.steal)}${disturbed(cpu) ? ' ⚠' : ''}`;
+
+/** A results row for a load phase, in the columns of the results tables. */
+export const phaseRow = (p: Phase) =>
+  `| ${p.label} | ${f0(p.load.throughput)} | ${f2(p.load.latencyMs.p50)} | ${f2(p.load.latencyMs.p95)} | ${f2(p.load.latencyMs.p99)} | ${p.load.requests} | ${p.load.non2xx + p.load.socketErrors} | ${cpuCells(p.cpu, p.load.throughput, true)} |`;
+
+/** The header of a results table whose items are `unit` (texts, images). */
+export const resultsHeader = (unit: string) => [
+  `| phase | ${unit}/s | p50 ms | p95 ms | p99 ms | answers | errors | measured process (cores) | µs CPU per ${unit.replace(/s$/, '')} | load gen (cores) | other programs (cores) | steal (cores) |`,
+  '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+];
