@@ -164,7 +164,7 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     '',
     '### (g) sharp preprocessing alone, per image',
     '',
-    `The lane's preprocessor (\`preprocessor.into()\`: header check, sharp decode, EXIF rotate, alpha removal, sRGB, resize shortest edge to ${model.preprocess.shortestEdge} bicubic + centre crop ${model.preprocess.cropWidth}×${model.preprocess.cropHeight}, normalise into NCHW float32) on one worker thread (sharp.concurrency ${config.imageIntraOpThreads}, cache off), one image at a time, ${PREPROCESS_PER_SIZE} distinct JPEGs per size after ${PREPROCESS_WARMUP} untimed ones; other programs ${f2(costRun.cpu.other)} cores, steal ${f2(costRun.cpu.steal)}${disturbed(costRun.cpu) ? ' ⚠' : ''}.`,
+    `The lane's preprocessor (\`preprocessor.into()\`: header check, sharp decode, EXIF rotate, alpha composited onto white, sRGB, resize ${JSON.stringify(model.preprocess.resize)} (${model.preprocess.kernel}) + centre crop ${JSON.stringify(model.preprocess.crop)}, normalise into NCHW float32) on one worker thread (sharp.concurrency ${config.imageIntraOpThreads}, cache off), one image at a time, ${PREPROCESS_PER_SIZE} distinct JPEGs per size after ${PREPROCESS_WARMUP} untimed ones; other programs ${f2(costRun.cpu.other)} cores, steal ${f2(costRun.cpu.steal)}${disturbed(costRun.cpu) ? ' ⚠' : ''}.`,
     '',
     '| JPEG size | images | mean KiB | mean µs | p50 µs | p95 µs | images/s on one thread |',
     '|---|---:|---:|---:|---:|---:|---:|',
