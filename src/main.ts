@@ -47,7 +47,13 @@ async function main(): Promise<void> {
   // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
   const cache = createCache({
     l1Bytes: config.l1Bytes,
-    redis: config.redisUrl === null ? null : { url: config.redisUrl, ttlSeconds: config.cacheTtlSeconds, timeoutMs: config.redisTimeoutMs },
+    redis: config.redisUrl === null ? null : {
+      url: config.redisUrl,
+      ttlSeconds: config.cacheTtlSeconds,
+      timeoutMs: config.redisTimeoutMs,
+      failureThreshold: config.redisFailureThreshold,
+      coolDownMs: config.redisCoolDownMs,
+    },
     observer: metrics,
   });
   const textLane = createTextLane({
@@ -102,6 +108,8 @@ async function main(): Promise<void> {
       rate: config.rateLimit,
       burst: config.rateBurst ?? config.rateLimit,
       timeoutMs: config.redisTimeoutMs,
+      failureThreshold: config.redisFailureThreshold,
+      coolDownMs: config.redisCoolDownMs,
     }),
     observer: metrics,
   });
