@@ -133,23 +133,16 @@ describe('cache actor with Redis', () => {
       await cache.flush();
     };
 
-    // Stored at the start; within a tenth of the TTL (10 s) no hit sends anything to Redis.
-    await shorten();
-    clock += 9_999;
-    await hitL1(5);
-    for (const ttl of await ttls()) expect(ttl).toBeLessThanOrEqual(50);
-    clock += 1;
-    await hitL1();
-    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(90);
-
-    // The interval restarts at each refresh.
-    await shorten();
-    clock += 9_999;
-    await hitL1(5);
-    for (const ttl of await ttls()) expect(ttl).toBeLessThanOrEqual(50);
-    clock += 1;
-    await hitL1();
-    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(90);
+    // Within a tenth of the TTL (10 s) of the write, and then of each refresh, hits send nothing.
+    for (let round = 0; round < 2; round++) {
+      await shorten();
+      clock += 9_999;
+      await hitL1(5);
+      for (const ttl of await ttls()) expect(ttl).toBeLessThanOrEqual(50);
+      clock += 1;
+      await hitL1();
+      for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(90);
+    }
   });
 
   it('counts a Redis hit as a refresh of the key it promotes into L1', async () => {
