@@ -2,7 +2,7 @@
 // the tier metrics, and Redis killed, restarted and paused under traffic without a failed request.
 // Two servers share one redis-server: `warm` as deployed (L1 on), and `cold` with L1 off, so every
 // lookup it makes reaches Redis, as a second instance's would.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBf16, encodeBf16, imageKey, textKey } from '../../cache/index.js';
 import { distinctPng } from '../fixtures/images.js';
 import { startRedis, waitFor, type TestRedis } from '../helpers/redis.js';
@@ -112,6 +112,16 @@ beforeAll(async () => {
   [warm, cold] = await Promise.all([startServer(env), startServer({ ...env, TWINLANE_L1_BYTES: '0' })]);
   await redisInUse(warm, cold);
 }, 120_000);
+
+// A failed request may be the server's doing (a crash drops connections): show how each server
+// stands and what it last wrote.
+afterEach((context) => {
+  if (context.task.result?.state !== 'fail') return;
+  for (const [name, server] of [['warm', warm], ['cold', cold]] as const) {
+    const { exitCode, signalCode } = server.process;
+    console.error(`${name} server: ${exitCode === null && signalCode === null ? 'running' : `exited (${exitCode ?? signalCode})`}; last output:\n${server.output().slice(-4000)}`);
+  }
+});
 
 afterAll(async () => {
   await Promise.all([warm?.stop(), cold?.stop()]);
