@@ -3,13 +3,16 @@
 // It walks keys with SCAN (never KEYS, so a large Redis is not blocked) and prints plain text.
 import { Redis } from 'ioredis';
 import { decodeBf16 } from './bf16.js';
+import { RATE_LIMIT_SEGMENT, rateLimitKeyPrefix } from './keys.js';
 
 const USAGE = `Usage: npm run cache -- <command> [options]
 
 Commands:
-  stats                 keys under the prefix by model, kind and normalisation; Redis memory
-  sample N              decode N randomly chosen values: key, dims, dtype, L2 norm, NaN/Inf check
-  purge --model ID      delete every key of one model under the prefix (SCAN + UNLINK in batches)
+  stats                 keys under the prefix by model, kind and normalisation, rate-limit buckets
+                        counted apart; Redis memory
+  sample N              decode N randomly chosen cache values: key, dims, dtype, L2 norm, NaN/Inf check
+  purge --model ID      delete every key of one model under the prefix (SCAN + UNLINK in batches);
+                        never the rate limiter's buckets
 
 Options:
   --redis URL           Redis to inspect (default: $TWINLANE_REDIS_URL)
@@ -104,14 +107,20 @@ async function* scanKeys(client: Redis, match: string): AsyncGenerator<string[]>
   } while (cursor !== '0');
 }
 
-/** model, kind and normalisation of a key under the prefix, or null when it is not a cache key. */
-function parseKey(key: string, prefix: string): { model: string; kind: 'text' | 'image'; norm: string } | null {
-  if (!key.startsWith(prefix + ':')) return null;
+type KeyKind = { type: 'vector'; model: string; kind: 'text' | 'image'; norm: string } | { type: 'rate-limit' } | { type: 'other' };
+
+/**
+ * What a key under the prefix is. Rate-limit buckets are hashes whose client id (`ip:…`, `key:…`)
+ * could take any shape, so they are recognised by their segment before any cache-key parsing.
+ */
+function classifyKey(key: string, prefix: string): KeyKind {
+  if (key.startsWith(rateLimitKeyPrefix(prefix))) return { type: 'rate-limit' };
+  if (!key.startsWith(prefix + ':')) return { type: 'other' };
   const parts = key.slice(prefix.length + 1).split(':');
   const isNorm = (s: string | undefined) => s === 'n0' || s === 'n1';
-  if (parts.length === 3 && isNorm(parts[1])) return { model: parts[0]!, kind: 'text', norm: parts[1]! };
-  if (parts.length === 4 && parts[1] === 'image' && isNorm(parts[2])) return { model: parts[0]!, kind: 'image', norm: parts[2]! };
-  return null;
+  if (parts.length === 3 && isNorm(parts[1])) return { type: 'vector', model: parts[0]!, kind: 'text', norm: parts[1]! };
+  if (parts.length === 4 && parts[1] === 'image' && isNorm(parts[2])) return { type: 'vector', model: parts[0]!, kind: 'image', norm: parts[2]! };
+  return { type: 'other' };
 }
 
 function infoField(info: string, field: string): string | undefined {
@@ -121,26 +130,26 @@ function infoField(info: string, field: string): string | undefined {
 async function stats(client: Redis, args: Args, out: (line: string) => void): Promise<void> {
   const groups = new Map<string, { model: string; kind: string; norm: string; keys: number; sample: string }>();
   let other = 0;
+  let buckets = 0;
   let total = 0;
   for await (const keys of scanKeys(client, `${globLiteral(args.prefix)}:*`)) {
     for (const key of keys) {
       total++;
-      const parsed = parseKey(key, args.prefix);
-      if (!parsed) {
-        other++;
-        continue;
-      }
+      const parsed = classifyKey(key, args.prefix);
+      if (parsed.type === 'rate-limit') buckets++;
+      if (parsed.type === 'other') other++;
+      if (parsed.type !== 'vector') continue;
       const id = `${parsed.model}\u0000${parsed.kind}\u0000${parsed.norm}`;
       const group = groups.get(id);
       if (group) group.keys++;
-      else groups.set(id, { ...parsed, keys: 1, sample: key });
+      else groups.set(id, { model: parsed.model, kind: parsed.kind, norm: parsed.norm, keys: 1, sample: key });
     }
   }
   const sorted = [...groups.values()].sort((a, b) => a.model.localeCompare(b.model) || a.kind.localeCompare(b.kind) || a.norm.localeCompare(b.norm));
   const lengths = sorted.length > 0 ? await Promise.all(sorted.map((g) => client.strlen(g.sample))) : [];
   const dbsize = await client.dbsize();
   out(`redis ${redact(args.redis!)}: ${dbsize} keys in this database`);
-  out(`prefix "${args.prefix}": ${total} keys (${total - other} cache entries in ${sorted.length} groups, ${other} other)`);
+  out(`prefix "${args.prefix}": ${total} keys (${total - buckets - other} cache entries in ${sorted.length} groups, ${buckets} rate-limit buckets, ${other} other)`);
   if (sorted.length > 0) {
     const rows = [['model', 'kind', 'norm', 'keys', 'dims', 'value bytes (est.)']];
     sorted.forEach((g, i) => {
@@ -183,7 +192,7 @@ async function sample(client: Redis, args: Args, out: (line: string) => void): P
   let seen = 0;
   scan: for await (const keys of scanKeys(client, `${globLiteral(args.prefix)}:*`)) {
     for (const key of keys) {
-      if (!parseKey(key, args.prefix)) continue;
+      if (classifyKey(key, args.prefix).type !== 'vector') continue;
       seen++;
       if (reservoir.length < n) reservoir.push(key);
       else {
@@ -218,6 +227,9 @@ async function sample(client: Redis, args: Args, out: (line: string) => void): P
 async function purge(client: Redis, args: Args, out: (line: string) => void): Promise<void> {
   if (!args.model) throw new UsageError('purge needs --model ID.');
   if (args.model.includes(':')) throw new UsageError('--model must not contain ":".');
+  if (args.model === RATE_LIMIT_SEGMENT) {
+    throw new UsageError(`"${RATE_LIMIT_SEGMENT}" is not a model: ${rateLimitKeyPrefix(args.prefix)}… holds the rate limiter's buckets, which purge never deletes.`);
+  }
   const match = `${globLiteral(args.prefix)}:${globLiteral(args.model)}:*`;
   let count = 0;
   for await (const keys of scanKeys(client, match)) {

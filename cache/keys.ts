@@ -17,3 +17,15 @@ export function textKey(prefix: string, modelId: string, normalize: boolean, tex
 export function imageKey(prefix: string, modelId: string, normalize: boolean, bytes: Uint8Array): string {
   return `${prefix}:${modelId}:image:${norm(normalize)}:${sha256(bytes)}`;
 }
+
+/**
+ * The rate limiter's buckets share the prefix (`{prefix}:ratelimit:{client}`, cache/shared-buckets.ts)
+ * so one Redis namespace holds one deployment; this segment is therefore never a model id, and the
+ * CLI keeps it apart from cache keys.
+ */
+export const RATE_LIMIT_SEGMENT = 'ratelimit';
+
+/** `{prefix}:ratelimit:`, which a client id completes. */
+export function rateLimitKeyPrefix(prefix: string): string {
+  return `${prefix}:${RATE_LIMIT_SEGMENT}:`;
+}

@@ -10,18 +10,19 @@ export function entryBytes(key: string, value: CachedVector): number {
   return value.vector.byteLength + key.length * 2 + ENTRY_OVERHEAD_BYTES;
 }
 
-export class MemoryTier {
-  readonly #lru: LRUCache<string, CachedVector> | null;
+/** `V` lets the owner keep its own bookkeeping beside each vector (the actor's last Redis refresh). */
+export class MemoryTier<V extends CachedVector = CachedVector> {
+  readonly #lru: LRUCache<string, V> | null;
 
   constructor(maxBytes: number) {
-    this.#lru = maxBytes > 0 ? new LRUCache<string, CachedVector>({ maxSize: maxBytes, sizeCalculation: (value, key) => entryBytes(key, value) }) : null;
+    this.#lru = maxBytes > 0 ? new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (value, key) => entryBytes(key, value) }) : null;
   }
 
-  get(key: string): CachedVector | undefined {
+  get(key: string): V | undefined {
     return this.#lru?.get(key);
   }
 
-  set(key: string, value: CachedVector): void {
+  set(key: string, value: V): void {
     this.#lru?.set(key, value);
   }
 

@@ -17,6 +17,8 @@ export interface Config {
   readonly cachePrefix: string;
   readonly cacheTtlSeconds: number;
   readonly redisTimeoutMs: number;
+  readonly redisFailureThreshold: number;
+  readonly redisCoolDownMs: number;
   readonly l1Bytes: number;
   readonly apiKeys: readonly string[];
   readonly authOps: boolean;
@@ -130,6 +132,8 @@ export const OPTIONS: readonly Option[] = [
   { key: 'cachePrefix', env: 'TWINLANE_CACHE_PREFIX', default: 'twinlane', unit: 'string', why: 'First segment of every cache key, so deployments can share a Redis.', parse: (raw, env) => { if (!/^[A-Za-z0-9._-]+$/.test(raw)) throw new ConfigError(`${env} must be letters, digits, ".", "_" or "-" (got "${raw}").`); return raw; } },
   { key: 'cacheTtlSeconds', env: 'TWINLANE_CACHE_TTL_SECONDS', default: '86400', unit: 'seconds', why: 'Redis entry lifetime, refreshed on every hit.', parse: int(1) },
   { key: 'redisTimeoutMs', env: 'TWINLANE_REDIS_TIMEOUT_MS', default: '50', unit: 'ms', why: 'Budget of one Redis lookup; slower answers count as misses and, repeated, open the circuit breaker.', parse: int(1, 60000) },
+  { key: 'redisFailureThreshold', env: 'TWINLANE_REDIS_FAILURE_THRESHOLD', default: '5', unit: 'failures', why: 'Consecutive failed or timed-out Redis calls that open the circuit breaker (cache and shared rate limits each keep their own), after which requests stop waiting on Redis.', parse: int(1, 1000) },
+  { key: 'redisCoolDownMs', env: 'TWINLANE_REDIS_COOL_DOWN_MS', default: '1000', unit: 'ms', why: 'How long an open circuit skips Redis before one probe checks whether it is back.', parse: int(1, 600000) },
   { key: 'l1Bytes', env: 'TWINLANE_L1_BYTES', default: '268435456', unit: 'bytes', why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.', parse: int(0) },
   { key: 'apiKeys', env: 'TWINLANE_API_KEYS', default: '', unit: 'list', why: 'Comma-separated API keys; unset = no authentication.', parse: list },
   { key: 'authOps', env: 'TWINLANE_AUTH_OPS', default: 'false', unit: 'boolean', why: 'Also require an API key on /health, /ready and /metrics (open by default so probes and scrapers need no secret).', parse: bool },

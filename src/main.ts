@@ -2,7 +2,7 @@
 // Entry point: load config → resolve models → create cache, lanes, orchestrator → start the server
 // → warm up both lanes → ready. SIGTERM/SIGINT drain in-flight requests, close the lanes and exit 0.
 import { readFileSync } from 'node:fs';
-import { createCache, SharedBuckets } from '../cache/index.js';
+import { createCache, rateLimitKeyPrefix, SharedBuckets } from '../cache/index.js';
 import { createImageLane, createTextLane, createTokenCounter } from '../lanes/index.js';
 import { assertNativeUws, startServer } from '../server/index.js';
 import { ApiKeys } from './auth.js';
@@ -47,7 +47,13 @@ async function main(): Promise<void> {
   // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
   const cache = createCache({
     l1Bytes: config.l1Bytes,
-    redis: config.redisUrl === null ? null : { url: config.redisUrl, ttlSeconds: config.cacheTtlSeconds, timeoutMs: config.redisTimeoutMs },
+    redis: config.redisUrl === null ? null : {
+      url: config.redisUrl,
+      ttlSeconds: config.cacheTtlSeconds,
+      timeoutMs: config.redisTimeoutMs,
+      failureThreshold: config.redisFailureThreshold,
+      coolDownMs: config.redisCoolDownMs,
+    },
     observer: metrics,
   });
   const textLane = createTextLane({
@@ -98,10 +104,12 @@ async function main(): Promise<void> {
     // With a Redis, every instance draws from one bucket per client; without, each keeps its own.
     shared: config.redisUrl === null ? null : new SharedBuckets({
       url: config.redisUrl,
-      keyPrefix: `${config.cachePrefix}:ratelimit:`,
+      keyPrefix: rateLimitKeyPrefix(config.cachePrefix),
       rate: config.rateLimit,
       burst: config.rateBurst ?? config.rateLimit,
       timeoutMs: config.redisTimeoutMs,
+      failureThreshold: config.redisFailureThreshold,
+      coolDownMs: config.redisCoolDownMs,
     }),
     observer: metrics,
   });

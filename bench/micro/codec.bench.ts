@@ -1,7 +1,9 @@
 // Micro-benchmarks of the cache's per-item CPU work (tinybench): BF16 encode/decode of one 384-dim
-// vector (all-MiniLM-L6-v2's dims) and cache key derivation. Run: npm run bench:cache.
+// vector (all-MiniLM-L6-v2's dims) and cache key derivation (text, and an image's bytes, which are hashed
+// whole on every request). Run: npm run bench:cache.
 import { Bench } from 'tinybench';
-import { decodeBf16, decodeStoredVector, encodeBf16, textKey } from '../../cache/index.js';
+import { randomBytes } from 'node:crypto';
+import { decodeBf16, decodeStoredVector, encodeBf16, imageKey, textKey } from '../../cache/index.js';
 
 const DIMS = 384;
 
@@ -22,6 +24,8 @@ export async function runCodecBench(timeMs = 400): Promise<CodecResult[]> {
   const little = encodeBf16(vector, 'little');
   const shortText = 'how do I reset my password on the mobile app?';
   const longText = 'lorem ipsum dolor sit amet '.repeat(40);
+  // About a small JPEG's size; random bytes, since the hash's cost depends only on the length.
+  const image = randomBytes(100 * 1024);
   let sink = 0;
 
   const bench = new Bench({ name: 'cache codec', time: timeMs, warmupTime: 100 });
@@ -47,6 +51,9 @@ export async function runCodecBench(timeMs = 400): Promise<CodecResult[]> {
     })
     .add(`textKey, ${longText.length}-char text`, () => {
       sink += textKey('twinlane', 'sentence-transformers/all-MiniLM-L6-v2', true, longText).length;
+    })
+    .add(`imageKey, ${image.length / 1024} KiB image`, () => {
+      sink += imageKey('twinlane', 'Xenova/clip-vit-base-patch32', true, image).length;
     });
   await bench.run();
   if (sink === 0) throw new Error('nothing ran');

@@ -1,6 +1,7 @@
 // The cache actor in front of a real redis-server: value format, TTL, corrupt values, and Redis
 // failing (killed, restarted, paused) without failing a single request.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { l1RefreshIntervalMs } from '../../cache/actor.js';
 import { createCache, decodeBf16, encodeBf16, textKey, type CacheActor, type CacheOptions, type RedisTierOptions } from '../../cache/index.js';
 import { freePort, startRedis, waitFor, type TestRedis } from '../helpers/redis.js';
 import { RecordingObserver, recordingCompute, vectorOf } from './fixtures.js';
@@ -114,6 +115,63 @@ describe('cache actor with Redis', () => {
       expect(after).toBeGreaterThan(4000);
       expect(after).toBeLessThanOrEqual(5000);
     }
+  });
+
+  it('refreshes the Redis TTL of a key kept hot in L1 once a tenth of the TTL has passed, not on every hit', async () => {
+    let clock = 1_000_000;
+    const { cache } = await cacheWith({ now: () => clock, redis: { ttlSeconds: 100 } });
+    const keys = freshKeys(2);
+    await Promise.all(cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }));
+    await cache.flush();
+    const shorten = () => Promise.all(keys.map((key) => redis.client.expire(key, 50)));
+    const ttls = () => Promise.all(keys.map((key) => redis.client.ttl(key)));
+    const hitL1 = async (times = 1) => {
+      for (let i = 0; i < times; i++) {
+        const hits = await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS }));
+        expect(hits.map((h) => h.source)).toEqual(['l1', 'l1']);
+      }
+      await cache.flush();
+    };
+
+    // Within a tenth of the TTL (10 s) of the write, and then of each refresh, hits send nothing.
+    for (let round = 0; round < 2; round++) {
+      await shorten();
+      clock += 9_999;
+      await hitL1(5);
+      for (const ttl of await ttls()) expect(ttl).toBeLessThanOrEqual(50);
+      clock += 1;
+      await hitL1();
+      for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(90);
+    }
+  });
+
+  it('counts a Redis hit as a refresh of the key it promotes into L1', async () => {
+    const keys = freshKeys(1);
+    const writer = await cacheWith();
+    await Promise.all(writer.cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }));
+    await writer.cache.flush();
+
+    let clock = 0;
+    const { cache } = await cacheWith({ now: () => clock, redis: { ttlSeconds: 100 } });
+    clock = 50_000;
+    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe('redis');
+    await cache.flush();
+    await redis.client.expire(keys[0]!, 50);
+    clock += 9_999;
+    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe('l1');
+    await cache.flush();
+    expect(await redis.client.ttl(keys[0]!)).toBeLessThanOrEqual(50);
+    clock += 1;
+    await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS }));
+    await cache.flush();
+    expect(await redis.client.ttl(keys[0]!)).toBeGreaterThan(90);
+  });
+
+  it('spaces L1-hit refreshes a tenth of the TTL apart, at least a second unless the TTL is shorter than two', () => {
+    expect(l1RefreshIntervalMs(86_400)).toBe(8_640_000);
+    expect(l1RefreshIntervalMs(100)).toBe(10_000);
+    expect(l1RefreshIntervalMs(5)).toBe(1_000);
+    expect(l1RefreshIntervalMs(1)).toBe(500);
   });
 
   it('deletes corrupt values, counts them by reason, and recomputes the right vectors', async () => {

@@ -85,6 +85,12 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 }
 
+/** The first group of `pattern` in the server's /metrics text (a sample's value), or 0 when the sample is absent. */
+export async function metric(url: string, pattern: RegExp, headers: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers })).text();
+  return Number(pattern.exec(text)?.[1] ?? 0);
+}
+
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let dot = 0;
   let na = 0;

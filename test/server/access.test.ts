@@ -3,7 +3,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, waitFor, type TestRedis } from '../helpers/redis.js';
-import { postJson, startServer, TEXT_MODEL, type TestServer } from '../helpers/server.js';
+import { metric, postJson, startServer, TEXT_MODEL, type TestServer } from '../helpers/server.js';
 
 const KEY = 'sk-twinlane-test-key-1';
 const OTHER_KEY = 'sk-twinlane-test-key-2';
@@ -11,11 +11,6 @@ const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 async function errorOf(res: Response): Promise<{ code: string; type: string }> {
   return ((await res.json()) as { error: { code: string; type: string } }).error;
-}
-
-async function metric(url: string, pattern: RegExp, headers: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`, { headers })).text();
-  return Number(pattern.exec(text)?.[1] ?? 0);
 }
 
 describe('API keys', () => {

@@ -23,6 +23,12 @@ describe('config', () => {
     expect(config.imageModel).toBeNull();
   });
 
+  it('defaults the Redis breaker to 5 failures and a 1000 ms cool-down, and takes both from env or flags', () => {
+    expect(loadConfig([], {})).toMatchObject({ redisFailureThreshold: 5, redisCoolDownMs: 1000 });
+    const config = loadConfig(['--redis-cool-down-ms', '250'], { TWINLANE_REDIS_FAILURE_THRESHOLD: '2', TWINLANE_REDIS_COOL_DOWN_MS: '9000' });
+    expect(config).toMatchObject({ redisFailureThreshold: 2, redisCoolDownMs: 250 });
+  });
+
   it.each([
     [{ TWINLANE_PORT: '70000' }, /TWINLANE_PORT must be between 0 and 65535/],
     [{ TWINLANE_PORT: '80a' }, /TWINLANE_PORT must be a whole number/],
@@ -31,6 +37,8 @@ describe('config', () => {
     [{ TWINLANE_TEXT_MODEL: '../etc/passwd' }, /TWINLANE_TEXT_MODEL must be a model id/],
     [{ TWINLANE_HUB_URL: 'not a url' }, /TWINLANE_HUB_URL must be a URL/],
     [{ TWINLANE_RATE_BURST: '5' }, /TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT/],
+    [{ TWINLANE_REDIS_FAILURE_THRESHOLD: '0' }, /TWINLANE_REDIS_FAILURE_THRESHOLD must be between 1 and 1000/],
+    [{ TWINLANE_REDIS_COOL_DOWN_MS: '1.5' }, /TWINLANE_REDIS_COOL_DOWN_MS must be a whole number/],
   ])('refuses %o with a message naming the option', (env, message) => {
     expect(() => loadConfig([], env)).toThrow(ConfigError);
     expect(() => loadConfig([], env)).toThrow(message);
