@@ -38,24 +38,6 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const TOKEN_BUCKETS = [16, 64, 256, 1024, 4096, 16384, 65536];
 
-/**
- * inc() of a two-label counter whose label children are made once per pair of values: hashing a label
- * object on every call costs more than the count itself on the per-request path.
- */
-function pairCounter(counter: client.Counter<string>): (first: string, second: string, by: number) => void {
-  const children = new Map<string, { inc(by: number): void }>();
-  return (first, second, by) => {
-    const key = `${first}\u0000${second}`;
-    let child = children.get(key);
-    if (!child) {
-      // Positional values follow the counter's labelNames order.
-      child = counter.labels(first, second);
-      children.set(key, child);
-    }
-    child.inc(by);
-  };
-}
-
 export interface MetricsSources {
   lanes(): readonly { readonly name: LaneName; readonly stats: LaneStats }[];
   cache(): CacheStats;
@@ -72,12 +54,12 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
-  readonly #cacheItems: (lane: string, result: string, by: number) => void;
+  readonly #cacheItems: client.Counter<'lane' | 'result'>;
   readonly #fallbacks: client.Counter<'reason'>;
   readonly #authFailures: client.Counter<'reason'>;
   readonly #rateDecisions: client.Counter<'store' | 'result'>;
   // cache tiers
-  readonly #cacheLookups: (tier: string, result: string, by: number) => void;
+  readonly #cacheLookups: client.Counter<'tier' | 'result'>;
   readonly #cacheErrors: client.Counter<'tier' | 'reason'>;
   readonly #cacheCorrupt: client.Counter<'reason'>;
   readonly #cacheWritesDropped: client.Counter<'reason'>;
@@ -99,7 +81,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
     this.#authFailures = new client.Counter({ name: METRIC.authFailures, help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.', labelNames: ['reason'], registers });
     this.#rateDecisions = new client.Counter({ name: METRIC.rateDecisions, help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).', labelNames: ['store', 'result'], registers });
-    this.#cacheItems = pairCounter(new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers }));
+    this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
     new client.Gauge({
       name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
       collect() {
@@ -115,7 +97,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     new client.Gauge({ name: METRIC.l1Bytes, help: 'Bytes held by the in-process cache.', registers, collect() { this.set(sources.cache().l1Bytes); } });
     new client.Gauge({ name: METRIC.l1Entries, help: 'Entries in the in-process cache.', registers, collect() { this.set(sources.cache().l1Entries); } });
     // cache tiers
-    this.#cacheLookups = pairCounter(new client.Counter({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers }));
+    this.#cacheLookups = new client.Counter({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers });
     this.#cacheErrors = new client.Counter({ name: METRIC.cacheErrors, help: 'Failed calls to a cache tier by reason (timeout, unavailable, command).', labelNames: ['tier', 'reason'], registers });
     this.#cacheCorrupt = new client.Counter({ name: METRIC.cacheCorrupt, help: 'Stored values that did not decode, deleted and treated as misses, by reason.', labelNames: ['reason'], registers });
     this.#cacheWritesDropped = new client.Counter({ name: METRIC.cacheWritesDropped, help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).', labelNames: ['reason'], registers });
@@ -159,7 +141,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   }
 
   cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {
-    this.#cacheItems(lane, result, count);
+    this.#cacheItems.inc({ lane, result }, count);
   }
 
   onBatch(lane: LaneName, info: BatchInfo): void {
@@ -176,7 +158,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
 
   // CacheObserver
   onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void {
-    this.#cacheLookups(tier, result, count);
+    this.#cacheLookups.inc({ tier, result }, count);
   }
 
   onCacheError(tier: CacheTier, reason: CacheErrorReason): void {
