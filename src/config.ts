@@ -3,6 +3,7 @@
 // documents, so the three cannot drift apart.
 import os from 'node:os';
 import path from 'node:path';
+import { RATE_LIMIT_SEGMENT } from '../cache/index.js';
 
 export interface Config {
   readonly host: string;
@@ -115,6 +116,8 @@ function modelId(raw: string, env: string): string {
   if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)?$/.test(raw) || raw.split('/').includes('..')) {
     throw new ConfigError(`${env} must be a model id like "org/name" (got "${raw}").`);
   }
+  // Cache keys start {prefix}:{modelId}:, and this segment already holds the rate limiter's buckets.
+  if (raw === RATE_LIMIT_SEGMENT) throw new ConfigError(`${env} cannot be "${RATE_LIMIT_SEGMENT}": that key segment holds rate-limit buckets.`);
   return raw;
 }
 

@@ -35,6 +35,8 @@ describe('config', () => {
     [{ TWINLANE_OFFLINE: 'yes' }, /TWINLANE_OFFLINE must be true, false, 1 or 0/],
     [{ TWINLANE_EXECUTION_PROVIDER: 'tpu' }, /TWINLANE_EXECUTION_PROVIDER must be "cpu" or "cuda\[:deviceId\]"/],
     [{ TWINLANE_TEXT_MODEL: '../etc/passwd' }, /TWINLANE_TEXT_MODEL must be a model id/],
+    [{ TWINLANE_IMAGE_MODEL: 'ratelimit' }, /TWINLANE_IMAGE_MODEL cannot be "ratelimit"/],
+    [{ TWINLANE_AUTH_OPS: 'true' }, /TWINLANE_AUTH_OPS needs TWINLANE_API_KEYS/],
     [{ TWINLANE_HUB_URL: 'not a url' }, /TWINLANE_HUB_URL must be a URL/],
     [{ TWINLANE_RATE_BURST: '5' }, /TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT/],
     [{ TWINLANE_REDIS_FAILURE_THRESHOLD: '0' }, /TWINLANE_REDIS_FAILURE_THRESHOLD must be between 1 and 1000/],
