@@ -48,7 +48,7 @@ export function startServer(options: ServerOptions, host: string, port: number):
   const { orchestrator, metrics, maxBodyBytes } = options;
   const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics });
   const imageLaneOn = orchestrator.models().some((m) => m.lane === 'image');
-  const openAi = { orchestrator, guard, maxBodyBytes, maxImageBodyBytes: imageLaneOn ? options.maxImageBodyBytes : maxBodyBytes };
+  const openAi = { orchestrator, guard, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
   const opsOptions: ops.OpsRouteOptions = {
     orchestrator,
     metrics,

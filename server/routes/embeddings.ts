@@ -13,15 +13,15 @@ export interface EmbeddingsRouteOptions {
   readonly guard: Guard;
   /** Body limit of text requests. */
   readonly maxBodyBytes: number;
-  /** Body limit of requests for the image model (base64 images need more room); equal to maxBodyBytes without an image lane. */
-  readonly maxImageBodyBytes: number;
+  /** How much of a body is read before its model is known: the larger of the text and image limits, or the text limit without an image lane. */
+  readonly readLimitBytes: number;
 }
 
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
   // The model, and so the limit that applies, is inside the body: read up to the larger limit, then
   // hold text requests to their own.
-  const raw = await readBody(ex, Math.max(options.maxBodyBytes, options.maxImageBodyBytes));
+  const raw = await readBody(ex, options.readLimitBytes);
   const body = requireObject(parseJson(raw));
   const model = optionalString(body, 'model');
   const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
