@@ -11,3 +11,4 @@ export type { ImageLane, ImageLaneOptions } from './image-lane.js';
 export type { ImageItem, ImagePreprocess, ResizeKernel } from './protocol.js';
 export { createTokenCounter } from './token-counter.js';
 export type { TokenCounter } from './token-counter.js';
+export { checkProvider, describeProbeFailure, missingLibraries, ProviderUnavailableError } from './provider-check.js';

@@ -6,9 +6,15 @@ import type { HttpRequest, HttpResponse } from './uws.js';
 
 export interface ExchangeTracker {
   readonly metrics: Metrics;
+  /** While the server drains, every answer closes its connection so the client reconnects elsewhere. */
+  readonly draining: boolean;
   opened(): void;
-  closed(): void;
+  /** The answer went out (or the client went away, status 499) after `seconds`. */
+  closed(ex: Exchange, status: number, seconds: number): void;
 }
+
+/** A client's x-request-id is echoed only when it is a short run of visible ASCII (no header injection, no log noise). */
+const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** The request headers any route reads; copying only these keeps the hot path short. */
 const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id'] as const;
@@ -27,7 +33,8 @@ export class Exchange {
   readonly url: string;
   readonly headers: ReadonlyMap<string, string>;
   readonly #rawQuery: string;
-  #requestId: string | undefined;
+  /** The client's x-request-id when it sent a usable one, else one made here: on every answer and in every log line of the request. */
+  readonly requestId: string;
   aborted = false;
   /** The verified API key's client id, when keys are configured (server/guard.ts sets it). */
   client: string | null = null;
@@ -56,18 +63,13 @@ export class Exchange {
       if (value !== '') headers.set(name, value);
     }
     this.headers = headers;
-    this.#requestId = headers.get('x-request-id')?.slice(0, 128) || undefined;
+    const given = headers.get('x-request-id');
+    this.requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID();
     tracker.opened();
   }
 
   get query(): URLSearchParams {
     return new URLSearchParams(this.#rawQuery);
-  }
-
-  /** The client's x-request-id, else one made on first use (errors log it): most answers never need one. */
-  get requestId(): string {
-    this.#requestId ??= crypto.randomUUID();
-    return this.#requestId;
   }
 
   /** Runs `callback` if the client goes away before the answer is written. */
@@ -98,10 +100,10 @@ export class Exchange {
     if (this.aborted || this.#finished) return;
     this.res.cork(() => {
       this.res.writeStatus(STATUS_LINE[status] ?? String(status));
-      if (this.#requestId !== undefined) this.res.writeHeader('x-request-id', this.#requestId);
+      this.res.writeHeader('x-request-id', this.requestId);
       for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
       if (this.#extraHeaders !== null) for (const [key, value] of Object.entries(this.#extraHeaders)) this.res.writeHeader(key, value);
-      this.res.end(body);
+      this.res.end(body, this.tracker.draining);
     });
     this.#finish(status);
   }
@@ -109,7 +111,8 @@ export class Exchange {
   #finish(status: number): void {
     if (this.#finished) return;
     this.#finished = true;
-    this.tracker.metrics.request(this.route, status, (performance.now() - this.started) / 1000);
-    this.tracker.closed();
+    const seconds = (performance.now() - this.started) / 1000;
+    this.tracker.metrics.request(this.route, status, seconds);
+    this.tracker.closed(this, status, seconds);
   }
 }

@@ -1,13 +1,15 @@
 // The HTTP front: uWebSockets.js on the main thread. It owns sockets only: it reads and bounds
 // bodies, maps routes to handlers, and hands every embedding to the orchestrator.
-import { TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
+import net from 'node:net';
+import { log, TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
+import { Drain } from './drain.js';
 import { Exchange, type ExchangeTracker } from './exchange.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
 import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
 import * as ops from './routes/ops.js';
-import { assertNativeUws, uWS, type HttpRequest, type HttpResponse, type us_listen_socket } from './uws.js';
+import { assertNativeUws, listenOn, uWS, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
 export { assertNativeUws, UwsFallbackError } from './uws.js';
 
@@ -21,15 +23,33 @@ export interface ServerOptions {
   readonly limits: ops.InfoLimits;
   /** API keys and rate limits; absent: neither. */
   readonly access?: Omit<GuardOptions, 'metrics'> | undefined;
+  /** One log line per answer (request id, route, status, time). */
+  readonly accessLog?: boolean;
+}
+
+export interface ListenOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Share the port with other processes (SO_REUSEPORT) instead of taking it exclusively. */
+  readonly reusePort: boolean;
 }
 
 export interface RunningServer {
   readonly host: string;
   readonly port: number;
-  /** Closes the listen socket; requests already on open connections are still answered (embedding routes with 503). */
+  /** First drain step: /ready answers 503 and answers close their connections; everything is still served. */
+  beginDrain(): void;
+  /** Second step: closes the listen socket; embedding requests on open connections get 503 shutting_down. */
   stopAccepting(): void;
   /** Resolves true when no request is in flight, or false when `timeoutMs` passed first. */
   drained(timeoutMs: number): Promise<boolean>;
+}
+
+export class ListenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenError';
+  }
 }
 
 type Handler = (ex: Exchange) => void | Promise<void>;
@@ -37,37 +57,18 @@ type Handler = (ex: Exchange) => void | Promise<void>;
 interface Route {
   readonly path: string;
   readonly method: 'get' | 'post';
-  /** Embedding routes refuse new work while draining and spend the client's budget; operator routes keep answering. */
+  /** Embedding routes refuse new work once the listen socket is closed and spend the client's budget; operator routes keep answering. */
   readonly embedding: boolean;
   readonly access: Access;
   readonly handler: Handler;
 }
 
-export function startServer(options: ServerOptions, host: string, port: number): Promise<RunningServer> {
-  assertNativeUws();
+function routeTable(options: ServerOptions, guard: Guard, drain: Drain): Route[] {
   const { orchestrator, metrics, maxBodyBytes } = options;
-  const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics });
   const imageLaneOn = orchestrator.models().some((m) => m.lane === 'image');
   const openAi = { orchestrator, guard, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
-  const opsOptions: ops.OpsRouteOptions = {
-    orchestrator,
-    metrics,
-    version: options.version,
-    limits: options.limits,
-    startedAt: Date.now(),
-  };
-  let inFlight = 0;
-  let draining = false;
-  let waiters: (() => void)[] = [];
-  const tracker: ExchangeTracker = {
-    metrics,
-    opened: () => void inFlight++,
-    closed: () => {
-      if (--inFlight === 0) for (const resolve of waiters.splice(0)) resolve();
-    },
-  };
-
-  const routes: Route[] = [
+  const opsOptions: ops.OpsRouteOptions = { orchestrator, metrics, version: options.version, limits: options.limits, startedAt: Date.now(), draining: () => drain.draining };
+  return [
     { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
     { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
     { path: '/embed/text', method: 'post', embedding: true, access: 'api', handler: (ex) => embedText(ex, { orchestrator, guard, maxBodyBytes }) },
@@ -78,15 +79,32 @@ export function startServer(options: ServerOptions, host: string, port: number):
     { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
     { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
   ];
+}
 
-  const dispatch = (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
-    // Exchange registers onAborted and copies the request before anything can await.
+/** What every Exchange reports to: metrics, the drain's in-flight count, and the access log when on. */
+function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): ExchangeTracker {
+  return {
+    metrics,
+    get draining() {
+      return drain.draining;
+    },
+    opened: () => drain.opened(),
+    closed(ex, status, seconds) {
+      drain.closed();
+      if (accessLog) log.info('request', { requestId: ex.requestId, method: ex.method, url: ex.url, route: ex.route, status, ms: Number((seconds * 1000).toFixed(2)) });
+    },
+  };
+}
+
+/** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
+function dispatcher(guard: Guard, drain: Drain, tracker: ExchangeTracker) {
+  return (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
     const ex = new Exchange(res, req, route.path, tracker);
     const budgeted = route.embedding && guard.rateLimited;
     void (async () => {
       try {
         guard.authenticate(ex, route.access);
-        if (route.embedding && draining) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
+        if (route.embedding && drain.refusing) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
         await route.handler(ex);
       } catch (error) {
         if (budgeted) guard.reportBudget(ex);
@@ -94,8 +112,10 @@ export function startServer(options: ServerOptions, host: string, port: number):
       }
     })();
   };
+}
 
-  const app = uWS.App();
+/** Registers every route, a 405 naming the allowed methods for known paths, and a 404 for the rest. */
+function registerRoutes(app: TemplatedApp, routes: readonly Route[], dispatch: ReturnType<typeof dispatcher>): void {
   const methodsByPath = new Map<string, string[]>();
   for (const route of routes) {
     app[route.method](route.path, dispatch(route));
@@ -109,36 +129,47 @@ export function startServer(options: ServerOptions, host: string, port: number):
   app.any('/*', dispatch({ path: 'unknown', embedding: false, access: 'open', handler: (ex) => {
     throw new TwinlaneError('not_found', `No route for ${ex.method} ${ex.url}.`);
   } }));
+}
 
+/** uWS only says that listening failed; binding the same address with Node says why (in use, not available, no permission). */
+function listenFailure(host: string, port: number): Promise<ListenError> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    const explain = (reason: string) => resolve(new ListenError(`Could not listen on ${host}:${port}: ${reason}.`));
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') explain('address in use (another process holds the port; set TWINLANE_REUSE_PORT=true only to share it on purpose)');
+      else explain(`${error.code ?? 'error'} (${error.message})`);
+    });
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => explain('the address could not be bound')));
+  });
+}
+
+function listen(app: TemplatedApp, at: ListenOptions): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket: us_listen_socket | false) => {
-      if (!socket) {
-        reject(new Error(`Could not listen on ${host}:${port} (address in use or not available).`));
-        return;
-      }
-      resolve({
-        host,
-        port: uWS.us_socket_local_port(socket),
-        stopAccepting() {
-          if (draining) return;
-          draining = true;
-          uWS.us_listen_socket_close(socket);
-        },
-        drained(timeoutMs) {
-          if (inFlight === 0) return Promise.resolve(true);
-          return new Promise((done) => {
-            const timer = setTimeout(() => {
-              waiters = waiters.filter((w) => w !== finish);
-              done(false);
-            }, timeoutMs);
-            const finish = () => {
-              clearTimeout(timer);
-              done(true);
-            };
-            waiters.push(finish);
-          });
-        },
-      });
+    listenOn(app, at.host, at.port, !at.reusePort, (socket) => {
+      if (socket) resolve(socket);
+      else void listenFailure(at.host, at.port).then(reject);
     });
   });
+}
+
+export async function startServer(options: ServerOptions, at: ListenOptions): Promise<RunningServer> {
+  assertNativeUws();
+  const drain = new Drain();
+  const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics: options.metrics });
+  const app = uWS.App();
+  const tracker = exchangeTracker(drain, options.metrics, options.accessLog ?? false);
+  registerRoutes(app, routeTable(options, guard, drain), dispatcher(guard, drain, tracker));
+  const socket = await listen(app, at);
+  return {
+    host: at.host,
+    port: uWS.us_socket_local_port(socket),
+    beginDrain: () => drain.begin(),
+    stopAccepting() {
+      if (drain.refusing) return;
+      drain.close();
+      uWS.us_listen_socket_close(socket);
+    },
+    drained: (timeoutMs) => drain.idle(timeoutMs),
+  };
 }

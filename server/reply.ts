@@ -25,7 +25,6 @@ export function replyError(ex: Exchange, thrown: unknown): void {
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   // RFC 9110: a 401 names the scheme the client should use.
   if (error.code === 'invalid_api_key') headers['www-authenticate'] = 'Bearer realm="twinlane"';
-  // Errors always carry a request id (made now if the client sent none), so a report can be matched to the log.
   const requestId = ex.requestId;
   const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
   // Even an answer sent before the body was read whole (a 413, a 415) keeps the connection: uWS

@@ -20,5 +20,17 @@ export function assertNativeUws(module: object = uWS): void {
   }
 }
 
+type ListenCallback = (socket: uWS.us_listen_socket | false) => void;
+
+/**
+ * uSockets sets SO_REUSEPORT by default, which lets a second process listen on a taken port and
+ * silently split connections with the first; `exclusive` asks for LIBUS_LISTEN_EXCLUSIVE_PORT.
+ * The native binding takes (host, port, options, callback), an overload its typings leave out.
+ */
+export function listenOn(app: uWS.TemplatedApp, host: string, port: number, exclusive: boolean, callback: ListenCallback): void {
+  const listen = app.listen as unknown as (host: string, port: number, options: number, callback: ListenCallback) => void;
+  listen.call(app, host, port, exclusive ? 1 : 0, callback);
+}
+
 export { uWS };
 export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';

@@ -8,6 +8,7 @@ import { RATE_LIMIT_SEGMENT } from '../cache/index.js';
 export interface Config {
   readonly host: string;
   readonly port: number;
+  readonly reusePort: boolean;
   readonly modelsDir: string;
   readonly textModel: string;
   /** `null` when the image lane is disabled (`none`). */
@@ -47,6 +48,8 @@ export interface Config {
   readonly rateLimit: number | null;
   readonly rateBurst: number | null;
   readonly shutdownTimeoutMs: number;
+  readonly drainDelayMs: number;
+  readonly accessLog: boolean;
 }
 
 type Parsed = string | number | boolean | null | readonly string[] | Config['executionProvider'];
@@ -126,6 +129,7 @@ const DERIVED = 'derived';
 export const OPTIONS: readonly Option[] = [
   { key: 'host', env: 'TWINLANE_HOST', default: '127.0.0.1', unit: 'address', why: 'Listen address; loopback by default so nothing is exposed by accident.', parse: str },
   { key: 'port', env: 'TWINLANE_PORT', default: '8080', unit: 'port', why: 'Listen port; 0 picks a free port, which is logged.', parse: int(0, 65535) },
+  { key: 'reusePort', env: 'TWINLANE_REUSE_PORT', default: 'false', unit: 'boolean', why: 'Share the port with other processes (SO_REUSEPORT; the kernel spreads new connections over them). Off: the port is taken exclusively and a second instance fails start-up with "address in use".', parse: bool },
   { key: 'modelsDir', env: 'TWINLANE_MODELS_DIR', default: '~/.cache/twinlane/models', unit: 'path', why: 'Model folders, one per model id (org/name).', parse: (raw) => path.resolve(raw.replace(/^~(?=$|\/)/, os.homedir())) },
   { key: 'textModel', env: 'TWINLANE_TEXT_MODEL', default: 'sentence-transformers/all-MiniLM-L6-v2', unit: 'model id', why: 'Text lane model.', parse: modelId },
   { key: 'imageModel', env: 'TWINLANE_IMAGE_MODEL', default: 'Xenova/clip-vit-base-patch32', unit: 'model id', why: 'Image lane model; `none` disables the lane.', parse: (raw, env) => (raw === 'none' ? null : modelId(raw, env)) },
@@ -163,7 +167,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
   { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.', parse: optionalPositive },
   { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.', parse: optionalPositive },
-  { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests before exiting anyway.', parse: int(0) },
+  { key: 'accessLog', env: 'TWINLANE_ACCESS_LOG', default: 'false', unit: 'boolean', why: 'One JSON log line per answer: request id (x-request-id), method, path, status, milliseconds. Off by default: at tens of thousands of answers a second the log would cost more than the answers.', parse: bool },
+  { key: 'drainDelayMs', env: 'TWINLANE_DRAIN_DELAY_MS', default: '0', unit: 'ms', why: 'After SIGTERM, how long /ready answers 503 while every request is still served, so a balancer stops routing here before the port closes (set it above the balancer\'s health-check interval × fall count).', parse: int(0, 600000) },
+  { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests (after the drain delay) before exiting anyway.', parse: int(0) },
 ];
 
 export function flagName(option: Option): string {

@@ -3,7 +3,7 @@
 // into a temporary sibling folder that is renamed into place only when all of them are verified,
 // so a crash or a bad byte never leaves a folder that looks complete but is not.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export type ModelErrorCode = 'model_missing_offline' | 'model_download_failed' | 'model_invalid';
@@ -254,16 +254,34 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
   }
 }
 
+/**
+ * Removes the folders this download created on the way to `dir` (`mkdir -p` reports the first of
+ * them), deepest first, as long as they are empty: a failed download leaves the tree as it found it.
+ */
+async function removeEmptyFolders(dir: string, firstCreated: string | undefined): Promise<void> {
+  if (firstCreated === undefined) return;
+  for (let folder = dir; folder.startsWith(firstCreated); folder = path.dirname(folder)) {
+    try {
+      await rmdir(folder);
+    } catch {
+      return; // not empty (another download is using it) or already gone
+    }
+    if (folder === firstCreated) return;
+  }
+}
+
 export async function downloadModel(req: DownloadRequest): Promise<void> {
   const hub = req.hubUrl.replace(/\/+$/, '');
   const idPath = req.id.split('/').map(encodeURIComponent).join('/');
   const revision = encodeURIComponent(req.revision);
   const parent = path.dirname(req.target);
   const tmp = `${req.target}.partial-${process.pid}-${randomBytes(6).toString('hex')}`;
+  let created: string | undefined;
   try {
-    await mkdir(parent, { recursive: true });
+    created = await mkdir(parent, { recursive: true });
     await mkdir(tmp);
   } catch (err) {
+    await removeEmptyFolders(parent, created);
     throw failed(`cannot create a download folder in ${parent}: ${describe(err)} (is TWINLANE_MODELS_DIR writable?)`, err);
   }
   try {
@@ -292,6 +310,7 @@ export async function downloadModel(req: DownloadRequest): Promise<void> {
     }
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
+    await removeEmptyFolders(parent, created);
     if (err instanceof ModelError) throw err;
     throw failed(`downloading "${req.id}" into ${req.target} failed: ${describe(err)}`, err);
   }

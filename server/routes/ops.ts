@@ -18,6 +18,8 @@ export interface OpsRouteOptions {
   readonly version: string;
   readonly limits: InfoLimits;
   readonly startedAt: number;
+  /** True while the server drains: /ready answers 503 so balancers stop sending it work. */
+  readonly draining: () => boolean;
 }
 
 export function health(ex: Exchange): void {
@@ -26,7 +28,8 @@ export function health(ex: Exchange): void {
 
 export function ready(ex: Exchange, options: OpsRouteOptions): void {
   const readiness = options.orchestrator.readiness();
-  replyJson(ex, readiness.ready ? 200 : 503, { status: readiness.ready ? 'ready' : 'not_ready', ...readiness });
+  const status = options.draining() ? 'draining' : readiness.ready ? 'ready' : 'not_ready';
+  replyJson(ex, status === 'ready' ? 200 : 503, { status, ...readiness, ready: status === 'ready' });
 }
 
 export function info(ex: Exchange, options: OpsRouteOptions): void {

@@ -384,7 +384,7 @@ describe('resolveModel downloading from the hub', () => {
     expect(err.message).toContain('tokenizer.json');
     expect(await exists(path.join(modelsDir, TEXT_ID))).toBe(false);
     expect((await leftovers(modelsDir)).filter((f) => f.includes('.partial-'))).toEqual([]);
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('fails on a truncated LFS file even without the API to tell its size', async () => {
@@ -392,7 +392,7 @@ describe('resolveModel downloading from the hub', () => {
     const modelsDir = await freshModelsDir();
     const err = await expectModelError(resolveModel(TEXT_ID, 'text', online(modelsDir)), 'model_download_failed');
     expect(err.message).toContain('onnx/model.onnx');
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('fails with model_download_failed when a required file answers 404 and leaves nothing behind', async () => {
@@ -401,14 +401,14 @@ describe('resolveModel downloading from the hub', () => {
     const err = await expectModelError(resolveModel(TEXT_ID, 'text', online(modelsDir)), 'model_download_failed');
     expect(err.message).toContain('tokenizer_config.json');
     expect(err.message).toContain('404');
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('fails when the whole model is unknown to the hub', async () => {
     faults = { modelMissing: true };
     const modelsDir = await freshModelsDir();
     await expectModelError(resolveModel(IMAGE_ID, 'image', online(modelsDir)), 'model_download_failed');
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('fails on a sha256 mismatch with the API and names expected and actual hashes', async () => {
@@ -417,7 +417,7 @@ describe('resolveModel downloading from the hub', () => {
     const err = await expectModelError(resolveModel(TEXT_ID, 'text', online(modelsDir)), 'model_download_failed');
     expect(err.message).toContain('onnx/model.onnx');
     expect(err.message).toContain(WRONG_SHA);
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('verifies the sha256 of X-Linked-ETag when the hub has no API', async () => {
@@ -427,7 +427,7 @@ describe('resolveModel downloading from the hub', () => {
     expect(err.message).toContain('sha256 mismatch');
     const actual = sha256(await readFile(path.join(SHARED, IMAGE_ID, 'onnx', 'vision_model.onnx')));
     expect(err.message).toContain(actual);
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('aborts a download that makes no progress for fetchTimeoutMs', async () => {
@@ -438,14 +438,30 @@ describe('resolveModel downloading from the hub', () => {
     expect(err.message).toContain('onnx/vision_model.onnx');
     expect(err.message).toContain('1000 ms');
     expect(Date.now() - started).toBeLessThan(10_000);
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
   });
 
   it('fails clearly when the hub cannot be reached', async () => {
     const modelsDir = await freshModelsDir();
     const err = await expectModelError(resolveModel(TEXT_ID, 'text', online(modelsDir, { hubUrl: 'http://127.0.0.1:9' })), 'model_download_failed');
     expect(err.message).toContain('http://127.0.0.1:9');
-    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual([]);
+    expect(await readdir(modelsDir)).toEqual([]);
+  });
+
+  it('removes every folder it created when a download into a models dir that did not exist fails', async () => {
+    // As on a first run, where ~/.cache/twinlane/models does not exist yet.
+    const home = await freshModelsDir();
+    const modelsDir = path.join(home, '.cache', 'twinlane', 'models');
+    await expectModelError(resolveModel('sentence-transformers/all-MiniLM-L6-v2', 'text', online(modelsDir, { hubUrl: 'http://127.0.0.1:9' })), 'model_download_failed');
+    expect(await readdir(home)).toEqual([]);
+  });
+
+  it('keeps folders that were there before, and a sibling model already installed, after a failed download', async () => {
+    const modelsDir = await freshModelsDir();
+    await resolveModel(IMAGE_ID, 'image', online(modelsDir));
+    faults = { modelMissing: true };
+    await expectModelError(resolveModel('twinlane/other-model', 'text', online(modelsDir)), 'model_download_failed');
+    expect(await readdir(path.join(modelsDir, 'twinlane'))).toEqual(['clip-vision-standin']);
   });
 
   it('lets concurrent resolutions of the same model share one installed folder', async () => {
