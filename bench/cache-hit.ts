@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { createCache, encodeBf16, textKey, type CacheActor, type CacheObserver, type Computed } from '../cache/index.js';
+import { createCache, encodeBf16, textKey, type CacheActor, type CacheObserver, type Computed, type ComputeMisses } from '../cache/index.js';
 import { formatCodec, runCodecBench } from './micro/codec.bench.js';
 
 const DIMS = 384;
@@ -72,9 +72,9 @@ async function actorLoop(cache: CacheActor, keys: readonly string[], batch: numb
   let notFromRedis = 0;
   // Every key is in Redis; an item only reaches compute when a lookup failed (timeout, breaker).
   // It yields to the event loop as a real lane would, so such a row cannot spin on microtasks.
-  const compute = async (indices: readonly number[]): Promise<Computed[]> => {
-    await new Promise((r) => setImmediate(r));
-    return indices.map(() => ({ ok: true, value: { vector: new Float32Array(DIMS), tokens: 0 } }));
+  const compute: ComputeMisses = (indices) => {
+    const later = new Promise<Computed>((r) => setImmediate(() => r({ ok: true, value: { vector: new Float32Array(DIMS), tokens: 0 } })));
+    return indices.map(() => later);
   };
   const result = await closedLoop(keys, batch, async (chunk) => {
     const resolved = await Promise.all(cache.resolve(chunk, compute, { dims: DIMS }));

@@ -3,11 +3,13 @@
 // item from a tier, from an identical lookup or computation already in flight (single flight across
 // tiers: a key is registered in flight before Redis is asked), or by computing it once and storing
 // the result in both tiers. A key kept hot in L1 still has its Redis TTL pushed back, at most once
-// per refresh interval, so other instances sharing the Redis keep finding it.
+// per refresh interval, so other instances sharing the Redis keep finding it. A request can be
+// cancelled (its AbortSignal): its pending items reject at once, and an item nobody else waits for
+// is dropped by the lane before it is computed.
 import { decodeStoredVector, encodeBf16 } from './bf16.js';
 import { MemoryTier } from './memory-tier.js';
 import { RedisTier, type RedisTierOptions } from './redis-tier.js';
-import type { CachedVector, CacheObserver, CacheStats, CacheStatus, ComputeMisses, ResolveOptions, ResolvedVector } from './protocol.js';
+import { RequestCancelledError, type CachedVector, type CacheObserver, type CacheStats, type CacheStatus, type Computed, type ComputeMisses, type ResolveOptions, type ResolvedVector } from './protocol.js';
 
 export interface CacheOptions {
   /** Bound of the in-process LRU in bytes; 0 disables it. */
@@ -38,12 +40,14 @@ export function l1RefreshIntervalMs(ttlSeconds: number): number {
 
 /**
  * One in-flight key. Its promise is the owner's own result (source redis or computed); requests
- * that join it get a derived promise.
+ * that join it get a derived promise. `waiters` counts the requests still waiting for it: once
+ * cancellations take it to 0, the lane drops the item if its batch has not started.
  */
 interface Flight {
   readonly promise: Promise<ResolvedVector>;
   resolve(value: ResolvedVector): void;
   reject(error: unknown): void;
+  waiters: number;
 }
 
 function flight(): Flight {
@@ -53,11 +57,22 @@ function flight(): Flight {
     resolve = res;
     reject = rej;
   });
-  return { promise, resolve, reject };
+  // A flight may settle with nobody listening (all its requests were cancelled).
+  promise.catch(() => undefined);
+  return { promise, resolve, reject, waiters: 1 };
 }
 
 /** Sharing a Redis hit is a cache hit; sharing a computation is a join. */
 const asJoined = (v: ResolvedVector): ResolvedVector => (v.source === 'redis' ? v : { vector: v.vector, tokens: v.tokens, source: 'joined' });
+
+/** A peeked key: its vector and tier, or null when neither tier holds it. */
+export type Peeked = (CachedVector & { readonly source: 'l1' | 'redis' }) | null;
+
+/** A request's result that waits on a flight (an owned miss or a joined one). */
+interface Wait {
+  readonly index: number;
+  readonly flight: Flight;
+}
 
 export class CacheActor {
   readonly #l1: MemoryTier<L1Entry>;
@@ -67,6 +82,8 @@ export class CacheActor {
   readonly #inFlight = new Map<string, Flight>();
   readonly #now: () => number;
   readonly #refreshMs: number;
+  /** Computed vectors for the next Redis pipeline: the items of one batch settle in one tick. */
+  #pendingStores: [string, Buffer][] = [];
 
   constructor(options: CacheOptions) {
     this.#l1 = new MemoryTier<L1Entry>(options.l1Bytes);
@@ -75,6 +92,24 @@ export class CacheActor {
     this.#redis = options.redis ? new RedisTier(options.redis, this.#observer) : null;
     this.#now = options.now ?? (() => performance.now());
     this.#refreshMs = options.redis ? l1RefreshIntervalMs(options.redis.ttlSeconds) : Number.POSITIVE_INFINITY;
+  }
+
+  /** An L1 hit, or undefined; a hit whose Redis copy is due a refresh is added to `stale`. */
+  #l1Hit(key: string, now: number, stale: string[]): L1Entry | undefined {
+    const hit = this.#l1.get(key);
+    // Sliding expiry for keys that never reach Redis's MGET while they stay in L1. Marked as
+    // refreshed when queued: a refresh dropped (breaker open) waits for the next interval.
+    if (hit && now - hit.redisAt >= this.#refreshMs) {
+      hit.redisAt = now;
+      stale.push(key);
+    }
+    return hit;
+  }
+
+  #countL1(hits: number, total: number): void {
+    if (!this.#l1Enabled || !this.#observer) return;
+    if (hits > 0) this.#observer.onCacheLookups('l1', 'hit', hits);
+    if (total > hits) this.#observer.onCacheLookups('l1', 'miss', total - hits);
   }
 
   /**
@@ -88,45 +123,122 @@ export class CacheActor {
     const results: Promise<ResolvedVector>[] = new Array(keys.length);
     const misses: number[] = [];
     const owned: Flight[] = [];
+    const waits: Wait[] = [];
     let l1Hits = 0;
-    let stale: string[] | null = null;
+    const stale: string[] = [];
     // One clock read per call, and none without Redis.
     const now = this.#redis ? this.#now() : 0;
     for (let index = 0; index < keys.length; index++) {
       const key = keys[index]!;
-      const hit = this.#l1.get(key);
+      const hit = this.#l1Hit(key, now, stale);
       if (hit) {
         l1Hits++;
-        // Sliding expiry for keys that never reach Redis's MGET while they stay in L1. Marked as
-        // refreshed when queued: a refresh dropped (breaker open) waits for the next interval.
-        if (now - hit.redisAt >= this.#refreshMs) {
-          hit.redisAt = now;
-          (stale ??= []).push(key);
-        }
         results[index] = Promise.resolve({ vector: hit.vector, tokens: hit.tokens, source: 'l1' });
         continue;
       }
-      const running = this.#inFlight.get(key);
-      if (running) {
-        results[index] = running.promise.then(asJoined);
-        continue;
+      let wait = this.#inFlight.get(key);
+      if (wait) {
+        wait.waiters++;
+        results[index] = wait.promise.then(asJoined);
+      } else {
+        wait = flight();
+        this.#inFlight.set(key, wait);
+        misses.push(index);
+        owned.push(wait);
+        results[index] = wait.promise;
       }
-      const mine = flight();
-      this.#inFlight.set(key, mine);
-      misses.push(index);
-      owned.push(mine);
-      results[index] = mine.promise;
+      waits.push({ index, flight: wait });
     }
-    if (this.#l1Enabled && this.#observer) {
-      if (l1Hits > 0) this.#observer.onCacheLookups('l1', 'hit', l1Hits);
-      if (keys.length > l1Hits) this.#observer.onCacheLookups('l1', 'miss', keys.length - l1Hits);
-    }
-    if (stale) this.#redis!.refresh(stale);
+    this.#countL1(l1Hits, keys.length);
+    if (stale.length > 0) this.#redis!.refresh(stale);
+    if (options.signal && waits.length > 0) this.#cancellable(results, waits, options.signal);
     if (misses.length > 0) {
-      if (this.#redis) void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) => this.#abandon(keys, misses, owned, error));
-      else void this.#compute(keys, misses, owned, compute);
+      if (this.#redis && !options.skipRedis) void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) => this.#abandon(keys, misses, owned, error));
+      else this.#compute(keys, misses, owned, compute);
     }
     return results;
+  }
+
+  /**
+   * L1, then one Redis MGET for the rest, without joining or starting any computation: what a
+   * streaming request answers at once before it sends its misses (with `skipRedis`) to `resolve`.
+   */
+  async peek(keys: readonly string[], dims?: number): Promise<Peeked[]> {
+    const found: Peeked[] = new Array<Peeked>(keys.length).fill(null);
+    const rest: number[] = [];
+    const stale: string[] = [];
+    const now = this.#redis ? this.#now() : 0;
+    keys.forEach((key, index) => {
+      const hit = this.#l1Hit(key, now, stale);
+      if (hit) found[index] = { vector: hit.vector, tokens: hit.tokens, source: 'l1' };
+      else rest.push(index);
+    });
+    this.#countL1(keys.length - rest.length, keys.length);
+    if (stale.length > 0) this.#redis!.refresh(stale);
+    if (rest.length === 0 || !this.#redis) return found;
+    const values = await this.#redis.lookup(rest.map((i) => keys[i]!));
+    if (values === null) return found;
+    const hits = this.#takeRedisValues(rest.map((i) => keys[i]!), values, dims);
+    rest.forEach((index, k) => {
+      const vector = hits[k];
+      if (vector) found[index] = { vector, tokens: null, source: 'redis' };
+    });
+    return found;
+  }
+
+  /**
+   * Decodes MGET answers: hits go into L1 and get their TTL pushed back, corrupt values are deleted
+   * and counted. Returns the vector per key, or null for a miss.
+   */
+  #takeRedisValues(keys: readonly string[], values: readonly (Buffer | null)[], dims: number | undefined): (Float32Array | null)[] {
+    const redis = this.#redis!;
+    const hitKeys: string[] = [];
+    let corruptKeys: string[] | null = null;
+    const now = this.#now();
+    const vectors = keys.map((key, k) => {
+      const raw = values[k];
+      if (!raw) return null;
+      const stored = decodeStoredVector(raw, dims);
+      if (stored.ok) {
+        hitKeys.push(key);
+        this.#l1.set(key, { vector: stored.vector, tokens: null, redisAt: now });
+        return stored.vector;
+      }
+      (corruptKeys ??= []).push(key);
+      this.#observer?.onCacheCorrupt(stored.reason);
+      return null;
+    });
+    if (this.#observer) {
+      if (hitKeys.length > 0) this.#observer.onCacheLookups('redis', 'hit', hitKeys.length);
+      if (keys.length > hitKeys.length) this.#observer.onCacheLookups('redis', 'miss', keys.length - hitKeys.length);
+    }
+    if (hitKeys.length > 0) redis.refresh(hitKeys);
+    if (corruptKeys) redis.remove(corruptKeys);
+    return vectors;
+  }
+
+  /**
+   * Lets `signal` cancel a request: each of its results still waiting on a flight rejects with
+   * RequestCancelledError at once and stops counting as one of that flight's waiters.
+   */
+  #cancellable(results: Promise<ResolvedVector>[], waits: readonly Wait[], signal: AbortSignal): void {
+    const pending = new Map<number, { flight: Flight; reject: (error: unknown) => void }>();
+    for (const { index, flight: owner } of waits) {
+      const source = results[index]!;
+      results[index] = new Promise<ResolvedVector>((resolve, reject) => {
+        pending.set(index, { flight: owner, reject });
+        source.then(resolve, reject).finally(() => pending.delete(index));
+      });
+    }
+    const cancel = () => {
+      for (const { flight: owner, reject } of pending.values()) {
+        owner.waiters--;
+        reject(new RequestCancelledError());
+      }
+      pending.clear();
+    };
+    if (signal.aborted) cancel();
+    else signal.addEventListener('abort', cancel, { once: true });
   }
 
   /** Last resort for a bug in the lookup path: no caller may wait for ever. */
@@ -139,71 +251,78 @@ export class CacheActor {
   }
 
   async #lookup(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses, dims: number | undefined): Promise<void> {
-    const redis = this.#redis!;
     const missKeys = misses.map((i) => keys[i]!);
-    const values = await redis.lookup(missKeys);
+    const values = await this.#redis!.lookup(missKeys);
     if (values === null) {
-      await this.#compute(keys, misses, owned, compute);
+      this.#compute(keys, misses, owned, compute);
       return;
     }
+    const vectors = this.#takeRedisValues(missKeys, values, dims);
     const stillMissing: number[] = [];
     const stillOwned: Flight[] = [];
-    const hitKeys: string[] = [];
-    let corruptKeys: string[] | null = null;
-    const now = this.#now();
-    for (let k = 0; k < misses.length; k++) {
-      const key = missKeys[k]!;
-      const raw = values[k];
-      if (raw) {
-        const stored = decodeStoredVector(raw, dims);
-        if (stored.ok) {
-          hitKeys.push(key);
-          this.#l1.set(key, { vector: stored.vector, tokens: null, redisAt: now });
-          this.#inFlight.delete(key);
-          owned[k]!.resolve({ vector: stored.vector, tokens: null, source: 'redis' });
-          continue;
-        }
-        (corruptKeys ??= []).push(key);
-        this.#observer?.onCacheCorrupt(stored.reason);
+    vectors.forEach((vector, k) => {
+      if (vector) {
+        this.#inFlight.delete(missKeys[k]!);
+        owned[k]!.resolve({ vector, tokens: null, source: 'redis' });
+        return;
       }
       stillMissing.push(misses[k]!);
       stillOwned.push(owned[k]!);
-    }
-    if (this.#observer) {
-      if (hitKeys.length > 0) this.#observer.onCacheLookups('redis', 'hit', hitKeys.length);
-      if (stillMissing.length > 0) this.#observer.onCacheLookups('redis', 'miss', stillMissing.length);
-    }
-    if (hitKeys.length > 0) redis.refresh(hitKeys);
-    if (corruptKeys) redis.remove(corruptKeys);
-    if (stillMissing.length > 0) await this.#compute(keys, stillMissing, stillOwned, compute);
+    });
+    if (stillMissing.length > 0) this.#compute(keys, stillMissing, stillOwned, compute);
   }
 
-  async #compute(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses): Promise<void> {
+  /** Hands the misses to `compute` and settles each flight as its item is done. */
+  #compute(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses): void {
+    let promises: readonly Promise<Computed>[];
     try {
-      const computed = await compute(misses);
-      if (computed.length !== misses.length) throw new Error(`compute returned ${computed.length} results for ${misses.length} misses. This is a bug.`);
-      const stored: [string, Buffer][] = [];
-      const now = this.#redis ? this.#now() : 0;
-      for (let k = 0; k < misses.length; k++) {
-        const key = keys[misses[k]!]!;
-        const result = computed[k]!;
-        this.#inFlight.delete(key);
-        if (result.ok) {
-          const { vector, tokens } = result.value;
-          this.#l1.set(key, { vector, tokens, redisAt: now });
-          if (this.#redis) stored.push([key, encodeBf16(vector, 'big')]);
-          owned[k]!.resolve({ vector, tokens, source: 'computed' });
-        } else {
-          owned[k]!.reject(result.error);
-        }
-      }
-      if (stored.length > 0) this.#redis!.store(stored);
+      promises = compute(misses, { wanted: (k) => owned[k]!.waiters > 0 });
+      if (promises.length !== misses.length) throw new Error(`compute returned ${promises.length} results for ${misses.length} misses. This is a bug.`);
     } catch (error) {
-      misses.forEach((index, k) => {
-        this.#inFlight.delete(keys[index]!);
-        owned[k]!.reject(error);
+      promises = misses.map(() => Promise.reject(error));
+    }
+    promises.forEach((promise, k) => {
+      const index = misses[k]!;
+      promise.then(
+        (result) => this.#settle(keys, index, owned[k]!, result, compute),
+        (error: unknown) => {
+          this.#inFlight.delete(keys[index]!);
+          owned[k]!.reject(error);
+        },
+      );
+    });
+  }
+
+  #settle(keys: readonly string[], index: number, owner: Flight, result: Computed, compute: ComputeMisses): void {
+    const key = keys[index]!;
+    if (result.ok) {
+      this.#inFlight.delete(key);
+      const { vector, tokens } = result.value;
+      this.#l1.set(key, { vector, tokens, redisAt: this.#redis ? this.#now() : 0 });
+      if (this.#redis) this.#store(key, vector);
+      owner.resolve({ vector, tokens, source: 'computed' });
+    } else if ('error' in result) {
+      this.#inFlight.delete(key);
+      owner.reject(result.error);
+    } else if (owner.waiters > 0) {
+      // Dropped as unwanted, but a request joined it since: compute it again for that request.
+      this.#compute(keys, [index], [owner], compute);
+    } else {
+      this.#inFlight.delete(key);
+      owner.reject(new RequestCancelledError());
+    }
+  }
+
+  /** Queues a computed vector for Redis; everything queued in this tick goes in one pipeline. */
+  #store(key: string, vector: Float32Array): void {
+    if (this.#pendingStores.length === 0) {
+      queueMicrotask(() => {
+        const entries = this.#pendingStores;
+        this.#pendingStores = [];
+        if (entries.length > 0) this.#redis!.store(entries);
       });
     }
+    this.#pendingStores.push([key, encodeBf16(vector, 'big')]);
   }
 
   stats(): CacheStats {
@@ -221,6 +340,10 @@ export class CacheActor {
 
   /** Resolves when every Redis write queued so far has been answered, failed or dropped. */
   async flush(): Promise<void> {
+    if (this.#pendingStores.length > 0) {
+      this.#redis!.store(this.#pendingStores);
+      this.#pendingStores = [];
+    }
     await this.#redis?.flush();
   }
 

@@ -8,6 +8,7 @@ export type { RedisTierOptions } from './redis-tier.js';
 export { imageKey, RATE_LIMIT_SEGMENT, rateLimitKeyPrefix, textKey } from './keys.js';
 export { SharedBuckets } from './shared-buckets.js';
 export type { BucketReading, SharedBucketsOptions } from './shared-buckets.js';
+export { RequestCancelledError } from './protocol.js';
 export type {
   BreakerState,
   CacheErrorReason,
@@ -17,6 +18,7 @@ export type {
   CacheStatus,
   CacheTier,
   CachedVector,
+  ComputeControl,
   ComputeMisses,
   Computed,
   CorruptReason,

@@ -19,19 +19,50 @@ export interface ResolvedVector extends CachedVector {
   readonly source: CacheSource;
 }
 
-/** One computed item: its vector, or the error that only this item failed with. */
-export type Computed = { readonly ok: true; readonly value: CachedVector } | { readonly ok: false; readonly error: unknown };
+/**
+ * One computed item: its vector, the error that only this item failed with, or `dropped`: it was not
+ * computed because no request waited for it any more when its batch was formed.
+ */
+export type Computed =
+  | { readonly ok: true; readonly value: CachedVector }
+  | { readonly ok: false; readonly error: unknown }
+  | { readonly ok: false; readonly dropped: true };
+
+/** What the actor tells a computation about the misses it handed over. */
+export interface ComputeControl {
+  /** Whether misses[k] still has a request waiting for it (false once every such request was cancelled). */
+  wanted(k: number): boolean;
+}
 
 /**
- * Computes the given item indices (the misses), in that order. Throwing fails them all (the lane
- * refused the request); a per-item failure fails only that item, so a request that joined a healthy
- * item never inherits another request's bad input.
+ * Computes the given item indices (the misses): one promise per index, in order, each settling as
+ * soon as that item is done. A rejected promise fails that item for every request waiting on it (the
+ * lane refused the request: all of them reject); a per-item failure fails only that item, so a
+ * request that joined a healthy item never inherits another request's bad input.
  */
-export type ComputeMisses = (indices: readonly number[]) => Promise<readonly Computed[]>;
+export type ComputeMisses = (indices: readonly number[], control: ComputeControl) => readonly Promise<Computed>[];
 
 export interface ResolveOptions {
   /** The model's dims: a Redis value of any other length is corrupt (deleted, counted, recomputed). */
   readonly dims?: number | undefined;
+  /**
+   * Aborting it cancels the request: its pending items reject with RequestCancelledError at once, and
+   * items nobody else waits for are dropped before they reach a lane.
+   */
+  readonly signal?: AbortSignal | undefined;
+  /** The caller just looked these keys up (peek): skip Redis and go from L1 and in-flight work to compute. */
+  readonly skipRedis?: boolean | undefined;
+}
+
+/** A request's item after the request was cancelled: nobody reads it, and it may never be computed. */
+export class RequestCancelledError extends Error {
+  constructor() {
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super('The request was cancelled.');
+    Error.stackTraceLimit = stackTraceLimit;
+    this.name = 'RequestCancelledError';
+  }
 }
 
 export type CacheTier = 'l1' | 'redis';

@@ -2,10 +2,18 @@
 // coalesced into one model call, bounded by items and by padded cost (items × the largest item's
 // cost, i.e. padded tokens for text). A batch is formed the moment a worker is free, so a lone
 // request never waits for company, and while batches run the next ones fill up from new arrivals.
+// An item is asked whether it is still wanted as it is about to join a batch: one whose requests
+// all went away (cancelled stream, aborted HTTP client) is dropped there and never reaches a worker.
 
-export type ItemOutcome<E> = { readonly ok: true; readonly vector: Float32Array; readonly tokens: number } | { readonly ok: false; readonly error: E };
+export type DropReason = 'cancelled';
+
+export type ItemOutcome<E> =
+  | { readonly ok: true; readonly vector: Float32Array; readonly tokens: number }
+  | { readonly ok: false; readonly error: E }
+  | { readonly ok: false; readonly dropped: DropReason };
 
 export interface BatchOutcome<E> {
+  /** One outcome per item of the batch: a vector or that item's own error (never `dropped`). */
   readonly items: readonly ItemOutcome<E>[];
   readonly inferenceMs: number;
 }
@@ -25,6 +33,22 @@ export interface BatcherOptions<I, E> {
   readonly cost: (item: I) => number;
   readonly run: (items: readonly I[]) => Promise<BatchOutcome<E>>;
   readonly onBatch?: (info: BatchInfo) => void;
+  /** `count` items were dropped before reaching a worker. */
+  readonly onDropped?: (count: number, reason: DropReason) => void;
+}
+
+export interface SubmitOptions<E> {
+  /** Asked as the item is about to join a batch; false drops it there (outcome `dropped: 'cancelled'`). */
+  readonly wanted?: (index: number) => boolean;
+  /** Told as each item settles (its batch finished, or it was dropped), before the request as a whole. */
+  readonly onItem?: (index: number, outcome: ItemOutcome<E>, timing: ItemTiming) => void;
+}
+
+export interface ItemTiming {
+  /** Between submit and the item's batch starting. */
+  readonly queueMs: number;
+  /** The model call that carried the item (0 when dropped). */
+  readonly inferenceMs: number;
 }
 
 export interface SubmitOutcome<E> {
@@ -37,6 +61,7 @@ export interface SubmitOutcome<E> {
 
 class RequestSlot<E> {
   readonly outcomes: (ItemOutcome<E> | undefined)[];
+  readonly #options: SubmitOptions<E>;
   #pending: number;
   #queueMs = 0;
   #inferenceMs = 0;
@@ -45,13 +70,18 @@ class RequestSlot<E> {
   #resolve!: (value: SubmitOutcome<E>) => void;
   #reject!: (error: unknown) => void;
 
-  constructor(size: number) {
+  constructor(size: number, options: SubmitOptions<E>) {
     this.outcomes = new Array<ItemOutcome<E> | undefined>(size);
+    this.#options = options;
     this.#pending = size;
     this.promise = new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
+  }
+
+  wanted(index: number): boolean {
+    return !this.failed && (this.#options.wanted?.(index) ?? true);
   }
 
   settle(index: number, outcome: ItemOutcome<E>, queueMs: number, inferenceMs: number): void {
@@ -60,6 +90,7 @@ class RequestSlot<E> {
     this.outcomes[index] = outcome;
     this.#queueMs = Math.max(this.#queueMs, queueMs);
     this.#inferenceMs = Math.max(this.#inferenceMs, inferenceMs);
+    this.#options.onItem?.(index, outcome, { queueMs, inferenceMs });
     if (--this.#pending === 0) {
       this.#resolve({ items: this.outcomes as ItemOutcome<E>[], queueMs: this.#queueMs, inferenceMs: this.#inferenceMs });
     }
@@ -84,6 +115,8 @@ export class Batcher<I, E> {
   readonly #options: BatcherOptions<I, E>;
   #queue: Entry<I, E>[] = [];
   #head = 0;
+  /** Entries in the queue not yet taken or skipped. */
+  #queued = 0;
   #running = 0;
   #runningItems = 0;
   #idle: (() => void)[] = [];
@@ -94,7 +127,7 @@ export class Batcher<I, E> {
 
   /** Items waiting for a batch. */
   get queued(): number {
-    return this.#queue.length - this.#head;
+    return this.#queued;
   }
 
   /** Items inside batches that are running. */
@@ -102,13 +135,14 @@ export class Batcher<I, E> {
     return this.#runningItems;
   }
 
-  submit(items: readonly I[]): Promise<SubmitOutcome<E>> {
+  submit(items: readonly I[], options: SubmitOptions<E> = {}): Promise<SubmitOutcome<E>> {
     if (items.length === 0) throw new Error('submit() with no items. This is a bug.');
-    const slot = new RequestSlot<E>(items.length);
+    const slot = new RequestSlot<E>(items.length, options);
     const now = performance.now();
     items.forEach((item, index) => {
       this.#queue.push({ item, index, cost: Math.max(1, this.#options.cost(item)), slot, enqueuedAt: now });
     });
+    this.#queued += items.length;
     this.#pump();
     return slot.promise;
   }
@@ -132,14 +166,21 @@ export class Batcher<I, E> {
     }
   }
 
+  /** The next batch from the head of the queue; unwanted items met on the way are dropped. */
   #take(): Entry<I, E>[] {
     const { maxItems, maxCost } = this.#options;
     const batch: Entry<I, E>[] = [];
     let widest = 0;
+    let dropped = 0;
     while (this.#head < this.#queue.length && batch.length < maxItems) {
       const entry = this.#queue[this.#head]!;
-      if (entry.slot.failed) {
+      if (!entry.slot.wanted(entry.index)) {
         this.#head++;
+        this.#queued--;
+        if (!entry.slot.failed) {
+          dropped++;
+          entry.slot.settle(entry.index, { ok: false, dropped: 'cancelled' }, 0, 0);
+        }
         continue;
       }
       const nextWidest = Math.max(widest, entry.cost);
@@ -147,7 +188,9 @@ export class Batcher<I, E> {
       batch.push(entry);
       widest = nextWidest;
       this.#head++;
+      this.#queued--;
     }
+    if (dropped > 0) this.#options.onDropped?.(dropped, 'cancelled');
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
       this.#queue = this.#queue.slice(this.#head);
       this.#head = 0;

@@ -2,7 +2,7 @@
 // import onnxruntime-node or reach into these files directly.
 export { Lane, LaneRejectedError } from './lane.js';
 export type { LaneHandle, LaneName, LaneObserver, LaneStats, RejectReason } from './lane.js';
-export type { BatchInfo, ItemOutcome, SubmitOutcome } from './batcher.js';
+export type { BatchInfo, DropReason, ItemOutcome, ItemTiming, SubmitOptions, SubmitOutcome } from './batcher.js';
 export type { ItemError, ItemErrorCode, TextItem } from './protocol.js';
 export { createTextLane } from './text-lane.js';
 export type { TextLane, TextLaneOptions } from './text-lane.js';

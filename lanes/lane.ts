@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Batcher, type BatchInfo, type BatchOutcome, type ItemOutcome, type SubmitOutcome } from './batcher.js';
+import { Batcher, type BatchInfo, type BatchOutcome, type DropReason, type ItemOutcome, type SubmitOptions, type SubmitOutcome } from './batcher.js';
 import type { ItemError, LaneResult, LaneTask } from './protocol.js';
 
 export type LaneName = 'text' | 'image';
@@ -14,6 +14,8 @@ export type RejectReason = 'queue_full' | 'closed';
 export interface LaneObserver {
   onBatch(lane: LaneName, info: BatchInfo): void;
   onRejected(lane: LaneName, reason: RejectReason): void;
+  /** `count` items were dropped from the queue before reaching a worker (nobody waited for them any more). */
+  onDropped(lane: LaneName, reason: DropReason, count: number): void;
 }
 
 export class LaneRejectedError extends Error {
@@ -124,6 +126,7 @@ export class Lane<I> implements LaneHandle {
         this.#throughput = this.#throughput === 0 ? rate : this.#throughput * 0.8 + rate * 0.2;
         settings.observer?.onBatch(this.name, info);
       },
+      onDropped: (count, reason) => settings.observer?.onDropped(this.name, reason, count),
     });
   }
 
@@ -153,7 +156,7 @@ export class Lane<I> implements LaneHandle {
    * takes any request, so one larger than the queue bound (but within the per-request limit) is
    * served when the lane is free instead of being refused forever.
    */
-  embed(items: readonly I[]): Promise<SubmitOutcome<ItemError>> {
+  embed(items: readonly I[], options: SubmitOptions<ItemError> = {}): Promise<SubmitOutcome<ItemError>> {
     const queued = this.#batcher.queued;
     const full = queued > 0 && queued + items.length > this.#settings.maxQueue;
     const reason: RejectReason | null = this.#closed ? 'closed' : full ? 'queue_full' : null;
@@ -161,7 +164,7 @@ export class Lane<I> implements LaneHandle {
       this.#settings.observer?.onRejected(this.name, reason);
       return Promise.reject(new LaneRejectedError(this.name, reason, this.retryAfterSeconds()));
     }
-    return this.#batcher.submit(items);
+    return this.#batcher.submit(items, options);
   }
 
   /** Runs one warm-up per worker so the first real request does not pay for lazy initialisation. */

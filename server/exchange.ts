@@ -2,7 +2,7 @@
 // an aborted response, so everything from the request is copied here synchronously and every write
 // checks `aborted` first. This is the only object that writes to a uWS response.
 import type { Metrics } from '../src/index.js';
-import type { HttpRequest, HttpResponse } from './uws.js';
+import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface ExchangeTracker {
   readonly metrics: Metrics;
@@ -18,11 +18,15 @@ const CLIENT_REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** The request headers any route reads; copying only these keeps the hot path short. */
 const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id'] as const;
+/** What a WebSocket upgrade also needs. */
+export const UPGRADE_HEADERS = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'] as const;
+
+type HeaderName = (typeof READ_HEADERS)[number] | (typeof UPGRADE_HEADERS)[number];
 
 const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries({
     200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
-    413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
+    413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 426: 'Upgrade Required', 429: 'Too Many Requests',
     500: 'Internal Server Error', 503: 'Service Unavailable',
   }).map(([code, text]) => [code, `${code} ${text}`]),
 );
@@ -48,6 +52,7 @@ export class Exchange {
     req: HttpRequest,
     readonly route: string,
     readonly tracker: ExchangeTracker,
+    extraHeaders: readonly HeaderName[] = [],
   ) {
     res.onAborted(() => {
       this.aborted = true;
@@ -62,6 +67,10 @@ export class Exchange {
       const value = req.getHeader(name);
       if (value !== '') headers.set(name, value);
     }
+    for (const name of extraHeaders) {
+      const value = req.getHeader(name);
+      if (value !== '') headers.set(name, value);
+    }
     this.headers = headers;
     const given = headers.get('x-request-id');
     this.requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID();
@@ -72,12 +81,25 @@ export class Exchange {
     return new URLSearchParams(this.#rawQuery);
   }
 
+  #abort: AbortController | null = null;
+
+  /** Aborted when the client goes away before the answer is written: its queued items are then dropped. */
+  get signal(): AbortSignal {
+    if (!this.#abort) {
+      const controller = new AbortController();
+      this.#abort = controller;
+      if (this.aborted) controller.abort();
+      else this.onAbort(() => controller.abort());
+    }
+    return this.#abort.signal;
+  }
+
   /** Runs `callback` if the client goes away before the answer is written. */
   onAbort(callback: () => void): void {
     this.#onAbort.push(callback);
   }
 
-  header(name: (typeof READ_HEADERS)[number]): string | undefined {
+  header(name: HeaderName): string | undefined {
     return this.headers.get(name);
   }
 
@@ -106,6 +128,13 @@ export class Exchange {
       this.res.end(body, this.tracker.draining);
     });
     this.#finish(status);
+  }
+
+  /** Switches the connection to a WebSocket (status 101) carrying `userData`; a no-op once the client is gone. */
+  upgrade<T>(userData: T, protocol: string, context: us_socket_context_t): void {
+    if (this.aborted || this.#finished) return;
+    this.res.cork(() => this.res.upgrade(userData, this.header('sec-websocket-key') ?? '', protocol, this.header('sec-websocket-extensions') ?? '', context));
+    this.#finish(101);
   }
 
   #finish(status: number): void {

@@ -35,18 +35,27 @@ export class Guard {
     return this.#options.limiter !== null;
   }
 
-  /** Throws 401 unless the request may use the route; remembers the key's client id. */
-  authenticate(ex: Exchange, access: Access): void {
+  /**
+   * Throws 401 unless the request may use the route; remembers the key's client id. The key comes
+   * from `Authorization`, or from `authorization` when the transport carries it elsewhere (a browser's
+   * WebSocket offers it as a subprotocol).
+   */
+  authenticate(ex: Exchange, access: Access, authorization = ex.header('authorization')): void {
     const { apiKeys, authOps, metrics } = this.#options;
     if (!apiKeys || access === 'open' || (access === 'ops' && !authOps)) return;
-    ex.client = apiKeys.verify(ex.header('authorization'), (reason) => metrics.authFailure(reason));
+    ex.client = apiKeys.verify(authorization, (reason) => metrics.authFailure(reason));
+  }
+
+  /** Takes `items` from `client`'s budget (a WebSocket request); null when no rate limit is configured. */
+  decide(client: string, items: number): Promise<RateDecision> | null {
+    return this.#options.limiter?.spend(client, Math.max(1, items)) ?? null;
   }
 
   /** Takes `items` from the client's budget, or throws 429 `rate_limited` with Retry-After. */
   async spend(ex: Exchange, items: number): Promise<void> {
     const { limiter } = this.#options;
     if (!limiter) return;
-    const decision = await limiter.spend(this.#client(ex), Math.max(1, items));
+    const decision = await limiter.spend(this.clientOf(ex), Math.max(1, items));
     ex.setHeaders(rateHeaders(decision));
     if (!decision.allowed) {
       throw new TwinlaneError('rate_limited', `This client's budget of ${decision.limit} items (refilling at the configured rate) cannot cover ${items} item(s) now; retry after ${decision.retryAfterSeconds} s.`, { retryAfterSeconds: decision.retryAfterSeconds });
@@ -57,11 +66,11 @@ export class Guard {
   reportBudget(ex: Exchange): void {
     const { limiter } = this.#options;
     if (!limiter || ex.hasHeaders) return;
-    ex.setHeaders(rateHeaders(limiter.peek(this.#client(ex))));
+    ex.setHeaders(rateHeaders(limiter.peek(this.clientOf(ex))));
   }
 
   /** The API key's id when keys are configured (and so verified), else the client's address. */
-  #client(ex: Exchange): string {
+  clientOf(ex: Exchange): string {
     return ex.client ?? `ip:${ex.remoteAddress}`;
   }
 }

@@ -9,6 +9,7 @@ import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
 import * as ops from './routes/ops.js';
+import { registerWebSocket, type WsOptions } from './ws/index.js';
 import { assertNativeUws, listenOn, uWS, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
 export { assertNativeUws, UwsFallbackError } from './uws.js';
@@ -25,6 +26,8 @@ export interface ServerOptions {
   readonly access?: Omit<GuardOptions, 'metrics'> | undefined;
   /** One log line per answer (request id, route, status, time). */
   readonly accessLog?: boolean;
+  /** GET /ws: bounds and flow control of the WebSocket route. */
+  readonly ws: Omit<WsOptions, 'orchestrator' | 'metrics' | 'guard' | 'drain' | 'tracker'>;
 }
 
 export interface ListenOptions {
@@ -41,8 +44,10 @@ export interface RunningServer {
   beginDrain(): void;
   /** Second step: closes the listen socket; embedding requests on open connections get 503 shutting_down. */
   stopAccepting(): void;
-  /** Resolves true when no request is in flight, or false when `timeoutMs` passed first. */
+  /** Resolves true when no request is in flight (HTTP or WebSocket), or false when `timeoutMs` passed first. */
   drained(timeoutMs: number): Promise<boolean>;
+  /** Last step: closes every WebSocket with 1001 (their requests in flight were answered first). */
+  closeSockets(): void;
 }
 
 export class ListenError extends Error {
@@ -78,6 +83,10 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain): Route[]
     { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
     { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
     { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
+    // Reached only by a GET /ws that is not a WebSocket upgrade (upgrades go to server/ws).
+    { path: '/ws', method: 'get', embedding: false, access: 'open', handler: () => {
+      throw new TwinlaneError('upgrade_required', 'GET /ws is a WebSocket route: send Connection: Upgrade and Upgrade: websocket.');
+    } },
   ];
 }
 
@@ -159,6 +168,7 @@ export async function startServer(options: ServerOptions, at: ListenOptions): Pr
   const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics: options.metrics });
   const app = uWS.App();
   const tracker = exchangeTracker(drain, options.metrics, options.accessLog ?? false);
+  const ws = registerWebSocket(app, { ...options.ws, orchestrator: options.orchestrator, metrics: options.metrics, guard, drain, tracker });
   registerRoutes(app, routeTable(options, guard, drain), dispatcher(guard, drain, tracker));
   const socket = await listen(app, at);
   return {
@@ -171,5 +181,6 @@ export async function startServer(options: ServerOptions, at: ListenOptions): Pr
       uWS.us_listen_socket_close(socket);
     },
     drained: (timeoutMs) => drain.idle(timeoutMs),
+    closeSockets: () => ws.closeAll(),
   };
 }

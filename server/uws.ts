@@ -33,4 +33,4 @@ export function listenOn(app: uWS.TemplatedApp, host: string, port: number, excl
 }
 
 export { uWS };
-export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from 'uWebSockets.js';
+export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';

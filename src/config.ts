@@ -50,6 +50,15 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly drainDelayMs: number;
   readonly accessLog: boolean;
+  readonly wsMaxFrameBytes: number;
+  readonly wsMaxInFlightItems: number;
+  readonly wsMaxQueuedBytes: number;
+  readonly wsWindowBatches: number;
+  readonly wsHighWaterBytes: number;
+  readonly wsMaxBackpressureBytes: number;
+  readonly wsSlowReaderMs: number;
+  readonly wsIdleTimeoutSeconds: number;
+  readonly wsMaxConnections: number;
 }
 
 type Parsed = string | number | boolean | null | readonly string[] | Config['executionProvider'];
@@ -167,6 +176,15 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
   { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.', parse: optionalPositive },
   { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.', parse: optionalPositive },
+  { key: 'wsMaxFrameBytes', env: 'TWINLANE_WS_MAX_FRAME_BYTES', default: '16777216', unit: 'bytes', why: 'Largest /ws frame (a JSON request, or one binary image); a larger frame closes the socket with 1009. JSON text requests are also held to TWINLANE_MAX_BODY_BYTES (error payload_too_large).', parse: int(1024, 1 << 30) },
+  { key: 'wsMaxInFlightItems', env: 'TWINLANE_WS_MAX_IN_FLIGHT_ITEMS', default: '4096', unit: 'items', why: 'Items a /ws socket may have unanswered; a request that would pass it is refused at once with too_many_in_flight (a socket with nothing in flight takes any request within TWINLANE_MAX_INPUTS).', parse: int(1) },
+  { key: 'wsMaxQueuedBytes', env: 'TWINLANE_WS_MAX_QUEUED_BYTES', default: '16777216', unit: 'bytes', why: 'Input bytes (texts, images) a /ws socket may hold unanswered; past it requests and binary images are refused with too_many_in_flight.', parse: int(1024) },
+  { key: 'wsWindowBatches', env: 'TWINLANE_WS_WINDOW_BATCHES', default: '4', unit: 'batches', why: 'Items of one /ws socket in a lane at once, in that lane\'s full batches: enough to keep the lane busy, while the rest waits at the socket where it can still be cancelled.', parse: int(1, 1024) },
+  { key: 'wsHighWaterBytes', env: 'TWINLANE_WS_HIGH_WATER_BYTES', default: '1048576', unit: 'bytes', why: 'Unsent answer bytes above which a /ws socket stops sending work to the lanes until the client reads (resumes on drain).', parse: int(1) },
+  { key: 'wsMaxBackpressureBytes', env: 'TWINLANE_WS_MAX_BACKPRESSURE_BYTES', default: '16777216', unit: 'bytes', why: 'Hard bound of unsent bytes per /ws socket: past it uWebSockets.js closes the socket at once (memory per socket stays bounded whatever the client does).', parse: int(1024) },
+  { key: 'wsSlowReaderMs', env: 'TWINLANE_WS_SLOW_READER_MS', default: '10000', unit: 'ms', why: 'A /ws socket that stays above TWINLANE_WS_HIGH_WATER_BYTES this long is closed with 4008; what it was owed is dropped.', parse: int(1) },
+  { key: 'wsIdleTimeoutSeconds', env: 'TWINLANE_WS_IDLE_TIMEOUT_SECONDS', default: '120', unit: 'seconds', why: 'A /ws socket that neither sends nor answers pings this long is closed (the server pings idle sockets; 0 = never).', parse: int(0, 960) },
+  { key: 'wsMaxConnections', env: 'TWINLANE_WS_MAX_CONNECTIONS', default: '1024', unit: 'sockets', why: 'Open /ws sockets; further upgrades get 503 too_many_connections.', parse: int(1) },
   { key: 'accessLog', env: 'TWINLANE_ACCESS_LOG', default: 'false', unit: 'boolean', why: 'One JSON log line per answer: request id (x-request-id), method, path, status, milliseconds. Off by default: at tens of thousands of answers a second the log would cost more than the answers.', parse: bool },
   { key: 'drainDelayMs', env: 'TWINLANE_DRAIN_DELAY_MS', default: '0', unit: 'ms', why: 'After SIGTERM, how long /ready answers 503 while every request is still served, so a balancer stops routing here before the port closes (set it above the balancer\'s health-check interval × fall count).', parse: int(0, 600000) },
   { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests (after the drain delay) before exiting anyway.', parse: int(0) },

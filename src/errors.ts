@@ -22,6 +22,7 @@ export const ERROR_CODES = Object.freeze({
   model_not_found: { status: 404, type: 'not_found_error', when: 'unknown model id' },
   not_found: { status: 404, type: 'not_found_error', when: 'unknown path' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', when: 'wrong method for the path' },
+  upgrade_required: { status: 426, type: 'invalid_request_error', when: 'GET /ws without a WebSocket upgrade' },
   payload_too_large: { status: 413, type: 'invalid_request_error', when: 'body over the byte limit' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error', when: 'content type not accepted by the route' },
   unsupported_image: { status: 415, type: 'invalid_request_error', when: 'image bytes that do not decode, are truncated, or are not a raster format' },
@@ -35,8 +36,10 @@ export const ERROR_CODES = Object.freeze({
   image_fetch_timeout: { status: 422, type: 'invalid_request_error', when: 'URL did not answer within the fetch timeout' },
   lane_overloaded: { status: 429, type: 'rate_limit_error', when: "the lane's queue/in-flight cap is full (`Retry-After` set)" },
   rate_limited: { status: 429, type: 'rate_limit_error', when: "the client's budget is spent (`Retry-After` set)" },
+  too_many_in_flight: { status: 429, type: 'rate_limit_error', when: 'WebSocket: the socket already has its bound of items or bytes in flight (`retry_after` set); wait for answers' },
   not_ready: { status: 503, type: 'server_error', when: 'models not loaded yet' },
   shutting_down: { status: 503, type: 'server_error', when: 'the server is draining' },
+  too_many_connections: { status: 503, type: 'server_error', when: 'WebSocket upgrade: the server holds its bound of open sockets (`Retry-After` set)' },
   internal_error: { status: 500, type: 'server_error', when: 'a bug; logged with a request id' },
 } satisfies Record<string, ErrorSpec>);
 

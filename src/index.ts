@@ -5,6 +5,7 @@ export type { ErrorCode, OpenAiErrorType } from './errors.js';
 export { Metrics, METRIC } from './metrics.js';
 export { Orchestrator, truncateDims } from './orchestrator.js';
 export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
+export type { EmbedStream, StreamSink } from './stream.js';
 export type { Config } from './config.js';
 export { ApiKeys } from './auth.js';
 export type { AuthFailure } from './auth.js';

@@ -1,7 +1,7 @@
 // The one module that owns the Prometheus registry. Every metric is declared here, named with its
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
-import type { BatchInfo, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
+import type { BatchInfo, DropReason, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
 import type { AuthFailure } from './auth.js';
 import type { RateLimitObserver, RateStore } from './rate-limit.js';
 import type { BreakerState, CacheErrorReason, CacheObserver, CacheSource, CacheStats, CacheTier, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../cache/index.js';
@@ -18,6 +18,7 @@ export const METRIC = Object.freeze({
   queueDepth: 'twinlane_lane_queue_depth',
   inFlight: 'twinlane_lane_in_flight',
   laneRejections: 'twinlane_lane_rejections_total',
+  droppedItems: 'twinlane_lane_items_dropped_total',
   cacheItems: 'twinlane_cache_items_total',
   fallbacks: 'twinlane_fallbacks_total',
   authFailures: 'twinlane_auth_failures_total',
@@ -30,6 +31,14 @@ export const METRIC = Object.freeze({
   cacheCorrupt: 'twinlane_cache_corrupt_values_total',
   cacheWritesDropped: 'twinlane_cache_writes_dropped_total',
   redisUp: 'twinlane_cache_redis_up',
+  // WebSocket streaming (server/ws)
+  wsConnections: 'twinlane_ws_connections',
+  wsMessages: 'twinlane_ws_messages_total',
+  wsItems: 'twinlane_ws_items_total',
+  wsRefused: 'twinlane_ws_requests_refused_total',
+  wsRequests: 'twinlane_ws_requests_total',
+  wsPauses: 'twinlane_ws_backpressure_pauses_total',
+  wsClosed: 'twinlane_ws_closed_total',
   breakerState: 'twinlane_cache_breaker_state',
 });
 
@@ -54,6 +63,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
+  readonly #dropped: client.Counter<'lane' | 'reason'>;
   readonly #cacheItems: client.Counter<'lane' | 'result'>;
   readonly #fallbacks: client.Counter<'reason'>;
   readonly #authFailures: client.Counter<'reason'>;
@@ -65,6 +75,14 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #cacheWritesDropped: client.Counter<'reason'>;
   readonly #redisUp: client.Gauge;
   readonly #breakerState: client.Gauge;
+  // WebSocket streaming
+  readonly #wsConnections: client.Gauge;
+  readonly #wsMessages: client.Counter<'direction' | 'kind'>;
+  readonly #wsItems: client.Counter<'lane' | 'result'>;
+  readonly #wsRefused: client.Counter<'code'>;
+  readonly #wsRequests: client.Counter<'end'>;
+  readonly #wsPauses: client.Counter;
+  readonly #wsClosed: client.Counter<'reason'>;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -78,6 +96,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
     this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
+    this.#dropped = new client.Counter({ name: METRIC.droppedItems, help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).', labelNames: ['lane', 'reason'], registers });
     this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
     this.#authFailures = new client.Counter({ name: METRIC.authFailures, help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.', labelNames: ['reason'], registers });
     this.#rateDecisions = new client.Counter({ name: METRIC.rateDecisions, help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).', labelNames: ['store', 'result'], registers });
@@ -103,6 +122,13 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#cacheWritesDropped = new client.Counter({ name: METRIC.cacheWritesDropped, help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).', labelNames: ['reason'], registers });
     this.#redisUp = new client.Gauge({ name: METRIC.redisUp, help: '1 while the Redis cache tier is connected and its circuit closed; 0 otherwise (also when no Redis is configured).', registers });
     this.#breakerState = new client.Gauge({ name: METRIC.breakerState, help: 'Redis circuit breaker: 0 closed, 1 half-open (probing), 2 open.', registers });
+    this.#wsConnections = new client.Gauge({ name: METRIC.wsConnections, help: 'Open /ws sockets.', registers });
+    this.#wsMessages = new client.Counter({ name: METRIC.wsMessages, help: '/ws messages by direction (in, out) and kind (text, binary).', labelNames: ['direction', 'kind'], registers });
+    this.#wsItems = new client.Counter({ name: METRIC.wsItems, help: 'Items answered over /ws by lane and result (cached: a cache tier; computed; failed: answered with an error).', labelNames: ['lane', 'result'], registers });
+    this.#wsRefused = new client.Counter({ name: METRIC.wsRefused, help: '/ws requests or frames refused as a whole, by error code (too_many_in_flight, rate_limited, invalid_json, …).', labelNames: ['code'], registers });
+    this.#wsRequests = new client.Counter({ name: METRIC.wsRequests, help: '/ws requests that ended, by how (complete, cancelled by the client or its socket closing, refused part-way).', labelNames: ['end'], registers });
+    this.#wsPauses = new client.Counter({ name: METRIC.wsPauses, help: 'Times a /ws socket went over its high-water mark and stopped dispatching until the client read.', registers });
+    this.#wsClosed = new client.Counter({ name: METRIC.wsClosed, help: '/ws sockets closed, by reason (client, slow_reader, shutdown, abnormal: lost, idle timeout or the hard backpressure bound).', labelNames: ['reason'], registers });
   }
 
   /** Label children per (route, status), made once: hashing label objects per request costs more than the count. */
@@ -156,6 +182,10 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#rejections.inc({ lane, reason });
   }
 
+  onDropped(lane: LaneName, reason: DropReason, count: number): void {
+    this.#dropped.inc({ lane, reason }, count);
+  }
+
   // CacheObserver
   onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void {
     this.#cacheLookups.inc({ tier, result }, count);
@@ -179,6 +209,35 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
 
   onRedisState(state: RedisState): void {
     this.#redisUp.set(state === 'up' ? 1 : 0);
+  }
+
+  // WebSocket streaming
+  wsConnection(delta: 1 | -1): void {
+    this.#wsConnections.inc(delta);
+  }
+
+  wsMessage(direction: 'in' | 'out', kind: 'text' | 'binary'): void {
+    this.#wsMessages.inc({ direction, kind });
+  }
+
+  wsItems(lane: LaneName, result: 'cached' | 'computed' | 'failed', count: number): void {
+    this.#wsItems.inc({ lane, result }, count);
+  }
+
+  wsRefused(code: string): void {
+    this.#wsRefused.inc({ code });
+  }
+
+  wsRequestEnded(end: 'complete' | 'cancelled' | 'refused'): void {
+    this.#wsRequests.inc({ end });
+  }
+
+  wsBackpressurePause(): void {
+    this.#wsPauses.inc();
+  }
+
+  wsClosed(reason: 'client' | 'slow_reader' | 'shutdown' | 'abnormal'): void {
+    this.#wsClosed.inc({ reason });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

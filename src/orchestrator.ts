@@ -1,8 +1,13 @@
 // The request flow: validate against the model's limits → cache actor (hits, single flight) →
 // the lane for misses → store → reply. Transports (HTTP, WebSocket) call this and nothing deeper.
-import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Computed, type RedisState } from '../cache/index.js';
-import { LaneRejectedError, type ImageLane, type ItemError, type Lane, type LaneHandle, type LaneName, type LaneStats, type TextLane, type TokenCounter } from '../lanes/index.js';
+// Whole requests (HTTP) succeed or fail together; streams (WebSocket) answer item by item, cached
+// items first, and send their misses to the lane in chunks the transport paces. Both can be
+// cancelled with an AbortSignal: items no request waits for any more never reach a model.
+import { imageKey, RequestCancelledError, textKey, type CacheActor, type CachedVector, type CacheSource, type ComputeMisses, type RedisState } from '../cache/index.js';
+import type { ImageItem, ImageLane, Lane, LaneHandle, LaneName, LaneStats, TextItem, TextLane, TokenCounter } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
+import { laneCompute, type Timing } from './lane-compute.js';
+import { Stream, type EmbedStream, type StreamSink } from './stream.js';
 import type { Metrics } from './metrics.js';
 
 export interface ModelEntry {
@@ -30,6 +35,8 @@ export interface TextEmbedRequest {
   readonly needsUsage?: boolean;
   /** The request field holding the texts, for error `param`s (`input` or `inputs`). */
   readonly param: string;
+  /** Aborted when the client goes away: the request's items still queued are dropped. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** An image as a request gives it: its bytes, or a URL to fetch them from. */
@@ -43,6 +50,8 @@ export interface ImageEmbedRequest {
   readonly dimensions?: number | undefined;
   /** The request field holding the images, for error `param`s (`input` or `inputs`). */
   readonly param: string;
+  /** Aborted when the client goes away: the request's items still queued are dropped. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** Fetches image URLs (SSRF-guarded, single flight); src/image-fetch.ts provides it. */
@@ -93,17 +102,13 @@ interface LaneJob<I> {
   readonly param: string;
   readonly bypassCache: boolean;
   readonly dimensions: number | undefined;
+  readonly signal: AbortSignal | undefined;
 }
 
-function laneError(error: unknown): unknown {
-  if (!(error instanceof LaneRejectedError)) return error;
-  if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
-  return new TwinlaneError('lane_overloaded', error.message, { retryAfterSeconds: error.retryAfterSeconds });
-}
 
-function itemError(error: ItemError, param: string): TwinlaneError {
-  return new TwinlaneError(error.code, error.message, { param });
-}
+
+
+
 
 /** Keeps the first `dims` values and re-normalises them, as Matryoshka models are meant to be cut. */
 export function truncateDims(vector: Float32Array, dims: number): Float32Array {
@@ -202,12 +207,9 @@ export class Orchestrator {
     return !request.truncate && request.inputs.some((input) => input.length + 2 > maxTokens);
   }
 
-  async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
-    const { text, cachePrefix, metrics } = this.#parts;
-    const model = this.#modelFor(request.model, 'text');
-    this.#validateTexts(request.inputs, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    const result = await this.#run({
+  #textJob(request: TextEmbedRequest, model: ModelEntry): LaneJob<TextItem> {
+    const { text, cachePrefix } = this.#parts;
+    return {
       lane: text.lane,
       model,
       keys: request.inputs.map((input) => textKey(cachePrefix, model.id, request.normalize, input)),
@@ -215,7 +217,16 @@ export class Orchestrator {
       param: request.param,
       bypassCache: this.#bypassesCache(request, model),
       dimensions: request.dimensions,
-    });
+      signal: request.signal,
+    };
+  }
+
+  async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
+    const { text, metrics } = this.#parts;
+    const model = this.#modelFor(request.model, 'text');
+    this.#validateTexts(request.inputs, request.param);
+    this.#validateDimensions(request.dimensions, model);
+    const result = await this.#run(this.#textJob(request, model));
     let promptTokens = 0;
     let counted = 0;
     result.answers.forEach((answer, i) => {
@@ -229,32 +240,46 @@ export class Orchestrator {
     return { ...result.embedded, promptTokens };
   }
 
-  async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
-    const { image, cachePrefix } = this.#parts;
-    const model = this.#modelFor(request.model, 'image');
-    if (!image) throw new Error('an image model resolved without an image lane. This is a bug.');
-    this.#validateCount(request.inputs.length, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    this.#assertReady(image.lane, model);
-    // URLs are keyed by the bytes they answer with, so fetching comes before the cache.
-    const images = await Promise.all(request.inputs.map(async (input, i) => {
-      const param = `${request.param}[${i}]`;
-      const bytes = 'bytes' in input ? input.bytes : (await image.fetcher.fetch(input.url).catch((error: unknown) => {
-        throw error instanceof TwinlaneError ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error }) : error;
-      })).bytes;
-      if (bytes.length === 0) throw new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
-      if (bytes.length > image.maxImageBytes) throw new TwinlaneError('payload_too_large', `${param} has ${bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
-      return bytes;
-    }));
-    const result = await this.#run({
-      lane: image.lane,
+  /** The image lane's parts, for a model that resolved to the image lane. */
+  #imageLane(model: ModelEntry): NonNullable<OrchestratorParts['image']> {
+    const { image } = this.#parts;
+    if (!image) throw new Error(`the image model ${model.id} resolved without an image lane. This is a bug.`);
+    return image;
+  }
+
+  /** An image's bytes: given, or fetched (SSRF-guarded); empty and oversized images are refused naming `param`. */
+  async #imageBytes(input: ImageInput, param: string): Promise<Buffer> {
+    const image = this.#parts.image!;
+    const bytes = 'bytes' in input ? input.bytes : (await image.fetcher.fetch(input.url).catch((error: unknown) => {
+      throw error instanceof TwinlaneError ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error }) : error;
+    })).bytes;
+    if (bytes.length === 0) throw new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
+    if (bytes.length > image.maxImageBytes) throw new TwinlaneError('payload_too_large', `${param} has ${bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
+    return bytes;
+  }
+
+  #imageJob(images: readonly Buffer[], request: { normalize: boolean; param: string; dimensions?: number | undefined; signal?: AbortSignal | undefined }, model: ModelEntry): LaneJob<ImageItem> {
+    return {
+      lane: this.#imageLane(model).lane,
       model,
-      keys: images.map((bytes) => imageKey(cachePrefix, model.id, request.normalize, bytes)),
+      keys: images.map((bytes) => imageKey(this.#parts.cachePrefix, model.id, request.normalize, bytes)),
       item: (i) => ({ bytes: images[i]!, normalize: request.normalize }),
       param: request.param,
       bypassCache: false,
       dimensions: request.dimensions,
-    });
+      signal: request.signal,
+    };
+  }
+
+  async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
+    const model = this.#modelFor(request.model, 'image');
+    const image = this.#imageLane(model);
+    this.#validateCount(request.inputs.length, request.param);
+    this.#validateDimensions(request.dimensions, model);
+    this.#assertReady(image.lane, model);
+    // URLs are keyed by the bytes they answer with, so fetching comes before the cache.
+    const images = await Promise.all(request.inputs.map((input, i) => this.#imageBytes(input, `${request.param}[${i}]`)));
+    const result = await this.#run(this.#imageJob(images, request, model));
     return { ...result.embedded, promptTokens: 0 };
   }
 
@@ -262,41 +287,111 @@ export class Orchestrator {
     if (!lane.ready) throw new TwinlaneError('not_ready', `The model ${model.id} is still loading.`);
   }
 
-  /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
-  async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Omit<EmbedResult, 'promptTokens'> }> {
-    const { cache, metrics } = this.#parts;
-    this.#assertReady(job.lane, job.model);
-    let queueMs = 0;
-    let inferenceMs = 0;
-    const compute = async (indices: readonly number[]): Promise<Computed[]> => {
-      const outcome = await job.lane.embed(indices.map(job.item)).catch((error: unknown) => {
-        throw laneError(error);
-      });
-      queueMs = outcome.queueMs;
-      inferenceMs = outcome.inferenceMs;
-      return outcome.items.map((item, k) =>
-        item.ok ? { ok: true, value: { vector: item.vector, tokens: job.lane.name === 'text' ? item.tokens : null } } : { ok: false, error: itemError(item.error, `${job.param}[${indices[k]}]`) },
-      );
-    };
-    const answers: Answered[] = job.bypassCache
-      ? (await compute(job.keys.map((_, i) => i))).map((item) => {
-          if (!item.ok) throw item.error;
-          return { ...item.value, source: 'bypass' as const };
-        })
-      : await Promise.all(cache.resolve(job.keys, compute, { dims: job.model.dims }));
+  /** Computes every item of `job` around the cache (its answers would not be truthful). */
+  async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
+    const signal = job.signal;
+    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { wanted: () => !signal?.aborted }));
+    return computed.map((item) => {
+      if (item.ok) return { ...item.value, source: 'bypass' as const };
+      throw 'error' in item ? item.error : new RequestCancelledError();
+    });
+  }
 
+  #countSources(lane: LaneName, answers: readonly { readonly source: ItemSource }[]): number {
     let cacheHits = 0;
     const bySource = new Map<ItemSource, number>();
     for (const answer of answers) {
       bySource.set(answer.source, (bySource.get(answer.source) ?? 0) + 1);
       if (answer.source === 'l1' || answer.source === 'redis') cacheHits++;
     }
-    for (const [source, count] of bySource) metrics.cacheItems(job.lane.name, source, count);
+    for (const [source, count] of bySource) this.#parts.metrics.cacheItems(lane, source, count);
+    return cacheHits;
+  }
+
+  /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
+  async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Omit<EmbedResult, 'promptTokens'> }> {
+    this.#assertReady(job.lane, job.model);
+    const timing: Timing = { queueMs: 0, inferenceMs: 0 };
+    const compute = laneCompute(job.lane, job.item, job.param, timing);
+    const answers: Answered[] = job.bypassCache
+      ? await this.#bypass(job, compute)
+      : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.model.dims, signal: job.signal }));
+    const cacheHits = this.#countSources(job.lane.name, answers);
     const dims = job.dimensions ?? job.model.dims;
     return {
       answers,
-      embedded: { model: job.model.id, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, queueMs, inferenceMs },
+      embedded: { model: job.model.id, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, ...timing },
     };
+  }
+
+  /**
+   * A text request to stream. Request-level problems (unknown model, bad dimensions, too many items,
+   * not ready) throw; a bad item is reported to `sink` at once and the others go on.
+   */
+  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'signal'>, sink: StreamSink): EmbedStream {
+    const model = this.#modelFor(request.model, 'text');
+    this.#validateCount(request.inputs.length, request.param);
+    this.#validateDimensions(request.dimensions, model);
+    this.#assertReady(this.#parts.text.lane, model);
+    const { maxChars } = this.#parts.limits;
+    const job = this.#textJob({ ...request, signal: undefined }, model);
+    const maxTokens = model.maxTokens ?? Number.POSITIVE_INFINITY;
+    return new Stream<TextItem>({
+      cache: this.#parts.cache,
+      lane: job.lane,
+      model,
+      dims: request.dimensions ?? model.dims,
+      param: request.param,
+      sink,
+      invalid: request.inputs.map((text, i) => {
+        const param = `${request.param}[${i}]`;
+        if (text.length === 0) return new TwinlaneError('empty_input', `${param} is an empty string.`, { param });
+        if (text.length > maxChars) return new TwinlaneError('input_too_long', `${param} has ${text.length} characters; the limit is ${maxChars}.`, { param });
+        return null;
+      }),
+      key: (i) => job.keys[i]!,
+      item: job.item,
+      // As for whole requests: a truncate:false text that could be over max tokens bypasses the cache.
+      bypass: (i) => !request.truncate && request.inputs[i]!.length + 2 > maxTokens,
+      count: (answers) => void this.#countSources('text', answers),
+    }, truncateDims);
+  }
+
+  /**
+   * An image request to stream: given bytes are keyed (and looked up) at once; URLs are fetched when
+   * their chunk is computed, and a fetch that fails fails only that item.
+   */
+  streamImages(request: Omit<ImageEmbedRequest, 'signal'>, sink: StreamSink): EmbedStream {
+    const model = this.#modelFor(request.model, 'image');
+    const image = this.#imageLane(model);
+    this.#validateCount(request.inputs.length, request.param);
+    this.#validateDimensions(request.dimensions, model);
+    this.#assertReady(image.lane, model);
+    const bytes: (Buffer | null)[] = request.inputs.map((input) => ('bytes' in input ? input.bytes : null));
+    const keyOf = (b: Buffer) => imageKey(this.#parts.cachePrefix, model.id, request.normalize, b);
+    return new Stream<ImageItem>({
+      cache: this.#parts.cache,
+      lane: image.lane,
+      model,
+      dims: request.dimensions ?? model.dims,
+      param: request.param,
+      sink,
+      invalid: request.inputs.map((input, i) => {
+        const param = `${request.param}[${i}]`;
+        if (!('bytes' in input)) return null;
+        if (input.bytes.length === 0) return new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
+        if (input.bytes.length > image.maxImageBytes) return new TwinlaneError('payload_too_large', `${param} has ${input.bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
+        return null;
+      }),
+      key: (i) => (bytes[i] ? keyOf(bytes[i]!) : null),
+      fetchKey: async (i) => {
+        bytes[i] = await this.#imageBytes(request.inputs[i]!, `${request.param}[${i}]`);
+        return keyOf(bytes[i]!);
+      },
+      item: (i) => ({ bytes: bytes[i]!, normalize: request.normalize }),
+      bypass: () => false,
+      count: (answers) => void this.#countSources('image', answers),
+    }, truncateDims);
   }
 
   async close(): Promise<void> {

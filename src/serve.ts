@@ -136,6 +136,22 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
       },
       access: { apiKeys: config.apiKeys.length > 0 ? new ApiKeys(config.apiKeys) : null, limiter, authOps: config.authOps },
       accessLog: config.accessLog,
+      ws: {
+        limits: {
+          maxInputs: config.maxInputs,
+          maxTextFrameBytes: config.maxBodyBytes,
+          maxInFlightItems: config.wsMaxInFlightItems,
+          maxQueuedBytes: config.wsMaxQueuedBytes,
+          windowItems: { text: config.wsWindowBatches * config.textMaxBatchItems, image: config.wsWindowBatches * config.imageMaxBatchItems },
+          highWaterBytes: config.wsHighWaterBytes,
+          chunkItems: { text: config.textMaxBatchItems, image: config.imageMaxBatchItems },
+        },
+        maxFrameBytes: config.wsMaxFrameBytes,
+        maxBackpressureBytes: config.wsMaxBackpressureBytes,
+        slowReaderMs: config.wsSlowReaderMs,
+        idleTimeoutSeconds: config.wsIdleTimeoutSeconds,
+        maxConnections: config.wsMaxConnections,
+      },
     },
     { host: config.host, port: config.port, reusePort: config.reusePort },
   );
@@ -158,6 +174,7 @@ function installSignalHandlers(config: Readonly<Config>, server: RunningServer, 
     server.stopAccepting();
     const drained = await server.drained(config.shutdownTimeoutMs);
     if (!drained) log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
+    server.closeSockets();
     await Promise.all([parts.orchestrator.close(), parts.limiter?.close()]);
     log.info('stopped');
     process.exit(drained ? 0 : 1);

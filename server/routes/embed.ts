@@ -26,6 +26,7 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
     param: 'inputs',
+    signal: ex.signal,
   });
   replyVectors(ex, result, format);
 }
@@ -47,7 +48,7 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     }
     const bytes = await readBody(ex, options.maxBodyBytes);
     await options.guard.spend(ex, 1);
-    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body' });
+    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body', signal: ex.signal });
     replyVectors(ex, result, format);
     return;
   }
@@ -60,6 +61,7 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     inputs,
     normalize: optionalBoolean(body, 'normalize', true),
     param: 'inputs',
+    signal: ex.signal,
   });
   replyVectors(ex, result, format);
 }

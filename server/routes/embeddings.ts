@@ -45,12 +45,12 @@ async function embed(ex: Exchange, body: JsonObject, bodyBytes: number, model: s
   if (model !== undefined && orchestrator.model(model, 'text').lane === 'image') {
     const inputs = imageInputs(body, 'input');
     await guard.spend(ex, inputs.length);
-    return orchestrator.embedImages({ model, inputs, normalize: true, dimensions, param: 'input' });
+    return orchestrator.embedImages({ model, inputs, normalize: true, dimensions, param: 'input', signal: ex.signal });
   }
   if (bodyBytes > options.maxBodyBytes) {
     throw new TwinlaneError('payload_too_large', `The body has ${bodyBytes} bytes; the limit for text is ${options.maxBodyBytes}.`);
   }
   const inputs = textInputs(body, 'input');
   await guard.spend(ex, inputs.length);
-  return orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input' });
+  return orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input', signal: ex.signal });
 }

@@ -1,6 +1,7 @@
 // The cache actor with L1 only (no Redis): hits, single flight, failures.
 import { describe, expect, it } from 'vitest';
 import { createCache } from '../../cache/index.js';
+import type { ComputeMisses } from '../../cache/index.js';
 import { RecordingObserver, recordingCompute, vectorOf } from './fixtures.js';
 
 const L1 = 1 << 20;
@@ -90,7 +91,7 @@ describe('cache actor (L1 only)', () => {
 
   it('treats a compute that answers the wrong number of items as a failure of them all', async () => {
     const cache = createCache({ l1Bytes: L1 });
-    const results = cache.resolve(['k:1', 'k:2'], async () => [{ ok: true, value: { vector: new Float32Array(2), tokens: 1 } }]);
+    const results = cache.resolve(['k:1', 'k:2'], () => [Promise.resolve({ ok: true, value: { vector: new Float32Array(2), tokens: 1 } })]);
     const settled = await Promise.allSettled(results);
     expect(settled.map((s) => s.status)).toEqual(['rejected', 'rejected']);
     expect(cache.stats().inFlight).toBe(0);
@@ -104,5 +105,49 @@ describe('cache actor (L1 only)', () => {
     await Promise.all(cache.resolve(keys, compute));
     expect(calls).toEqual([[0], [0]]);
     expect(cache.status().l1).toBe('disabled');
+  });
+
+  it('cancels a request: its pending items reject at once, and only items nobody else waits for stop being wanted', async () => {
+    const cache = createCache({ l1Bytes: L1 });
+    const wanted: (() => boolean[])[] = [];
+    const release: (() => void)[] = [];
+    const compute: ComputeMisses = (indices, control) => {
+      wanted.push(() => indices.map((_, k) => control.wanted(k)));
+      return indices.map((i) => new Promise((resolve) => release.push(() => resolve({ ok: true, value: { vector: vectorOf(`c:${i}`), tokens: 1 } }))));
+    };
+    const controller = new AbortController();
+    const mine = cache.resolve(['c:shared', 'c:alone'], compute, { signal: controller.signal });
+    const other = cache.resolve(['c:shared'], compute);
+    expect(wanted[0]!()).toEqual([true, true]);
+    controller.abort();
+    const settled = await Promise.allSettled(mine);
+    expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).name : 'fulfilled'))).toEqual(['RequestCancelledError', 'RequestCancelledError']);
+    // The shared key is still wanted by the other request; the lone one is not.
+    expect(wanted[0]!()).toEqual([true, false]);
+    for (const r of release.splice(0)) r();
+    expect((await other[0])!.source).toBe('joined');
+    expect(cache.stats().inFlight).toBe(0);
+  });
+
+  it('computes again a dropped item that a new request joined after its last waiter was cancelled', async () => {
+    const cache = createCache({ l1Bytes: L1 });
+    const controls: { wanted: () => boolean; settle: (dropped: boolean) => void }[] = [];
+    const compute: ComputeMisses = (indices, control) => indices.map((_, k) => new Promise((resolve) => {
+      controls.push({ wanted: () => control.wanted(k), settle: (dropped) => resolve(dropped ? { ok: false, dropped: true } : { ok: true, value: { vector: vectorOf('d:1'), tokens: 1 } }) });
+    }));
+    const controller = new AbortController();
+    const first = cache.resolve(['d:1'], compute, { signal: controller.signal });
+    controller.abort();
+    await expect(first[0]).rejects.toThrow('cancelled');
+    // The lane forms its batch now and finds the item unwanted: it will come back dropped...
+    expect(controls[0]!.wanted()).toBe(false);
+    // ...but another request joins it before the dropped outcome arrives.
+    const joined = cache.resolve(['d:1'], compute);
+    controls[0]!.settle(true);
+    await new Promise((r) => setImmediate(r));
+    expect(controls).toHaveLength(2);
+    controls[1]!.settle(false);
+    expect(Array.from((await joined[0])!.vector)).toEqual(Array.from(vectorOf('d:1')));
+    expect(cache.stats().inFlight).toBe(0);
   });
 });

@@ -1,6 +1,6 @@
 // Shared pieces of the cache tests: deterministic vectors, a recording compute, a recording observer.
 import { createHash } from 'node:crypto';
-import type { BreakerState, CacheObserver, CacheTier, CacheErrorReason, Computed, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../../cache/index.js';
+import type { BreakerState, CacheObserver, CacheTier, CacheErrorReason, Computed, ComputeMisses, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../../cache/index.js';
 
 /** A deterministic vector for a key: finite, non-zero, different per key. */
 export function vectorOf(key: string, dims = 8): Float32Array {
@@ -19,18 +19,21 @@ export interface ComputeOptions {
   readonly delayMs?: number;
 }
 
-/** A compute for `keys` that records the indices of every call. */
+/** A compute for `keys` that records the indices of every call; its items settle together, after `delayMs`. */
 export function recordingCompute(keys: readonly string[], options: ComputeOptions = {}) {
   const calls: number[][] = [];
-  const compute = async (indices: readonly number[]): Promise<Computed[]> => {
+  const compute: ComputeMisses = (indices) => {
     calls.push([...indices]);
-    if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
-    if (options.throwAll) throw options.throwAll;
-    return indices.map((i) => {
-      const key = keys[i]!;
-      if (options.failKeys?.has(key)) return { ok: false, error: new Error(`bad item ${key}`) };
-      return { ok: true, value: { vector: vectorOf(key, options.dims), tokens: 7 } };
-    });
+    const all = (async (): Promise<Computed[]> => {
+      if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+      if (options.throwAll) throw options.throwAll;
+      return indices.map((i) => {
+        const key = keys[i]!;
+        if (options.failKeys?.has(key)) return { ok: false, error: new Error(`bad item ${key}`) };
+        return { ok: true, value: { vector: vectorOf(key, options.dims), tokens: 7 } };
+      });
+    })();
+    return indices.map((_, k) => all.then((items) => items[k]!));
   };
   return { compute, calls, computedItems: () => calls.reduce((n, c) => n + c.length, 0) };
 }

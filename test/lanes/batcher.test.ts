@@ -48,7 +48,7 @@ describe('Batcher', () => {
     await flush();
     expect(calls).toEqual([[1], [2, 3, 4, 5]]);
     const answers = await Promise.all([first, ...others]);
-    expect(answers.map((a) => a.items.map((o) => (o.ok ? o.vector[0] : o.error)))).toEqual([[1], [2], [3, 4], [5]]);
+    expect(answers.map((a) => a.items.map((o) => (o.ok ? o.vector[0] : o)))).toEqual([[1], [2], [3, 4], [5]]);
   });
 
   it('bounds a batch by items', async () => {
@@ -113,5 +113,38 @@ describe('Batcher', () => {
     await flush();
     await done;
     expect(drained).toBe(true);
+  });
+
+  it('drops items no longer wanted when their batch is formed, reports them and never runs them', async () => {
+    const dropped: number[] = [];
+    const calls: number[][] = [];
+    const release: (() => void)[] = [];
+    const batcher = new Batcher<Item, string>({
+      maxItems: 2, maxCost: 100, concurrency: 1, cost: () => 1,
+      run: (items) => {
+        calls.push(items.map((i) => i.id));
+        return new Promise((resolve) => release.push(() => resolve({ items: items.map((i) => ({ ok: true as const, vector: Float32Array.of(i.id), tokens: 1 })), inferenceMs: 0 })));
+      },
+      onDropped: (count) => dropped.push(count),
+    });
+    const unwanted = new Set([2, 3, 5]);
+    const settled: [number, string][] = [];
+    const request = batcher.submit([item(1), item(2), item(3), item(4), item(5)], {
+      wanted: (index) => !unwanted.has(index + 1),
+      onItem: (index, outcome) => settled.push([index, outcome.ok ? 'ok' : 'dropped' in outcome ? 'dropped' : 'error']),
+    });
+    // The first batch formed at once: 1, then 2 and 3 dropped on the way, then 4. Item 5 waits.
+    expect(calls).toEqual([[1, 4]]);
+    expect(batcher.queued).toBe(1);
+    while (release.length > 0) {
+      release.shift()!();
+      await new Promise((r) => setImmediate(r));
+    }
+    const outcome = await request;
+    expect(calls).toEqual([[1, 4]]);
+    expect(outcome.items.map((o) => (o.ok ? 'ok' : 'dropped' in o ? o.dropped : 'error'))).toEqual(['ok', 'cancelled', 'cancelled', 'ok', 'cancelled']);
+    expect(dropped.reduce((a, b) => a + b, 0)).toBe(3);
+    expect(settled.map(([i]) => i).sort()).toEqual([0, 1, 2, 3, 4]);
+    expect(batcher.queued).toBe(0);
   });
 });

@@ -1,0 +1,64 @@
+// How the cache actor's misses reach a lane: one submission per call, each item settling as its batch
+// finishes, in the cache's terms (vector, the item's own error, or dropped as unwanted). Shared by
+// whole requests (orchestrator.ts) and streams (stream.ts). A lane's refusal becomes the error its
+// requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
+import type { Computed, ComputeMisses } from '../cache/index.js';
+import { LaneRejectedError, type ItemError, type ItemOutcome, type Lane, type LaneName } from '../lanes/index.js';
+import { TwinlaneError } from './errors.js';
+
+/** Timing of the model calls that carried a request's items (longest of each). */
+export interface Timing {
+  queueMs: number;
+  inferenceMs: number;
+}
+
+export function laneError(error: unknown): unknown {
+  if (!(error instanceof LaneRejectedError)) return error;
+  if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
+  return new TwinlaneError('lane_overloaded', error.message, { retryAfterSeconds: error.retryAfterSeconds });
+}
+
+/** The lane's word on one item, in the cache actor's terms. */
+function asComputed(outcome: ItemOutcome<ItemError>, lane: LaneName, param: string): Computed {
+  if (outcome.ok) return { ok: true, value: { vector: outcome.vector, tokens: lane === 'text' ? outcome.tokens : null } };
+  if ('dropped' in outcome) return { ok: false, dropped: true };
+  return { ok: false, error: new TwinlaneError(outcome.error.code, outcome.error.message, { param }) };
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * A ComputeMisses over `lane`: `item(i)` is the lane item of the request's index i, `param` the
+ * request field its errors name (`input[3]`), and `timing` collects the longest queue and model time.
+ */
+export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, param: string, timing: Timing): ComputeMisses {
+  return (indices, control) => {
+    const answers = indices.map(() => deferred<Computed>());
+    lane.embed(indices.map(item), {
+      wanted: control.wanted,
+      onItem: (k, outcome, itemTiming) => {
+        timing.queueMs = Math.max(timing.queueMs, itemTiming.queueMs);
+        timing.inferenceMs = Math.max(timing.inferenceMs, itemTiming.inferenceMs);
+        answers[k]!.resolve(asComputed(outcome, lane.name, `${param}[${indices[k]}]`));
+      },
+    }).catch((error: unknown) => {
+      const failure = laneError(error);
+      for (const answer of answers) answer.reject(failure);
+    });
+    return answers.map((a) => a.promise);
+  };
+}
