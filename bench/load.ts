@@ -20,6 +20,10 @@ export interface LoadOptions {
   readonly drainMs?: number;
   /** After a 429, wait the answer's Retry-After seconds before the next request, as the official openai client does. */
   readonly honorRetryAfter?: boolean;
+  /** A fixed workload instead of a timed window: stop after this many requests (use warmupMs 0); the run lasts until the last answer. */
+  readonly requests?: number;
+  /** The Accept header (absent unless given). */
+  readonly accept?: string;
 }
 
 export interface Percentiles {
@@ -63,6 +67,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const { port, path, concurrency } = options;
   const headPrefix =
     `POST ${path} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nContent-Type: ${options.contentType ?? 'application/json'}\r\n` +
+    (options.accept ? `Accept: ${options.accept}\r\n` : '') +
     'Connection: keep-alive\r\nContent-Length: ';
   const sampleRe = options.sampleHeader ? new RegExp(`\r\n${options.sampleHeader}:[ \t]*([^\r]*)`, 'i') : null;
   const start = performance.now();
@@ -77,6 +82,8 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   let non2xx = 0;
   let socketErrors = 0;
   let lastBodyBytes = 0;
+  let issued = 0;
+  let lastAnswerAt = start;
 
   const fail = (why: string) => {
     socketErrors++;
@@ -92,7 +99,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       finished = true;
       clearTimeout(hardStop);
       for (const socket of sockets) socket.destroy();
-      const seconds = options.durationMs / 1000;
+      const seconds = options.requests === undefined ? options.durationMs / 1000 : (lastAnswerAt - windowStart) / 1000;
       resolve({
         requests: recorded,
         seconds,
@@ -135,11 +142,12 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       };
 
       const send = () => {
-        if (finished || performance.now() >= windowEnd) {
+        if (finished || performance.now() >= windowEnd || (options.requests !== undefined && issued >= options.requests)) {
           done = true;
           socket.end();
           return;
         }
+        issued++;
         const body = options.body();
         busy = true;
         inFlight++;
@@ -158,6 +166,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
 
       const complete = () => {
         const now = performance.now();
+        lastAnswerAt = now;
         busy = false;
         inFlight--;
         statuses[status] = (statuses[status] ?? 0) + 1;
