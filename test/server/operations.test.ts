@@ -55,6 +55,18 @@ describe('npm start', () => {
   }
 });
 
+describe('the twinlane bin', () => {
+  it('runs through npx without building: `npx twinlane --help` lists the options and exits 0', async () => {
+    const npx = spawn('npx', ['twinlane', '--help'], { env: baseEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    npx.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const [code] = (await once(npx, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    expect(out).toContain('Usage: twinlane');
+    expect(out).toContain('TWINLANE_REUSE_PORT');
+  });
+});
+
 describe('the listen port', () => {
   it('is taken exclusively: a second instance on it fails start-up with "address in use" and the first keeps every connection', async () => {
     const first = await startServer({ TWINLANE_IMAGE_MODEL: 'none' });
