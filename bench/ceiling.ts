@@ -1,5 +1,6 @@
-// The raw ceiling: texts/s of ONNX Runtime sessions alone, on the thread budget the server's text lane
-// gets (sessions × intra-op threads), fed pre-tokenized batches of the same sentences the load test sends.
+// The raw ceiling: texts/s of ONNX Runtime sessions alone, fed pre-tokenized batches of the same
+// sentences the load test sends. The machine's ceiling is the best of every thread layout that fits its
+// cores (sessions × intra-op threads ≤ cores) and every batch size the lane may form.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -30,6 +31,29 @@ const WORKER = new URL('./ceiling-worker.js', import.meta.url);
 export function loadTokenizer(modelDir: string): Tokenizer {
   const json = (file: string) => JSON.parse(readFileSync(path.join(modelDir, file), 'utf8')) as object;
   return new Tokenizer(json('tokenizer.json'), json('tokenizer_config.json'));
+}
+
+export interface Layout {
+  readonly sessions: number;
+  readonly intraOpThreads: number;
+}
+
+/**
+ * The thread layouts a ceiling is measured over: on up to 4 cores every (sessions, intra-op threads)
+ * with sessions × threads ≤ cores; on more, one session alone and each power-of-two number of sessions
+ * with the cores split evenly between them (every layout would take too long to measure).
+ */
+export function layoutsFor(cores: number): Layout[] {
+  const layouts: Layout[] = [];
+  if (cores <= 4) {
+    for (let sessions = 1; sessions <= cores; sessions++) {
+      for (let intraOpThreads = 1; sessions * intraOpThreads <= cores; intraOpThreads++) layouts.push({ sessions, intraOpThreads });
+    }
+    return layouts;
+  }
+  layouts.push({ sessions: 1, intraOpThreads: 1 });
+  for (let sessions = 1; sessions <= cores; sessions *= 2) layouts.push({ sessions, intraOpThreads: Math.floor(cores / sessions) });
+  return layouts;
 }
 
 export async function measureCeiling(options: CeilingOptions): Promise<CeilingRow[]> {

@@ -1,48 +1,69 @@
 // The text half of `npm run bench:e2e`, four figures side by side:
-//   (a) raw ONNX Runtime ceiling on the text lane's thread budget (best of several batch sizes),
+//   (a) the machine's raw ONNX Runtime ceiling: the best of every thread layout that fits the cores
+//       and every batch size the lane may form,
 //   (b) the server with unique texts (every request computed),
 //   (c) the server with repeated texts (every request an L1 cache hit),
-//   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c).
-// The server runs with the image lane off, so the text lane gets the thread budget it has alone.
+//   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c),
+//   (t) @huggingface/transformers behind node:http (bench/transformers-server.ts) under the loads of
+//       (b) and (c): the common alternative, measured in the same run on the same model folder.
+// The server runs with its defaults, the image lane on but idle, as in production.
 import path from 'node:path';
 import { loadConfig } from '../src/config.js';
-import { measureCeiling, type CeilingRow } from './ceiling.js';
-import { post, startChild, stopChild, waitReady, type Child } from './children.js';
+import os from 'node:os';
+import { layoutsFor, measureCeiling, type CeilingRow, type Layout } from './ceiling.js';
+import { readFileSync } from 'node:fs';
+import { post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
 import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.js';
 import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, pct, phaseRow, progress, resultsHeader, usPerItem, WARMUP_MS, type Phase } from './phase.js';
+import { IMAGE_MODEL } from './e2e-image.js';
 import { scrape } from './scrape.js';
 import { SentenceSource } from './texts.js';
 
 export const TEXT_MODEL = 'twinlane/minilm-l6-standin';
+const TJS_VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as { version: string }).version;
 const CONCURRENCY = 64;
-const BATCH_SIZES = [1, 8, 16, 32, 64];
+const BATCH_SIZES = [1, 4, 8, 16, 32];
+
+type LayoutRow = CeilingRow & Layout;
+const layoutName = (l: Layout) => `${l.sessions} × ${l.intraOpThreads}`;
 const REPEATED_TEXTS = 64;
 const TARGET_COMPUTE = 0.85;
 const TARGET_HTTP = 0.5;
+const TARGET_HIT_P99_MS = 3;
+/** Against transformers.js: throughput (unique), p99 (unique, at most), throughput (repeated). */
+const TARGET_VS_TJS = { unique: 1.8, p99: 0.15, repeated: 30 };
 
 export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): Promise<string[]> {
-  const serverEnv: NodeJS.ProcessEnv = { ...baseEnv, TWINLANE_IMAGE_MODEL: 'none' };
+  const serverEnv: NodeJS.ProcessEnv = { ...baseEnv, TWINLANE_IMAGE_MODEL: IMAGE_MODEL };
   // The same derivation the server makes from the same environment, so (a) gets the lane's budget.
   const config = loadConfig([], serverEnv);
 
-  progress(`(a) raw ONNX Runtime: ${config.textThreads} session(s) × ${config.textIntraOpThreads} intra-op thread(s), batches ${BATCH_SIZES.join('/')}`);
-  const ceilingTexts = new SentenceSource(0, 50_000);
-  const ceilingOptions = {
+  const batchSizes = BATCH_SIZES.filter((b) => b <= config.textMaxBatchItems);
+  const layouts = layoutsFor(os.availableParallelism());
+  const ceilingTexts = new SentenceSource(0, 50_000 * layouts.length);
+  const ceilingOptions = (layout: Layout, sizes: readonly number[]) => ({
     modelDir: path.join(modelsDir, TEXT_MODEL),
-    sessions: config.textThreads,
-    intraOpThreads: config.textIntraOpThreads,
-    batchSizes: BATCH_SIZES,
+    sessions: layout.sessions,
+    intraOpThreads: layout.intraOpThreads,
+    batchSizes: sizes,
     nextText: () => ceilingTexts.next(),
     minMs: CEILING_MS,
-  };
-  const ceiling: CeilingRow[] = await measureCeiling(ceilingOptions);
-  for (const row of ceiling) progress(`(a) batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
+  });
+  const ceiling: LayoutRow[] = [];
+  for (const layout of layouts) {
+    progress(`(a) raw ONNX Runtime: ${layoutName(layout)} (sessions × intra-op threads), batches ${batchSizes.join('/')}`);
+    for (const row of await measureCeiling(ceilingOptions(layout, batchSizes))) {
+      progress(`(a) ${layoutName(layout)} batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
+      ceiling.push({ ...row, ...layout });
+    }
+  }
   const best = ceiling.reduce((a, b) => (b.textsPerSecond > a.textsPerSecond ? b : a));
 
   let server: Child | undefined;
   let echo: Child | undefined;
-  let b: Phase, c: Phase, d: Phase;
+  let tjs: Child | undefined;
+  let b: Phase, c: Phase, d: Phase, bt: Phase, ct: Phase;
   let activityB: LaneActivity, activityC: LaneActivity;
   let cacheHitShare: number;
   try {
@@ -77,27 +98,35 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     echo = await startChild('dist/bench/echo-server.js', { ...process.env, ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206) });
     turn = 0;
     d = await loadPhase('(d) bare uWebSockets.js echo', echo, { path: '/echo', concurrency: CONCURRENCY, body: repeated });
+    await stopChild(echo);
+
+    tjs = await startChild('dist/bench/transformers-server.js', { ...process.env, TJS_MODELS_DIR: modelsDir, TJS_MODEL: TEXT_MODEL });
+    bt = await loadPhase('(t-b) transformers.js + node:http, unique texts', tjs, { ...openAi, body: () => openAiBody(uniqueTexts.next()) });
+    turn = 0;
+    ct = await loadPhase('(t-c) transformers.js + node:http, repeated texts', tjs, { ...openAi, body: repeated });
   } finally {
     await stopChild(server);
     await stopChild(echo);
+    await stopChild(tjs);
   }
   // The machine is shared and noisy: measuring the best batch again shows how far (a) drifted.
-  progress(`(a) re-check at batch ${best.batchSize}`);
-  const [recheck] = await measureCeiling({ ...ceilingOptions, batchSizes: [best.batchSize] });
-  if (!recheck) throw new Error('ceiling re-check returned nothing');
+  progress(`(a) re-check of ${layoutName(best)} at batch ${best.batchSize}`);
+  const [recheckRow] = await measureCeiling(ceilingOptions(best, [best.batchSize]));
+  if (!recheckRow) throw new Error('ceiling re-check returned nothing');
+  const recheck: LayoutRow = { ...recheckRow, sessions: best.sessions, intraOpThreads: best.intraOpThreads };
 
   const a = Math.max(best.textsPerSecond, recheck.textsPerSecond);
   const ratioBA = b.load.throughput / a;
   const ratioCD = c.load.throughput / d.load.throughput;
   const verdict = (ratio: number, target: number) => (ratio >= target ? 'met' : 'not met');
-  const withinServerBatch = ceiling.filter((r) => r.batchSize <= config.textMaxBatchItems).reduce((x, y) => (y.textsPerSecond > x.textsPerSecond ? y : x));
-  const notes = [b, c, d].map(errorNote).filter((n): n is string => n !== null);
+  const notes = [b, c, d, bt, ct].map(errorNote).filter((n): n is string => n !== null);
+  const vsTjs = { unique: b.load.throughput / bt.load.throughput, p99: b.load.latencyMs.p99 / bt.load.latencyMs.p99, repeated: c.load.throughput / ct.load.throughput };
   const aRow = a === best.textsPerSecond ? best : recheck;
 
   return [
     '## Text lane',
     '',
-    `- Model: \`${TEXT_MODEL}\`; the server runs with the image lane off`,
+    `- Model: \`${TEXT_MODEL}\`; the server runs with its defaults: the image lane (\`${IMAGE_MODEL}\`) on and idle`,
     `- Thread budget (server default from \`loadConfig\`): text lane ${config.textThreads} worker(s) × ${config.textIntraOpThreads} intra-op thread(s); max batch ${config.textMaxBatchItems} items / ${config.textMaxBatchTokens} tokens; max queue ${config.textMaxQueue}`,
     `- Load: ${CONCURRENCY} closed-loop keep-alive clients (raw \`node:net\`, one request in flight each), ${WARMUP_MS / 1000} s warm-up not recorded + ${MEASURE_MS / 1000} s measured per phase, all on 127.0.0.1; the load generator runs in the bench process, the servers are child processes`,
     `- Requests: \`POST /v1/embeddings\` \`{"model", "input": "<one sentence>", "encoding_format": "base64"}\`, sentences of 10–20 words (${f1(best.meanTokens)} tokens on average with [CLS]/[SEP]); (b) never repeats a sentence, (c) and (d) cycle through ${REPEATED_TEXTS} pre-warmed ones; answer body ${c.load.lastBodyBytes} bytes, answered by (d) at the same size`,
@@ -105,10 +134,12 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     '### Results',
     '',
     ...resultsHeader('texts'),
-    `| (a) raw ONNX Runtime ceiling, batch ${aRow.batchSize} | ${f0(a)} | — | — | — | — | — | ${cpuCells(aRow.cpu, a, false)} |`,
+    `| (a) the machine's raw ONNX Runtime ceiling: ${layoutName(aRow)}, batch ${aRow.batchSize} | ${f0(a)} | — | — | — | — | — | ${cpuCells(aRow.cpu, a, false)} |`,
     phaseRow(b),
     phaseRow(c),
     phaseRow(d),
+    phaseRow(bt),
+    phaseRow(ct),
     '',
     `(c) cache hits: ${pct(cacheHitShare)} of measured answers had \`x-cache-hits: 1\` (${JSON.stringify(c.load.headerValues)}); text-lane batches during (c): ${activityC.batches}.`,
     ...(notes.length ? ['', ...notes] : ['', 'No phase had a non-2xx answer or a socket error.']),
@@ -117,19 +148,25 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     '|---|---:|---:|---|',
     `| b/a: server unique texts ÷ raw ONNX Runtime ceiling | ${f2(ratioBA)} | ≥ ${TARGET_COMPUTE} | ${verdict(ratioBA, TARGET_COMPUTE)} |`,
     `| c/d: server cache hits ÷ bare uWebSockets.js echo | ${f2(ratioCD)} | ≥ ${TARGET_HTTP} | ${verdict(ratioCD, TARGET_HTTP)} |`,
+    `| (b) p99 ÷ (b) p50 | ${f2(b.load.latencyMs.p99 / b.load.latencyMs.p50)} | ≤ 2 | ${b.load.latencyMs.p99 <= 2 * b.load.latencyMs.p50 ? 'met' : 'not met'} |`,
+    `| (c) cache-hit p99 | ${f2(c.load.latencyMs.p99)} ms | ≤ ${TARGET_HIT_P99_MS} ms | ${c.load.latencyMs.p99 <= TARGET_HIT_P99_MS ? 'met' : 'not met'} |`,
+    `| b ÷ t-b: unique texts/s against transformers.js | ${f2(vsTjs.unique)} | ≥ ${TARGET_VS_TJS.unique} | ${verdict(vsTjs.unique, TARGET_VS_TJS.unique)} |`,
+    `| b p99 ÷ t-b p99 | ${f2(vsTjs.p99)} | ≤ ${TARGET_VS_TJS.p99} | ${vsTjs.p99 <= TARGET_VS_TJS.p99 ? 'met' : 'not met'} |`,
+    `| c ÷ t-c: repeated texts/s against transformers.js | ${f2(vsTjs.repeated)} | ≥ ${TARGET_VS_TJS.repeated} | ${verdict(vsTjs.repeated, TARGET_VS_TJS.repeated)} |`,
     '',
-    `- Against the best ceiling within the server's own max batch (${config.textMaxBatchItems}: batch ${withinServerBatch.batchSize}, ${f0(withinServerBatch.textsPerSecond)} texts/s), b/a is ${f2(b.load.throughput / withinServerBatch.textsPerSecond)}.`,
+    `- The winning layout: ${layoutName(aRow)} (sessions × intra-op threads) at batch ${aRow.batchSize}; the server's own layout is ${config.textThreads} × ${config.textIntraOpThreads}.`,
+    `- (t-b), (t-c): \`@huggingface/transformers\` ${TJS_VERSION}'s feature-extraction pipeline (mean pooling, normalised) on the same model folder, one pipeline call per request behind \`node:http\` (bench/transformers-server.ts), ONNX Runtime's default threads, no cache: the same load and bodies as (b) and (c).`,
     `- Server CPU per answer: ${usPerItem(c.cpu, c.load.throughput)} µs for a cache hit (c) vs ${usPerItem(d.cpu, d.load.throughput)} µs for the bare echo (d); by CPU cost alone c/d would be ${f2(d.cpu.target / d.load.throughput / (c.cpu.target / c.load.throughput))}.`,
     '',
-    '### (a) Raw ONNX Runtime ceiling by batch size',
+    '### (a) The machine\'s raw ONNX Runtime ceiling, by thread layout and batch size',
     '',
-    `${config.textThreads} session(s) run concurrently, one per worker thread, each with the lane's session options (intra-op ${config.textIntraOpThreads}, inter-op 1, sequential, graph optimisation "all", no spinning); pre-tokenized with the real tokenizer, padded to the longest row of each batch, tensors built before timing; 2 warm-up runs, then ≥ ${CEILING_MS / 1000} s and ≥ 3 runs per batch size. The best batch size is measured again after the server phases (re-check); (a) is the higher of the two.`,
+    `Every layout of sessions × intra-op threads that fits the machine's ${os.availableParallelism()} cores, each session on its own worker thread with the lane's session options (inter-op 1, sequential, graph optimisation "all", no spinning), at every batch size the lane may form (up to its max batch of ${config.textMaxBatchItems}); pre-tokenized with the real tokenizer, padded to the longest row of each batch, tensors built before timing; 2 warm-up runs, then ≥ ${CEILING_MS / 1000} s and ≥ 3 runs per row. The best row is measured again after the server phases (re-check); (a) is the higher of the two.`,
     '',
-    '| batch | texts/s | ms per run | mean tokens/text | session (cores) | other programs (cores) | steal (cores) |',
-    '|---:|---:|---:|---:|---:|---:|---:|',
+    '| layout | batch | texts/s | ms per run | mean tokens/text | sessions (cores) | other programs (cores) | steal (cores) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
     ...[...ceiling, recheck].map(
       (r, i) =>
-        `| ${r.batchSize}${i === ceiling.length ? ' (re-check)' : r === best ? ' (best)' : ''} | ${f1(r.textsPerSecond)} | ${f1(r.msPerRun)} | ${f1(r.meanTokens)} | ${f2(r.cpu.target)} | ${f2(r.cpu.other)} | ${f2(r.cpu.steal)}${disturbed(r.cpu) ? ' ⚠' : ''} |`,
+        `| ${layoutName(r)} | ${r.batchSize}${i === ceiling.length ? ' (re-check)' : r === best ? ' (best)' : ''} | ${f1(r.textsPerSecond)} | ${f1(r.msPerRun)} | ${f1(r.meanTokens)} | ${f2(r.cpu.target)} | ${f2(r.cpu.other)} | ${f2(r.cpu.steal)}${disturbed(r.cpu) ? ' ⚠' : ''} |`,
     ),
     '',
     '### Text lane during (b), from GET /metrics',

@@ -9,7 +9,7 @@
 import { decodeStoredVector, encodeBf16 } from './bf16.js';
 import { MemoryTier } from './memory-tier.js';
 import { RedisTier, type RedisTierOptions } from './redis-tier.js';
-import { RequestCancelledError, type CachedVector, type CacheObserver, type CacheStats, type CacheStatus, type Computed, type ComputeMisses, type ResolveOptions, type ResolvedVector } from './protocol.js';
+import { RequestCancelledError, type CachedVector, type CacheObserver, type CacheStats, type CacheStatus, type Computed, type ComputeMisses, type ResolveOptions, type ResolvedVector, type Unwanted } from './protocol.js';
 
 export interface CacheOptions {
   /** Bound of the in-process LRU in bytes; 0 disables it. */
@@ -48,6 +48,8 @@ interface Flight {
   resolve(value: ResolvedVector): void;
   reject(error: unknown): void;
   waiters: number;
+  /** Why the last waiter left, once none is left. */
+  left: Unwanted;
 }
 
 function flight(): Flight {
@@ -59,7 +61,7 @@ function flight(): Flight {
   });
   // A flight may settle with nobody listening (all its requests were cancelled).
   promise.catch(() => undefined);
-  return { promise, resolve, reject, waiters: 1 };
+  return { promise, resolve, reject, waiters: 1, left: 'cancelled' };
 }
 
 /** Sharing a Redis hit is a cache hit; sharing a computation is a join. */
@@ -151,12 +153,27 @@ export class CacheActor {
     }
     this.#countL1(l1Hits, keys.length);
     if (stale.length > 0) this.#redis!.refresh(stale);
-    if (options.signal && waits.length > 0) this.#cancellable(results, waits, options.signal);
+    if (options.cancellation && waits.length > 0) this.#cancellable(results, waits, options.cancellation.signal);
     if (misses.length > 0) {
       if (this.#redis && !options.skipRedis) void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) => this.#abandon(keys, misses, owned, error));
       else this.#compute(keys, misses, owned, compute);
     }
     return results;
+  }
+
+  /**
+   * True when every key is in L1 (each then counts as an L1 hit, is marked recently used, and has its
+   * Redis TTL pushed back when due); false, counting nothing, when any is not. For a caller that kept
+   * an encoded answer of these keys and may send it again only while all of them are still cached.
+   */
+  touch(keys: readonly string[]): boolean {
+    if (!this.#l1Enabled || !keys.every((key) => this.#l1.has(key))) return false;
+    const stale: string[] = [];
+    const now = this.#redis ? this.#now() : 0;
+    for (const key of keys) this.#l1Hit(key, now, stale);
+    this.#countL1(keys.length, keys.length);
+    if (stale.length > 0) this.#redis!.refresh(stale);
+    return true;
   }
 
   /**
@@ -218,8 +235,9 @@ export class CacheActor {
   }
 
   /**
-   * Lets `signal` cancel a request: each of its results still waiting on a flight rejects with
-   * RequestCancelledError at once and stops counting as one of that flight's waiters.
+   * Lets `signal` cancel a request: each of its results still waiting on a flight rejects at once
+   * (with the signal's reason when it is an Error: a deadline's TimeoutError) and stops counting as
+   * one of that flight's waiters.
    */
   #cancellable(results: Promise<ResolvedVector>[], waits: readonly Wait[], signal: AbortSignal): void {
     const pending = new Map<number, { flight: Flight; reject: (error: unknown) => void }>();
@@ -231,9 +249,13 @@ export class CacheActor {
       });
     }
     const cancel = () => {
+      const reason: unknown = signal.reason;
+      const timedOut = reason instanceof Error && reason.name === 'TimeoutError';
+      const error = timedOut ? reason : new RequestCancelledError();
+      const left: Unwanted = timedOut ? 'deadline' : 'cancelled';
       for (const { flight: owner, reject } of pending.values()) {
-        owner.waiters--;
-        reject(new RequestCancelledError());
+        if (--owner.waiters === 0) owner.left = left;
+        reject(error);
       }
       pending.clear();
     };
@@ -276,7 +298,7 @@ export class CacheActor {
   #compute(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses): void {
     let promises: readonly Promise<Computed>[];
     try {
-      promises = compute(misses, { wanted: (k) => owned[k]!.waiters > 0 });
+      promises = compute(misses, { unwanted: (k) => (owned[k]!.waiters > 0 ? null : owned[k]!.left) });
       if (promises.length !== misses.length) throw new Error(`compute returned ${promises.length} results for ${misses.length} misses. This is a bug.`);
     } catch (error) {
       promises = misses.map(() => Promise.reject(error));

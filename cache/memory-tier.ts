@@ -22,6 +22,11 @@ export class MemoryTier<V extends CachedVector = CachedVector> {
     return this.#lru?.get(key);
   }
 
+  /** Whether `key` is held, without marking it recently used. */
+  has(key: string): boolean {
+    return this.#lru?.has(key) ?? false;
+  }
+
   set(key: string, value: V): void {
     this.#lru?.set(key, value);
   }

@@ -28,10 +28,13 @@ export type Computed =
   | { readonly ok: false; readonly error: unknown }
   | { readonly ok: false; readonly dropped: true };
 
+/** Why nobody waits for an item any more: its requests were cancelled, or their deadlines passed. */
+export type Unwanted = 'cancelled' | 'deadline';
+
 /** What the actor tells a computation about the misses it handed over. */
 export interface ComputeControl {
-  /** Whether misses[k] still has a request waiting for it (false once every such request was cancelled). */
-  wanted(k: number): boolean;
+  /** null while misses[k] still has a request waiting for it; else why it has none. */
+  unwanted(k: number): Unwanted | null;
 }
 
 /**
@@ -42,14 +45,22 @@ export interface ComputeControl {
  */
 export type ComputeMisses = (indices: readonly number[], control: ComputeControl) => readonly Promise<Computed>[];
 
+/** Holds a request's AbortSignal, made on first read. */
+export interface Cancellation {
+  readonly signal: AbortSignal;
+}
+
 export interface ResolveOptions {
   /** The model's dims: a Redis value of any other length is corrupt (deleted, counted, recomputed). */
   readonly dims?: number | undefined;
   /**
-   * Aborting it cancels the request: its pending items reject with RequestCancelledError at once, and
-   * items nobody else waits for are dropped before they reach a lane.
+   * Aborting its signal cancels the request: its pending items reject at once with the signal's
+   * reason when it is an AbortSignal.timeout's TimeoutError (a deadline), else RequestCancelledError, and items
+   * nobody else waits for are dropped before they reach a lane. Read only when an item waits on work,
+   * so a request answered from L1 never makes one (an AbortController costs more than the rest of an
+   * L1 hit's bookkeeping).
    */
-  readonly signal?: AbortSignal | undefined;
+  readonly cancellation?: Cancellation | undefined;
   /** The caller just looked these keys up (peek): skip Redis and go from L1 and in-flight work to compute. */
   readonly skipRedis?: boolean | undefined;
 }

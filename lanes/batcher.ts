@@ -2,10 +2,16 @@
 // coalesced into one model call, bounded by items and by padded cost (items × the largest item's
 // cost, i.e. padded tokens for text). A batch is formed the moment a worker is free, so a lone
 // request never waits for company, and while batches run the next ones fill up from new arrivals.
-// An item is asked whether it is still wanted as it is about to join a batch: one whose requests
-// all went away (cancelled stream, aborted HTTP client) is dropped there and never reaches a worker.
+// Items wait in one queue per priority, and a batch is filled from the highest priority first, so a
+// lower-priority item never delays a higher one by more than the batch already running. An item is
+// asked whether it is still wanted as it is about to join a batch: one whose requests all went away
+// (cancelled, client gone, deadline passed) is dropped there and never reaches a worker.
 
-export type DropReason = 'cancelled';
+export type Priority = 'high' | 'normal' | 'low';
+export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
+
+/** cancelled: every request waiting for it was cancelled or went away; deadline: their deadlines passed. */
+export type DropReason = 'cancelled' | 'deadline';
 
 export type ItemOutcome<E> =
   | { readonly ok: true; readonly vector: Float32Array; readonly tokens: number }
@@ -21,7 +27,8 @@ export interface BatchOutcome<E> {
 export interface BatchInfo {
   readonly size: number;
   readonly paddedCost: number;
-  readonly queueMs: number;
+  /** Longest wait of the batch's items, per priority present in the batch. */
+  readonly queueMs: Readonly<Partial<Record<Priority, number>>>;
   readonly runMs: number;
 }
 
@@ -37,18 +44,19 @@ export interface BatcherOptions<I, E> {
   readonly onDropped?: (count: number, reason: DropReason) => void;
 }
 
-export interface SubmitOptions<E> {
-  /** Asked as the item is about to join a batch; false drops it there (outcome `dropped: 'cancelled'`). */
-  readonly wanted?: (index: number) => boolean;
-  /** Told as each item settles (its batch finished, or it was dropped), before the request as a whole. */
-  readonly onItem?: (index: number, outcome: ItemOutcome<E>, timing: ItemTiming) => void;
-}
-
 export interface ItemTiming {
   /** Between submit and the item's batch starting. */
   readonly queueMs: number;
   /** The model call that carried the item (0 when dropped). */
   readonly inferenceMs: number;
+}
+
+export interface SubmitOptions<E> {
+  readonly priority?: Priority;
+  /** Asked as the item is about to join a batch: a reason drops it there (outcome `dropped`), null keeps it. */
+  readonly unwanted?: (index: number) => DropReason | null;
+  /** Told as each item settles (its batch finished, or it was dropped), before the request as a whole. */
+  readonly onItem?: (index: number, outcome: ItemOutcome<E>, timing: ItemTiming) => void;
 }
 
 export interface SubmitOutcome<E> {
@@ -80,8 +88,10 @@ class RequestSlot<E> {
     });
   }
 
-  wanted(index: number): boolean {
-    return !this.failed && (this.#options.wanted?.(index) ?? true);
+  /** Why the item should not join a batch (null: it should). A failed request's items are dropped silently. */
+  unwanted(index: number): DropReason | null {
+    if (this.failed) return 'cancelled';
+    return this.#options.unwanted?.(index) ?? null;
   }
 
   settle(index: number, outcome: ItemOutcome<E>, queueMs: number, inferenceMs: number): void {
@@ -107,16 +117,43 @@ interface Entry<I, E> {
   readonly item: I;
   readonly index: number;
   readonly cost: number;
+  readonly priority: Priority;
   readonly slot: RequestSlot<E>;
   readonly enqueuedAt: number;
 }
 
+/** One priority's FIFO: an array with a moving head, compacted as it is consumed. */
+class Fifo<T> {
+  #items: T[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  peek(): T | undefined {
+    return this.#items[this.#head];
+  }
+
+  shift(): void {
+    this.#head++;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}
+
 export class Batcher<I, E> {
   readonly #options: BatcherOptions<I, E>;
-  #queue: Entry<I, E>[] = [];
-  #head = 0;
-  /** Entries in the queue not yet taken or skipped. */
-  #queued = 0;
+  readonly #queues: Readonly<Record<Priority, Fifo<Entry<I, E>>>> = { high: new Fifo(), normal: new Fifo(), low: new Fifo() };
   #running = 0;
   #runningItems = 0;
   #idle: (() => void)[] = [];
@@ -127,7 +164,22 @@ export class Batcher<I, E> {
 
   /** Items waiting for a batch. */
   get queued(): number {
-    return this.#queued;
+    return this.#queues.high.length + this.#queues.normal.length + this.#queues.low.length;
+  }
+
+  /** Items waiting at `priority`. */
+  queuedAt(priority: Priority): number {
+    return this.#queues[priority].length;
+  }
+
+  /** Items a new `priority` item waits behind: those of its priority and above, queued or running. */
+  ahead(priority: Priority): number {
+    let n = this.#runningItems;
+    for (const p of PRIORITIES) {
+      n += this.#queues[p].length;
+      if (p === priority) break;
+    }
+    return n;
   }
 
   /** Items inside batches that are running. */
@@ -138,11 +190,12 @@ export class Batcher<I, E> {
   submit(items: readonly I[], options: SubmitOptions<E> = {}): Promise<SubmitOutcome<E>> {
     if (items.length === 0) throw new Error('submit() with no items. This is a bug.');
     const slot = new RequestSlot<E>(items.length, options);
+    const priority = options.priority ?? 'normal';
+    const queue = this.#queues[priority];
     const now = performance.now();
     items.forEach((item, index) => {
-      this.#queue.push({ item, index, cost: Math.max(1, this.#options.cost(item)), slot, enqueuedAt: now });
+      queue.push({ item, index, cost: Math.max(1, this.#options.cost(item)), priority, slot, enqueuedAt: now });
     });
-    this.#queued += items.length;
     this.#pump();
     return slot.promise;
   }
@@ -158,43 +211,37 @@ export class Batcher<I, E> {
       const batch = this.#take();
       if (batch.length > 0) void this.#dispatch(batch);
     }
-    if (this.queued === 0 && this.#running === 0) {
-      // The queue array only ever grows at the tail; reset it when empty so it never leaks.
-      this.#queue = [];
-      this.#head = 0;
-      for (const resolve of this.#idle.splice(0)) resolve();
-    }
+    if (this.queued === 0 && this.#running === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 
-  /** The next batch from the head of the queue; unwanted items met on the way are dropped. */
+  /** The next batch, filled from the highest priority down; unwanted items met on the way are dropped. */
   #take(): Entry<I, E>[] {
     const { maxItems, maxCost } = this.#options;
     const batch: Entry<I, E>[] = [];
+    const dropped: Record<DropReason, number> = { cancelled: 0, deadline: 0 };
     let widest = 0;
-    let dropped = 0;
-    while (this.#head < this.#queue.length && batch.length < maxItems) {
-      const entry = this.#queue[this.#head]!;
-      if (!entry.slot.wanted(entry.index)) {
-        this.#head++;
-        this.#queued--;
-        if (!entry.slot.failed) {
-          dropped++;
-          entry.slot.settle(entry.index, { ok: false, dropped: 'cancelled' }, 0, 0);
+    for (const priority of PRIORITIES) {
+      const queue = this.#queues[priority];
+      let entry: Entry<I, E> | undefined;
+      while (batch.length < maxItems && (entry = queue.peek()) !== undefined) {
+        const reason = entry.slot.unwanted(entry.index);
+        if (reason !== null) {
+          queue.shift();
+          if (!entry.slot.failed) {
+            dropped[reason]++;
+            entry.slot.settle(entry.index, { ok: false, dropped: reason }, 0, 0);
+          }
+          continue;
         }
-        continue;
+        const nextWidest = Math.max(widest, entry.cost);
+        if (batch.length > 0 && (batch.length + 1) * nextWidest > maxCost) break;
+        batch.push(entry);
+        widest = nextWidest;
+        queue.shift();
       }
-      const nextWidest = Math.max(widest, entry.cost);
-      if (batch.length > 0 && (batch.length + 1) * nextWidest > maxCost) break;
-      batch.push(entry);
-      widest = nextWidest;
-      this.#head++;
-      this.#queued--;
+      if (batch.length >= maxItems) break;
     }
-    if (dropped > 0) this.#options.onDropped?.(dropped, 'cancelled');
-    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-      this.#queue = this.#queue.slice(this.#head);
-      this.#head = 0;
-    }
+    for (const reason of ['cancelled', 'deadline'] as const) if (dropped[reason] > 0) this.#options.onDropped?.(dropped[reason], reason);
     return batch;
   }
 
@@ -207,12 +254,13 @@ export class Batcher<I, E> {
       if (outcome.items.length !== batch.length) {
         throw new Error(`batch of ${batch.length} items returned ${outcome.items.length} outcomes. This is a bug.`);
       }
-      const runMs = performance.now() - started;
+      const queueMs: Partial<Record<Priority, number>> = {};
+      for (const e of batch) queueMs[e.priority] = Math.max(queueMs[e.priority] ?? 0, started - e.enqueuedAt);
       this.#options.onBatch?.({
         size: batch.length,
         paddedCost: batch.length * Math.max(...batch.map((e) => e.cost)),
-        queueMs: Math.max(...batch.map((e) => started - e.enqueuedAt)),
-        runMs,
+        queueMs,
+        runMs: performance.now() - started,
       });
       batch.forEach((entry, k) => entry.slot.settle(entry.index, outcome.items[k]!, started - entry.enqueuedAt, outcome.inferenceMs));
     } catch (error) {

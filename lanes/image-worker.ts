@@ -1,22 +1,15 @@
 // Runs inside an image-lane worker thread: owns sharp and one ONNX Runtime session. Decoding and
 // preprocessing happen here, never on the main thread; one batch of images is one ONNX call.
-import os from 'node:os';
 import sharp from 'sharp';
 import { workerData } from 'piscina';
 import { createPreprocessor, ImageRejected } from './image-preprocess.js';
 import type { BatchResult, ImageItem, ItemError, LaneResult, LaneTask } from './protocol.js';
-import { createSession, l2NormalizeRows } from './session.js';
+import { createSession, l2NormalizeRows, lowerThreadPriority } from './session.js';
 import type { ImageWorkerData } from './protocol.js';
 
 const data = workerData as ImageWorkerData;
-// On Linux a nice value belongs to a thread: setting it here lowers this worker thread and every
-// thread it starts later (ONNX Runtime's pool, libvips), never the main thread or the text lane.
-// Under CPU pressure the image lane then yields to text, which is the point of two lanes.
-try {
-  os.setPriority(data.nice);
-} catch (error) {
-  process.emitWarning(`image lane: could not set nice ${data.nice}: ${(error as Error).message}`);
-}
+// Below the text lane and the main thread: under CPU pressure images wait and text does not.
+lowerThreadPriority(data.nice, 'image');
 // libvips would otherwise start a thread per core in every worker, outside the lane's budget, and
 // cache decoded images nobody asks for twice (the embedding cache does that job).
 sharp.concurrency(data.intraOpThreads);

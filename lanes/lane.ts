@@ -4,11 +4,18 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Batcher, type BatchInfo, type BatchOutcome, type DropReason, type ItemOutcome, type SubmitOptions, type SubmitOutcome } from './batcher.js';
+import { Batcher, PRIORITIES, type BatchInfo, type BatchOutcome, type DropReason, type ItemOutcome, type Priority, type SubmitOptions, type SubmitOutcome } from './batcher.js';
 import type { ItemError, LaneResult, LaneTask } from './protocol.js';
 
 export type LaneName = 'text' | 'image';
-export type RejectReason = 'queue_full' | 'closed';
+/** queue_full: over the queue bound of the request's priority; deadline: it could not be computed in time; closed: draining. */
+export type RejectReason = 'queue_full' | 'deadline' | 'closed';
+
+/**
+ * The share of the queue bound each priority may fill: low is refused first, at half the bound, and
+ * high may go past it, so a full lane still takes what matters most.
+ */
+export const QUEUE_SHARE: Readonly<Record<Priority, number>> = { high: 1.5, normal: 1, low: 0.5 };
 
 /** Lanes report what happens to them; the owner (src/metrics) decides how it is counted. */
 export interface LaneObserver {
@@ -28,7 +35,11 @@ export class LaneRejectedError extends Error {
     // a stack trace would cost more than the refusal itself and nobody reads it.
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super(reason === 'closed' ? `The ${lane} lane is shutting down.` : `The ${lane} lane is at capacity; retry after ${retryAfterSeconds} s.`);
+    super(
+      reason === 'closed' ? `The ${lane} lane is shutting down.`
+        : reason === 'deadline' ? `The ${lane} lane's backlog would take longer than the request's deadline; retry later or allow more time.`
+          : `The ${lane} lane is at capacity; retry after ${retryAfterSeconds} s.`,
+    );
     Error.stackTraceLimit = stackTraceLimit;
     this.name = 'LaneRejectedError';
     this.lane = lane;
@@ -39,15 +50,27 @@ export class LaneRejectedError extends Error {
 
 export interface LaneStats {
   readonly queued: number;
+  readonly queuedByPriority: Readonly<Record<Priority, number>>;
   readonly running: number;
   readonly maxQueue: number;
   readonly ready: boolean;
+}
+
+/** What a request asks of admission besides its items: its priority and its deadline. */
+export interface LaneRequest<E> extends SubmitOptions<E> {
+  /** performance.now() by which the items must have been computed; refused at once if the backlog says it cannot be. */
+  readonly deadline?: number | undefined;
 }
 
 /** What owners need of any lane, whatever its item type: identity, readiness, gauges, shutdown. */
 export interface LaneHandle {
   readonly name: LaneName;
   readonly ready: boolean;
+  /** True while a new normal-priority item would be refused (queue at its bound, or closing). */
+  readonly refusing: boolean;
+  /** Requests refused by admission so far. */
+  readonly rejections: number;
+  retryAfterSeconds(priority?: Priority): number;
   stats(): LaneStats;
   close(): Promise<void>;
 }
@@ -141,30 +164,54 @@ export class Lane<I> implements LaneHandle {
   }
 
   stats(): LaneStats {
-    return { queued: this.#batcher.queued, running: this.#batcher.running, maxQueue: this.#settings.maxQueue, ready: this.#ready };
+    const queuedByPriority = Object.fromEntries(PRIORITIES.map((p) => [p, this.#batcher.queuedAt(p)])) as Record<Priority, number>;
+    return { queued: this.#batcher.queued, queuedByPriority, running: this.#batcher.running, maxQueue: this.#settings.maxQueue, ready: this.#ready };
   }
 
-  /** Seconds until the current backlog would clear at the recent rate (at least 1). */
-  retryAfterSeconds(): number {
-    const backlog = this.#batcher.queued + this.#batcher.running;
+  /** True while a new normal-priority item would be refused: the queue is at its bound (or the lane is closing). */
+  get refusing(): boolean {
+    return this.#closed || this.#batcher.queued >= this.#settings.maxQueue;
+  }
+
+  /**
+   * Seconds until what a new `priority` request waits behind (its priority and above, queued or
+   * running) would clear at the recent rate: at least 1, so a client that honours it is not back
+   * before anything changed.
+   */
+  retryAfterSeconds(priority: Priority = 'normal'): number {
     if (this.#throughput <= 0) return 1;
-    return Math.max(1, Math.ceil(backlog / this.#throughput));
+    return Math.max(1, Math.ceil(this.#batcher.ahead(priority) / this.#throughput));
+  }
+
+  #rejections = 0;
+
+  get rejections(): number {
+    return this.#rejections;
+  }
+
+  #refuse(reason: RejectReason, priority: Priority): Promise<never> {
+    this.#rejections++;
+    this.#settings.observer?.onRejected(this.name, reason);
+    return Promise.reject(new LaneRejectedError(this.name, reason, this.retryAfterSeconds(priority)));
   }
 
   /**
    * All of a request's items are admitted together or none is: no partial answers. An empty queue
    * takes any request, so one larger than the queue bound (but within the per-request limit) is
-   * served when the lane is free instead of being refused forever.
+   * served when the lane is free instead of being refused forever. Each priority fills its share of
+   * the bound (QUEUE_SHARE); a request with a deadline its place in the backlog cannot meet, at the
+   * rate the lane has recently sustained, is refused now rather than queued to fail later.
    */
-  embed(items: readonly I[], options: SubmitOptions<ItemError> = {}): Promise<SubmitOutcome<ItemError>> {
+  embed(items: readonly I[], request: LaneRequest<ItemError> = {}): Promise<SubmitOutcome<ItemError>> {
+    const priority = request.priority ?? 'normal';
+    if (this.#closed) return this.#refuse('closed', priority);
     const queued = this.#batcher.queued;
-    const full = queued > 0 && queued + items.length > this.#settings.maxQueue;
-    const reason: RejectReason | null = this.#closed ? 'closed' : full ? 'queue_full' : null;
-    if (reason) {
-      this.#settings.observer?.onRejected(this.name, reason);
-      return Promise.reject(new LaneRejectedError(this.name, reason, this.retryAfterSeconds()));
+    if (queued > 0 && queued + items.length > this.#settings.maxQueue * QUEUE_SHARE[priority]) return this.#refuse('queue_full', priority);
+    if (request.deadline !== undefined && this.#throughput > 0) {
+      const doneAt = performance.now() + ((this.#batcher.ahead(priority) + items.length) / this.#throughput) * 1000;
+      if (doneAt > request.deadline) return this.#refuse('deadline', priority);
     }
-    return this.#batcher.submit(items, options);
+    return this.#batcher.submit(items, request);
   }
 
   /** Runs one warm-up per worker so the first real request does not pay for lazy initialisation. */

@@ -9,6 +9,8 @@ export interface TextWorkerData {
   readonly dims: number;
   readonly maxTokens: number;
   readonly pooling: 'mean' | 'cls';
+  /** Linux nice value for the worker's threads. */
+  readonly nice: number;
   readonly intraOpThreads: number;
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
 }

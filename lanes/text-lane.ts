@@ -9,6 +9,7 @@ export interface TextLaneOptions {
   readonly maxQueue: number;
   readonly maxBatchItems: number;
   readonly maxBatchTokens: number;
+  readonly nice: number;
   readonly provider: TextWorkerData['provider'];
   readonly observer?: LaneObserver;
 }
@@ -24,6 +25,7 @@ export function createTextLane(options: TextLaneOptions): TextLane {
     dims: model.dims,
     maxTokens: model.maxTokens,
     pooling: model.pooling,
+    nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,
   };

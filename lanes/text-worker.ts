@@ -5,9 +5,12 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { workerData } from 'piscina';
 import type { BatchResult, ItemError, LaneResult, LaneTask, TextItem, TextWorkerData } from './protocol.js';
-import { createSession, l2NormalizeRows } from './session.js';
+import { createSession, l2NormalizeRows, lowerThreadPriority } from './session.js';
 
 const data = workerData as TextWorkerData;
+// Just below the main thread, which answers cache hits and owns every socket: a busy text lane never
+// takes it from them.
+lowerThreadPriority(data.nice, 'text');
 
 async function readJson(file: string): Promise<object> {
   return JSON.parse(await readFile(path.join(data.modelDir, file), 'utf8')) as object;

@@ -54,7 +54,10 @@ export class Guard {
   /** Takes `items` from the client's budget, or throws 429 `rate_limited` with Retry-After. */
   async spend(ex: Exchange, items: number): Promise<void> {
     const { limiter } = this.#options;
-    if (!limiter) return;
+    // Once per request: a hot answer that turns out stale after charging sends the request on through
+    // the whole flow, which must not charge it again.
+    if (!limiter || ex.charged) return;
+    ex.charged = true;
     const decision = await limiter.spend(this.clientOf(ex), Math.max(1, items));
     ex.setHeaders(rateHeaders(decision));
     if (!decision.allowed) {

@@ -5,6 +5,9 @@ import { log, TwinlaneError, type Metrics, type Orchestrator } from '../src/inde
 import { Drain } from './drain.js';
 import { Exchange, type ExchangeTracker } from './exchange.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
+import { FrontGate, type FrontGateOptions } from './front-gate.js';
+import { HotAnswers } from './hot-answers.js';
+import type { LaneName } from '../lanes/index.js';
 import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
@@ -26,6 +29,10 @@ export interface ServerOptions {
   readonly access?: Omit<GuardOptions, 'metrics'> | undefined;
   /** One log line per answer (request id, route, status, time). */
   readonly accessLog?: boolean;
+  /** Bytes of encoded answers kept for requests repeated exactly (server/hot-answers.ts); 0 keeps none. */
+  readonly hotAnswerBytes: number;
+  /** When a stormed lane's requests are shed before their bodies are read (server/front-gate.ts). */
+  readonly frontGate: FrontGateOptions;
   /** GET /ws: bounds and flow control of the WebSocket route. */
   readonly ws: Omit<WsOptions, 'orchestrator' | 'metrics' | 'guard' | 'drain' | 'tracker'>;
 }
@@ -65,19 +72,22 @@ interface Route {
   /** Embedding routes refuse new work once the listen socket is closed and spend the client's budget; operator routes keep answering. */
   readonly embedding: boolean;
   readonly access: Access;
+  /** The lane a route's requests go to, when its path says so: shed at header time while that lane is stormed. */
+  readonly lane?: LaneName;
   readonly handler: Handler;
 }
 
-function routeTable(options: ServerOptions, guard: Guard, drain: Drain): Route[] {
+function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: FrontGate): Route[] {
   const { orchestrator, metrics, maxBodyBytes } = options;
   const imageLaneOn = orchestrator.models().some((m) => m.lane === 'image');
-  const openAi = { orchestrator, guard, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
+  const hot = options.hotAnswerBytes > 0 ? new HotAnswers(options.hotAnswerBytes) : null;
+  const openAi = { orchestrator, guard, hot, gate, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
   const opsOptions: ops.OpsRouteOptions = { orchestrator, metrics, version: options.version, limits: options.limits, startedAt: Date.now(), draining: () => drain.draining };
   return [
     { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
     { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
-    { path: '/embed/text', method: 'post', embedding: true, access: 'api', handler: (ex) => embedText(ex, { orchestrator, guard, maxBodyBytes }) },
-    { path: '/embed/image', method: 'post', embedding: true, access: 'api', handler: (ex) => embedImage(ex, { orchestrator, guard, maxBodyBytes: options.maxImageBodyBytes }) },
+    { path: '/embed/text', method: 'post', embedding: true, access: 'api', lane: 'text', handler: (ex) => embedText(ex, { orchestrator, guard, hot, maxBodyBytes }) },
+    { path: '/embed/image', method: 'post', embedding: true, access: 'api', lane: 'image', handler: (ex) => embedImage(ex, { orchestrator, guard, hot: null, maxBodyBytes: options.maxImageBodyBytes }) },
     { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },
     { path: '/ready', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.ready(ex, opsOptions) },
     { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
@@ -106,7 +116,7 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 }
 
 /** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
-function dispatcher(guard: Guard, drain: Drain, tracker: ExchangeTracker) {
+function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: ExchangeTracker) {
   return (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
     const ex = new Exchange(res, req, route.path, tracker);
     const budgeted = route.embedding && guard.rateLimited;
@@ -114,6 +124,7 @@ function dispatcher(guard: Guard, drain: Drain, tracker: ExchangeTracker) {
       try {
         guard.authenticate(ex, route.access);
         if (route.embedding && drain.refusing) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
+        if (route.lane) gate.admit(route.lane);
         await route.handler(ex);
       } catch (error) {
         if (budgeted) guard.reportBudget(ex);
@@ -168,8 +179,9 @@ export async function startServer(options: ServerOptions, at: ListenOptions): Pr
   const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics: options.metrics });
   const app = uWS.App();
   const tracker = exchangeTracker(drain, options.metrics, options.accessLog ?? false);
+  const gate = new FrontGate((name) => options.orchestrator.lane(name), options.frontGate, options.metrics);
   const ws = registerWebSocket(app, { ...options.ws, orchestrator: options.orchestrator, metrics: options.metrics, guard, drain, tracker });
-  registerRoutes(app, routeTable(options, guard, drain), dispatcher(guard, drain, tracker));
+  registerRoutes(app, routeTable(options, guard, drain, gate), dispatcher(guard, drain, gate, tracker));
   const socket = await listen(app, at);
   return {
     host: at.host,

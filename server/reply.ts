@@ -73,13 +73,23 @@ export function negotiateFormat(ex: Exchange): VectorFormat {
   return 'json';
 }
 
-export function replyVectors(ex: Exchange, result: EmbedResult, format: VectorFormat): void {
-  const timing = timingHeaders(ex, result);
-  if (format === 'json') {
-    ex.send(200, { ...JSON_TYPE, ...timing }, `[${result.vectors.map(jsonVector).join(',')}]`);
-    return;
-  }
-  const shape = { 'x-embedding-dims': String(result.dims), 'x-embedding-count': String(result.vectors.length) };
-  const body = format === 'f32' ? float32Bytes(result.vectors, result.dims) : Buffer.concat(result.vectors.map((v) => encodeBf16(v, 'little')));
-  ex.send(200, { 'content-type': format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16', ...shape, ...timing }, body);
+export interface EncodedVectors {
+  readonly contentType: string;
+  /** Headers of the answer's shape (binary formats: dims and count). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string | Buffer;
+}
+
+/** The native routes' answer body in `format`: a JSON matrix, or raw little-endian float32 / BF16 rows. */
+export function encodeVectors(result: EmbedResult, format: VectorFormat): EncodedVectors {
+  if (format === 'json') return { contentType: JSON_TYPE['content-type'], headers: {}, body: `[${result.vectors.map(jsonVector).join(',')}]` };
+  return {
+    contentType: format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16',
+    headers: { 'x-embedding-dims': String(result.dims), 'x-embedding-count': String(result.vectors.length) },
+    body: format === 'f32' ? float32Bytes(result.vectors, result.dims) : Buffer.concat(result.vectors.map((v) => encodeBf16(v, 'little'))),
+  };
+}
+
+export function replyVectors(ex: Exchange, result: EmbedResult, encoded: EncodedVectors): void {
+  ex.send(200, { 'content-type': encoded.contentType, ...encoded.headers, ...timingHeaders(ex, result) }, encoded.body);
 }

@@ -31,6 +31,9 @@ export interface Config {
   readonly textMaxQueue: number;
   readonly textMaxBatchItems: number;
   readonly textMaxBatchTokens: number;
+  readonly textNice: number;
+  readonly textQueueTimeoutMs: number | null;
+  readonly imageQueueTimeoutMs: number | null;
   readonly imageThreads: number;
   readonly imageIntraOpThreads: number;
   readonly imageMaxQueue: number;
@@ -50,6 +53,9 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly drainDelayMs: number;
   readonly accessLog: boolean;
+  readonly hotAnswerBytes: number;
+  readonly shedAfterRefusalsPerSecond: number;
+  readonly shedProbesPerSecond: number;
   readonly wsMaxFrameBytes: number;
   readonly wsMaxInFlightItems: number;
   readonly wsMaxQueuedBytes: number;
@@ -108,6 +114,12 @@ function optionalPositive(raw: string, env: string): number | null {
   return n;
 }
 
+/** A timeout in ms; 0 means none (null). */
+function timeout(raw: string, env: string): number | null {
+  const ms = int(0, 3_600_000)(raw, env);
+  return ms === 0 ? null : ms;
+}
+
 function provider(raw: string, env: string): Config['executionProvider'] {
   const match = /^(cpu|cuda)(?::(\d+))?$/.exec(raw.trim().toLowerCase());
   if (!match || (match[1] === 'cpu' && match[2] !== undefined)) {
@@ -160,11 +172,14 @@ export const OPTIONS: readonly Option[] = [
   { key: 'textMaxQueue', env: 'TWINLANE_TEXT_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Items that may wait for the text lane before requests get 429 (default: 8 full batches per worker).', parse: int(1) },
   { key: 'textMaxBatchItems', env: 'TWINLANE_TEXT_MAX_BATCH_ITEMS', default: '32', unit: 'items', why: 'Most texts coalesced into one ONNX Runtime call.', parse: int(1, 4096) },
   { key: 'textMaxBatchTokens', env: 'TWINLANE_TEXT_MAX_BATCH_TOKENS', default: '8192', unit: 'tokens', why: 'Most padded tokens (items × longest) in one call, bounding the memory and latency of a batch.', parse: int(1) },
+  { key: 'textNice', env: 'TWINLANE_TEXT_NICE', default: '0', unit: 'nice (0–19)', why: 'CPU priority of the text lane\'s threads below the main thread (which answers cache hits and owns the sockets); 0 = equal.', parse: int(0, 19) },
+  { key: 'textQueueTimeoutMs', env: 'TWINLANE_TEXT_QUEUE_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'Default deadline of a text request (x-request-timeout-ms overrides it): items still queued when it passes are dropped and the request gets 504 deadline_exceeded; 0 = none.', parse: timeout },
+  { key: 'imageQueueTimeoutMs', env: 'TWINLANE_IMAGE_QUEUE_TIMEOUT_MS', default: '60000', unit: 'ms', why: 'Default deadline of an image request, as for text (URL fetching counts against it too); 0 = none.', parse: timeout },
   { key: 'imageThreads', env: 'TWINLANE_IMAGE_THREADS', default: DERIVED, unit: 'threads', why: 'Image lane worker threads.', parse: int(1, 256) },
   { key: 'imageIntraOpThreads', env: 'TWINLANE_IMAGE_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per image worker.', parse: int(1, 256) },
   { key: 'imageMaxQueue', env: 'TWINLANE_IMAGE_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Images that may wait for the image lane before requests get 429.', parse: int(1) },
   { key: 'imageMaxBatchItems', env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS', default: '8', unit: 'items', why: 'Most images coalesced into one ONNX Runtime call.', parse: int(1, 1024) },
-  { key: 'imageNice', env: 'TWINLANE_IMAGE_NICE', default: '10', unit: 'nice (0–19)', why: 'CPU priority of the image lane\'s threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.', parse: int(0, 19) },
+  { key: 'imageNice', env: 'TWINLANE_IMAGE_NICE', default: '19', unit: 'nice (0–19)', why: 'CPU priority of the image lane\'s threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.', parse: int(0, 19) },
   { key: 'maxBodyBytes', env: 'TWINLANE_MAX_BODY_BYTES', default: '4194304', unit: 'bytes', why: 'Request bodies over this get 413 while streaming, before they are buffered whole.', parse: int(1) },
   { key: 'maxImageBodyBytes', env: 'TWINLANE_MAX_IMAGE_BODY_BYTES', default: '33554432', unit: 'bytes', why: 'Body limit of /embed/image (raw images, or JSON carrying base64 images), which need more room than text.', parse: int(1) },
   { key: 'maxImageBytes', env: 'TWINLANE_MAX_IMAGE_BYTES', default: '20971520', unit: 'bytes', why: 'Bytes per image, however it arrives (raw, base64, data URI, or fetched from a URL, where it is enforced while streaming).', parse: int(1) },
@@ -176,6 +191,9 @@ export const OPTIONS: readonly Option[] = [
   { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
   { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.', parse: optionalPositive },
   { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.', parse: optionalPositive },
+  { key: 'hotAnswerBytes', env: 'TWINLANE_HOT_ANSWER_BYTES', default: '16777216', unit: 'bytes', why: 'Encoded answers kept for requests repeated byte for byte whose every item was a cache hit (text routes, bodies up to 4 KiB), sent again while their items stay in L1; 0 keeps none.', parse: int(0) },
+  { key: 'shedAfterRefusalsPerSecond', env: 'TWINLANE_SHED_AFTER_REFUSALS_PER_S', default: '50', unit: 'requests/s', why: 'A lane at its queue bound that refused more requests than this in the last second is stormed: its requests are refused (429) before their bodies are read, so refusing costs the shared main thread microseconds.', parse: int(1) },
+  { key: 'shedProbesPerSecond', env: 'TWINLANE_SHED_PROBES_PER_S', default: '20', unit: 'requests/s', why: 'Requests of a stormed lane still read in full each second, so cached items keep being answered while it is stormed.', parse: int(0) },
   { key: 'wsMaxFrameBytes', env: 'TWINLANE_WS_MAX_FRAME_BYTES', default: '16777216', unit: 'bytes', why: 'Largest /ws frame (a JSON request, or one binary image); a larger frame closes the socket with 1009. JSON text requests are also held to TWINLANE_MAX_BODY_BYTES (error payload_too_large).', parse: int(1024, 1 << 30) },
   { key: 'wsMaxInFlightItems', env: 'TWINLANE_WS_MAX_IN_FLIGHT_ITEMS', default: '4096', unit: 'items', why: 'Items a /ws socket may have unanswered; a request that would pass it is refused at once with too_many_in_flight (a socket with nothing in flight takes any request within TWINLANE_MAX_INPUTS).', parse: int(1) },
   { key: 'wsMaxQueuedBytes', env: 'TWINLANE_WS_MAX_QUEUED_BYTES', default: '16777216', unit: 'bytes', why: 'Input bytes (texts, images) a /ws socket may hold unanswered; past it requests and binary images are refused with too_many_in_flight.', parse: int(1024) },
@@ -220,11 +238,36 @@ function collectRaw(argv: readonly string[], env: NodeJS.ProcessEnv): Map<Option
   return raw;
 }
 
-/** Splits a core budget into (workers × intra-op threads); more workers beyond two threads, because
- * separate sessions batch in parallel while intra-op threads only shorten one batch. */
-function splitBudget(budget: number): { threads: number; intraOp: number } {
-  const threads = Math.max(1, Math.ceil(budget / 2));
-  return { threads, intraOp: Math.max(1, Math.floor(budget / threads)) };
+/** Most workers a lane starts by default: each holds its own model session (weights and batch memory). */
+const MAX_DEFAULT_WORKERS = 8;
+
+/**
+ * The default layout of a lane: the whole machine, as separate sessions of one intra-op thread each
+ * (measured here on 2 cores, raw ONNX Runtime, MiniLM stand-in: 2 sessions × 1 thread 713 texts/s at
+ * batch 8, 1 × 2 threads 494, 1 × 1 390), up to MAX_DEFAULT_WORKERS sessions, beyond which each
+ * session gets the extra cores as intra-op threads. Both lanes get the whole machine: either alone can
+ * use every core, and under mixed load the image lane's lower CPU priority keeps text first.
+ */
+export function defaultLayout(cores: number): { threads: number; intraOp: number } {
+  const threads = Math.max(1, Math.min(cores, MAX_DEFAULT_WORKERS));
+  return { threads, intraOp: Math.max(1, Math.floor(cores / threads)) };
+}
+
+/**
+ * Warnings for thread layouts measured to cost throughput or latency on this kind of machine (raw
+ * ONNX Runtime, 2 cores): a lane asking for more threads than cores (4 sessions × 1: −7 % and twice
+ * the batch time; 2 × 2: −8 to −15 %). Both lanes at the core count each (the defaults, twice the
+ * cores together) is harmless: the image lane runs niced, so under mixed load text keeps the cores.
+ */
+export function configWarnings(config: Readonly<Config>, cores = os.availableParallelism()): string[] {
+  const warnings: string[] = [];
+  const text = config.textThreads * config.textIntraOpThreads;
+  const image = config.imageModel === null ? 0 : config.imageThreads * config.imageIntraOpThreads;
+  const lane = (name: string, threads: number, intra: number) =>
+    `The ${name} lane asks for ${threads} worker(s) × ${intra} intra-op thread(s) = ${threads * intra} threads on ${cores} cores; past the core count a lane loses throughput and its batches take longer (see the README's thread budget).`;
+  if (text > cores) warnings.push(lane('text', config.textThreads, config.textIntraOpThreads));
+  if (image > cores) warnings.push(lane('image', config.imageThreads, config.imageIntraOpThreads));
+  return warnings;
 }
 
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, cores = os.availableParallelism()): Readonly<Config> {
@@ -235,16 +278,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, core
     if (given !== undefined) values[option.key] = option.parse(given.trim(), option.env);
     else if (option.default !== DERIVED) values[option.key] = option.parse(option.default, option.env);
   }
-  const partial = values as Config;
-
-  // One core stays with the main thread (sockets, JSON, cache); the rest is split between lanes,
-  // text first because it carries the latency-critical traffic. On 1–2 cores the lanes still get
-  // one thread each: a lane cannot run on less.
-  const imageOn = partial.imageModel !== null;
-  const lanesBudget = Math.max(imageOn ? 2 : 1, cores - 1);
-  const imageBudget = imageOn ? Math.max(1, Math.floor(lanesBudget / 3)) : 0;
-  const text = splitBudget(lanesBudget - imageBudget);
-  const image = splitBudget(Math.max(1, imageBudget));
+  const text = defaultLayout(cores);
+  const image = defaultLayout(cores);
   values.textThreads ??= text.threads;
   values.textIntraOpThreads ??= text.intraOp;
   values.imageThreads ??= image.threads;

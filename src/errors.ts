@@ -40,6 +40,7 @@ export const ERROR_CODES = Object.freeze({
   not_ready: { status: 503, type: 'server_error', when: 'models not loaded yet' },
   shutting_down: { status: 503, type: 'server_error', when: 'the server is draining' },
   too_many_connections: { status: 503, type: 'server_error', when: 'WebSocket upgrade: the server holds its bound of open sockets (`Retry-After` set)' },
+  deadline_exceeded: { status: 504, type: 'server_error', when: "the request's deadline (`x-request-timeout-ms`, or the lane's queue timeout) passed before its items were computed, or its place in the backlog could not meet it" },
   internal_error: { status: 500, type: 'server_error', when: 'a bug; logged with a request id' },
 } satisfies Record<string, ErrorSpec>);
 

@@ -4,7 +4,7 @@ export { ERROR_CODES, TwinlaneError, asTwinlaneError, isErrorCode } from './erro
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
 export { Metrics, METRIC } from './metrics.js';
 export { Orchestrator, truncateDims } from './orchestrator.js';
-export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, TextEmbedRequest } from './orchestrator.js';
+export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, RequestPolicy, TextEmbedRequest } from './orchestrator.js';
 export type { EmbedStream, StreamSink } from './stream.js';
 export type { Config } from './config.js';
 export { ApiKeys } from './auth.js';

@@ -2,8 +2,8 @@
 // finishes, in the cache's terms (vector, the item's own error, or dropped as unwanted). Shared by
 // whole requests (orchestrator.ts) and streams (stream.ts). A lane's refusal becomes the error its
 // requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
-import type { Computed, ComputeMisses } from '../cache/index.js';
-import { LaneRejectedError, type ItemError, type ItemOutcome, type Lane, type LaneName } from '../lanes/index.js';
+import { RequestCancelledError, type Computed, type ComputeMisses, type Unwanted } from '../cache/index.js';
+import { LaneRejectedError, type ItemError, type ItemOutcome, type Lane, type LaneName, type Priority } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
 
 /** Timing of the model calls that carried a request's items (longest of each). */
@@ -12,10 +12,29 @@ export interface Timing {
   inferenceMs: number;
 }
 
+/** What a request brings to a lane's admission: its priority and its deadline. */
+export interface LaneAdmission {
+  readonly priority?: Priority;
+  /** performance.now() by which its items must be computed. */
+  readonly deadline?: number | undefined;
+}
+
 export function laneError(error: unknown): unknown {
   if (!(error instanceof LaneRejectedError)) return error;
   if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
+  if (error.reason === 'deadline') return new TwinlaneError('deadline_exceeded', error.message);
   return new TwinlaneError('lane_overloaded', error.message, { retryAfterSeconds: error.retryAfterSeconds });
+}
+
+/** Why a request's items are no longer wanted once its signal aborted (a deadline's timeout, or the client). */
+export function unwantedBy(signal: AbortSignal | undefined): Unwanted | null {
+  if (!signal?.aborted) return null;
+  return (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'deadline' : 'cancelled';
+}
+
+/** The error a request whose signal aborted answers with: a deadline's TimeoutError, or a plain cancellation. */
+export function abortError(signal: AbortSignal | undefined): Error {
+  return unwantedBy(signal) === 'deadline' ? (signal!.reason as Error) : new RequestCancelledError();
 }
 
 /** The lane's word on one item, in the cache actor's terms. */
@@ -45,11 +64,12 @@ function deferred<T>(): Deferred<T> {
  * A ComputeMisses over `lane`: `item(i)` is the lane item of the request's index i, `param` the
  * request field its errors name (`input[3]`), and `timing` collects the longest queue and model time.
  */
-export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, param: string, timing: Timing): ComputeMisses {
+export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, param: string, timing: Timing, admission: LaneAdmission = {}): ComputeMisses {
   return (indices, control) => {
     const answers = indices.map(() => deferred<Computed>());
     lane.embed(indices.map(item), {
-      wanted: control.wanted,
+      ...admission,
+      unwanted: control.unwanted,
       onItem: (k, outcome, itemTiming) => {
         timing.queueMs = Math.max(timing.queueMs, itemTiming.queueMs);
         timing.inferenceMs = Math.max(timing.inferenceMs, itemTiming.inferenceMs);

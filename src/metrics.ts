@@ -1,7 +1,8 @@
 // The one module that owns the Prometheus registry. Every metric is declared here, named with its
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
-import type { BatchInfo, DropReason, LaneName, LaneObserver, LaneStats, RejectReason } from '../lanes/index.js';
+import { Tally } from './tally.js';
+import { PRIORITIES, type BatchInfo, type DropReason, type LaneName, type LaneObserver, type LaneStats, type RejectReason } from '../lanes/index.js';
 import type { AuthFailure } from './auth.js';
 import type { RateLimitObserver, RateStore } from './rate-limit.js';
 import type { BreakerState, CacheErrorReason, CacheObserver, CacheSource, CacheStats, CacheTier, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../cache/index.js';
@@ -54,22 +55,22 @@ export interface MetricsSources {
 
 export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly registry = new client.Registry();
-  readonly #requests: client.Counter<'route' | 'status'>;
+  readonly #requests: Tally<'route' | 'status'>;
   readonly #duration: client.Histogram<'route'>;
   readonly #errors: client.Counter<'route' | 'code'>;
-  readonly #queueTime: client.Histogram<'lane'>;
+  readonly #queueTime: client.Histogram<'lane' | 'priority'>;
   readonly #inferenceTime: client.Histogram<'lane'>;
   readonly #batchSize: client.Histogram<'lane'>;
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #dropped: client.Counter<'lane' | 'reason'>;
-  readonly #cacheItems: client.Counter<'lane' | 'result'>;
+  readonly #cacheItems: Tally<'lane' | 'result'>;
   readonly #fallbacks: client.Counter<'reason'>;
   readonly #authFailures: client.Counter<'reason'>;
   readonly #rateDecisions: client.Counter<'store' | 'result'>;
   // cache tiers
-  readonly #cacheLookups: client.Counter<'tier' | 'result'>;
+  readonly #cacheLookups: Tally<'tier' | 'result'>;
   readonly #cacheErrors: client.Counter<'tier' | 'reason'>;
   readonly #cacheCorrupt: client.Counter<'reason'>;
   readonly #cacheWritesDropped: client.Counter<'reason'>;
@@ -87,24 +88,24 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: 'twinlane_' });
-    this.#requests = new client.Counter({ name: METRIC.requests, help: 'HTTP and WebSocket requests by route and status.', labelNames: ['route', 'status'], registers });
+    this.#requests = new Tally({ name: METRIC.requests, help: 'HTTP and WebSocket requests by route and status.', labelNames: ['route', 'status'], registers });
     this.#duration = new client.Histogram({ name: METRIC.requestDuration, help: 'Time from request start to the last byte of the answer.', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers });
     this.#errors = new client.Counter({ name: METRIC.errors, help: 'Error answers by route and error code (every rejection, with its reason).', labelNames: ['route', 'code'], registers });
-    this.#queueTime = new client.Histogram({ name: METRIC.queueTime, help: 'Longest wait of a batch\'s items before the batch started.', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
+    this.#queueTime = new client.Histogram({ name: METRIC.queueTime, help: 'Longest wait of a batch\'s items of each priority before the batch started.', labelNames: ['lane', 'priority'], buckets: LATENCY_BUCKETS, registers });
     this.#inferenceTime = new client.Histogram({ name: METRIC.inferenceTime, help: 'Time a batch spent in its worker (tokenise or decode, model, pooling).', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
     this.#batchSize = new client.Histogram({ name: METRIC.batchSize, help: 'Items per model call.', labelNames: ['lane'], buckets: BATCH_BUCKETS, registers });
     this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
-    this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason.', labelNames: ['lane', 'reason'], registers });
+    this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason: queue_full (its priority\'s share of the queue bound), deadline (the backlog could not meet it), closed (draining), shed (refused before its body was read while the lane was stormed).', labelNames: ['lane', 'reason'], registers });
     this.#dropped = new client.Counter({ name: METRIC.droppedItems, help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).', labelNames: ['lane', 'reason'], registers });
     this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
     this.#authFailures = new client.Counter({ name: METRIC.authFailures, help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.', labelNames: ['reason'], registers });
     this.#rateDecisions = new client.Counter({ name: METRIC.rateDecisions, help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).', labelNames: ['store', 'result'], registers });
-    this.#cacheItems = new client.Counter({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
+    this.#cacheItems = new Tally({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
     new client.Gauge({
-      name: METRIC.queueDepth, help: 'Items waiting for a batch.', labelNames: ['lane'], registers,
+      name: METRIC.queueDepth, help: 'Items waiting for a batch, by priority.', labelNames: ['lane', 'priority'], registers,
       collect() {
-        for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.queued);
+        for (const lane of sources.lanes()) for (const priority of PRIORITIES) this.set({ lane: lane.name, priority }, lane.stats.queuedByPriority[priority]);
       },
     });
     new client.Gauge({
@@ -116,7 +117,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     new client.Gauge({ name: METRIC.l1Bytes, help: 'Bytes held by the in-process cache.', registers, collect() { this.set(sources.cache().l1Bytes); } });
     new client.Gauge({ name: METRIC.l1Entries, help: 'Entries in the in-process cache.', registers, collect() { this.set(sources.cache().l1Entries); } });
     // cache tiers
-    this.#cacheLookups = new client.Counter({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers });
+    this.#cacheLookups = new Tally({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers });
     this.#cacheErrors = new client.Counter({ name: METRIC.cacheErrors, help: 'Failed calls to a cache tier by reason (timeout, unavailable, command).', labelNames: ['tier', 'reason'], registers });
     this.#cacheCorrupt = new client.Counter({ name: METRIC.cacheCorrupt, help: 'Stored values that did not decode, deleted and treated as misses, by reason.', labelNames: ['reason'], registers });
     this.#cacheWritesDropped = new client.Counter({ name: METRIC.cacheWritesDropped, help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).', labelNames: ['reason'], registers });
@@ -131,18 +132,17 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#wsClosed = new client.Counter({ name: METRIC.wsClosed, help: '/ws sockets closed, by reason (client, slow_reader, shutdown, abnormal: lost, idle timeout or the hard backpressure bound).', labelNames: ['reason'], registers });
   }
 
-  /** Label children per (route, status), made once: hashing label objects per request costs more than the count. */
-  readonly #requestChildren = new Map<string, { count: { inc(): void }; duration: { observe(value: number): void } }>();
+  /** Histogram children per route, made once. */
+  readonly #durationChildren = new Map<string, { observe(value: number): void }>();
 
   request(route: string, status: number, seconds: number): void {
-    const key = `${route} ${status}`;
-    let child = this.#requestChildren.get(key);
-    if (!child) {
-      child = { count: this.#requests.labels({ route, status: String(status) }), duration: this.#duration.labels({ route }) };
-      this.#requestChildren.set(key, child);
+    this.#requests.add(`${route} ${status}`, () => ({ route, status: String(status) }));
+    let duration = this.#durationChildren.get(route);
+    if (!duration) {
+      duration = this.#duration.labels({ route });
+      this.#durationChildren.set(route, duration);
     }
-    child.count.inc();
-    child.duration.observe(seconds);
+    duration.observe(seconds);
   }
 
   error(route: string, code: string): void {
@@ -167,18 +167,22 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   }
 
   cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {
-    this.#cacheItems.inc({ lane, result }, count);
+    this.#cacheItems.add(`${lane} ${result}`, () => ({ lane, result }), count);
   }
 
   onBatch(lane: LaneName, info: BatchInfo): void {
-    this.#queueTime.observe({ lane }, info.queueMs / 1000);
+    for (const priority of PRIORITIES) {
+      const ms = info.queueMs[priority];
+      if (ms !== undefined) this.#queueTime.observe({ lane, priority }, ms / 1000);
+    }
     this.#inferenceTime.observe({ lane }, info.runMs / 1000);
     this.#batchSize.observe({ lane }, info.size);
     this.#batchCost.observe({ lane }, info.paddedCost);
     this.#computed.inc({ lane }, info.size);
   }
 
-  onRejected(lane: LaneName, reason: RejectReason): void {
+  /** A lane refused a request (its admission), or the server shed one before reading its body (`shed`). */
+  onRejected(lane: LaneName, reason: RejectReason | 'shed'): void {
     this.#rejections.inc({ lane, reason });
   }
 
@@ -188,7 +192,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
 
   // CacheObserver
   onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void {
-    this.#cacheLookups.inc({ tier, result }, count);
+    this.#cacheLookups.add(`${tier} ${result}`, () => ({ tier, result }), count);
   }
 
   onCacheError(tier: CacheTier, reason: CacheErrorReason): void {

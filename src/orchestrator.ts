@@ -3,10 +3,10 @@
 // Whole requests (HTTP) succeed or fail together; streams (WebSocket) answer item by item, cached
 // items first, and send their misses to the lane in chunks the transport paces. Both can be
 // cancelled with an AbortSignal: items no request waits for any more never reach a model.
-import { imageKey, RequestCancelledError, textKey, type CacheActor, type CachedVector, type CacheSource, type ComputeMisses, type RedisState } from '../cache/index.js';
-import type { ImageItem, ImageLane, Lane, LaneHandle, LaneName, LaneStats, TextItem, TextLane, TokenCounter } from '../lanes/index.js';
+import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Cancellation, type ComputeMisses, type RedisState } from '../cache/index.js';
+import type { ImageItem, ImageLane, Lane, LaneHandle, LaneName, LaneStats, Priority, TextItem, TextLane, TokenCounter } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
-import { laneCompute, type Timing } from './lane-compute.js';
+import { abortError, laneCompute, unwantedBy, type LaneAdmission, type Timing } from './lane-compute.js';
 import { Stream, type EmbedStream, type StreamSink } from './stream.js';
 import type { Metrics } from './metrics.js';
 
@@ -35,8 +35,18 @@ export interface TextEmbedRequest {
   readonly needsUsage?: boolean;
   /** The request field holding the texts, for error `param`s (`input` or `inputs`). */
   readonly param: string;
-  /** Aborted when the client goes away: the request's items still queued are dropped. */
-  readonly signal?: AbortSignal | undefined;
+  /** Its signal aborts when the client goes away: the request's items still queued are dropped. */
+  readonly cancellation?: Cancellation | undefined;
+  readonly policy?: RequestPolicy | undefined;
+}
+
+/** How a request asks to be scheduled (HTTP: x-priority, x-request-timeout-ms). */
+export interface RequestPolicy {
+  readonly priority: Priority;
+  /** performance.now() when the request arrived: its deadline counts from there. */
+  readonly startedAt: number;
+  /** The request's own deadline in ms; absent: its lane's queue timeout. */
+  readonly timeoutMs?: number | undefined;
 }
 
 /** An image as a request gives it: its bytes, or a URL to fetch them from. */
@@ -50,8 +60,9 @@ export interface ImageEmbedRequest {
   readonly dimensions?: number | undefined;
   /** The request field holding the images, for error `param`s (`input` or `inputs`). */
   readonly param: string;
-  /** Aborted when the client goes away: the request's items still queued are dropped. */
-  readonly signal?: AbortSignal | undefined;
+  /** Its signal aborts when the client goes away: the request's items still queued are dropped. */
+  readonly cancellation?: Cancellation | undefined;
+  readonly policy?: RequestPolicy | undefined;
 }
 
 /** Fetches image URLs (SSRF-guarded, single flight); src/image-fetch.ts provides it. */
@@ -61,6 +72,7 @@ export interface ImageSource {
 
 export interface EmbedResult {
   readonly model: string;
+  readonly lane: LaneName;
   readonly vectors: readonly Float32Array[];
   readonly dims: number;
   /** Tokens over all inputs (special tokens included), as OpenAI's usage reports them; 0 for images. */
@@ -68,6 +80,8 @@ export interface EmbedResult {
   readonly cacheHits: number;
   readonly queueMs: number;
   readonly inferenceMs: number;
+  /** Every item's cache key when every item was a cache hit: the answer may be kept and sent again while they stay in L1 (see touchCached). */
+  readonly hotKeys: readonly string[] | null;
 }
 
 export interface Readiness {
@@ -77,8 +91,8 @@ export interface Readiness {
 }
 
 export interface OrchestratorParts {
-  readonly text: { readonly model: ModelEntry; readonly lane: TextLane; readonly tokens: TokenCounter };
-  readonly image: { readonly model: ModelEntry; readonly lane: ImageLane; readonly fetcher: ImageSource; readonly maxImageBytes: number } | null;
+  readonly text: { readonly model: ModelEntry; readonly lane: TextLane; readonly tokens: TokenCounter; readonly queueTimeoutMs: number | null };
+  readonly image: { readonly model: ModelEntry; readonly lane: ImageLane; readonly fetcher: ImageSource; readonly maxImageBytes: number; readonly queueTimeoutMs: number | null } | null;
   readonly cache: CacheActor;
   readonly cachePrefix: string;
   readonly l1Enabled: boolean;
@@ -102,7 +116,8 @@ interface LaneJob<I> {
   readonly param: string;
   readonly bypassCache: boolean;
   readonly dimensions: number | undefined;
-  readonly signal: AbortSignal | undefined;
+  readonly cancellation: Cancellation | undefined;
+  readonly admission: LaneAdmission;
 }
 
 
@@ -162,6 +177,11 @@ export class Orchestrator {
     };
   }
 
+  /** The lane of that name, for transports that admit or shed before a request is parsed; null when it is off. */
+  lane(name: LaneName): LaneHandle | null {
+    return this.#lanes().find((l) => l.name === name)?.lane ?? null;
+  }
+
   laneStats(): { name: LaneName; stats: LaneStats }[] {
     return this.#lanes().map((l) => ({ name: l.name, stats: l.lane.stats() }));
   }
@@ -217,7 +237,7 @@ export class Orchestrator {
       param: request.param,
       bypassCache: this.#bypassesCache(request, model),
       dimensions: request.dimensions,
-      signal: request.signal,
+      ...this.#scheduling(request, text.queueTimeoutMs),
     };
   }
 
@@ -258,7 +278,7 @@ export class Orchestrator {
     return bytes;
   }
 
-  #imageJob(images: readonly Buffer[], request: { normalize: boolean; param: string; dimensions?: number | undefined; signal?: AbortSignal | undefined }, model: ModelEntry): LaneJob<ImageItem> {
+  #imageJob(images: readonly Buffer[], request: { normalize: boolean; param: string; dimensions?: number | undefined; cancellation?: Cancellation | undefined; policy?: RequestPolicy | undefined }, model: ModelEntry): LaneJob<ImageItem> {
     return {
       lane: this.#imageLane(model).lane,
       model,
@@ -267,8 +287,31 @@ export class Orchestrator {
       param: request.param,
       bypassCache: false,
       dimensions: request.dimensions,
-      signal: request.signal,
+      ...this.#scheduling(request, this.#imageLane(model).queueTimeoutMs),
     };
+  }
+
+  /**
+   * A request's lane admission (priority, deadline) and its cancellation: the client's going away, or
+   * its deadline passing (x-request-timeout-ms, else the lane's queue timeout). The deadline's timer
+   * and the combined signal are made only if the cache actor reads them, i.e. when an item waits.
+   */
+  #scheduling(request: { cancellation?: Cancellation | undefined; policy?: RequestPolicy | undefined }, laneTimeoutMs: number | null): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
+    const { cancellation, policy } = request;
+    const timeoutMs = policy?.timeoutMs ?? laneTimeoutMs;
+    if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
+    const deadline = policy.startedAt + timeoutMs;
+    let signal: AbortSignal | undefined;
+    const timed: Cancellation = {
+      get signal() {
+        if (!signal) {
+          const timeout = AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())));
+          signal = cancellation ? AbortSignal.any([cancellation.signal, timeout]) : timeout;
+        }
+        return signal;
+      },
+    };
+    return { cancellation: timed, admission: { priority: policy.priority, deadline } };
   }
 
   async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
@@ -289,11 +332,11 @@ export class Orchestrator {
 
   /** Computes every item of `job` around the cache (its answers would not be truthful). */
   async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
-    const signal = job.signal;
-    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { wanted: () => !signal?.aborted }));
+    const signal = job.cancellation?.signal;
+    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { unwanted: () => unwantedBy(signal) }));
     return computed.map((item) => {
       if (item.ok) return { ...item.value, source: 'bypass' as const };
-      throw 'error' in item ? item.error : new RequestCancelledError();
+      throw 'error' in item ? item.error : abortError(signal);
     });
   }
 
@@ -312,29 +355,48 @@ export class Orchestrator {
   async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Omit<EmbedResult, 'promptTokens'> }> {
     this.#assertReady(job.lane, job.model);
     const timing: Timing = { queueMs: 0, inferenceMs: 0 };
-    const compute = laneCompute(job.lane, job.item, job.param, timing);
-    const answers: Answered[] = job.bypassCache
-      ? await this.#bypass(job, compute)
-      : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.model.dims, signal: job.signal }));
+    const compute = laneCompute(job.lane, job.item, job.param, timing, job.admission);
+    let answers: Answered[];
+    try {
+      answers = job.bypassCache
+        ? await this.#bypass(job, compute)
+        : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.model.dims, cancellation: job.cancellation }));
+    } catch (error) {
+      // The deadline's AbortSignal.timeout fired while items were still queued: they are dropped.
+      if (error instanceof Error && error.name === 'TimeoutError') throw new TwinlaneError('deadline_exceeded', "The request's deadline passed before all of its items were computed; those still queued were dropped.");
+      throw error;
+    }
     const cacheHits = this.#countSources(job.lane.name, answers);
     const dims = job.dimensions ?? job.model.dims;
+    const hotKeys = cacheHits === answers.length ? job.keys : null;
     return {
       answers,
-      embedded: { model: job.model.id, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, ...timing },
+      embedded: { model: job.model.id, lane: job.lane.name, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, ...timing, hotKeys },
     };
+  }
+
+  /**
+   * For an answer kept by a transport (server/hot-answers.ts): true when every one of its items is
+   * still in L1, counted as the L1 hits it is (metrics, recency, Redis TTL refresh) as if it had been
+   * looked up; false when any was evicted, and the request must take the whole flow.
+   */
+  touchCached(lane: LaneName, keys: readonly string[]): boolean {
+    if (!this.#parts.cache.touch(keys)) return false;
+    this.#parts.metrics.cacheItems(lane, 'l1', keys.length);
+    return true;
   }
 
   /**
    * A text request to stream. Request-level problems (unknown model, bad dimensions, too many items,
    * not ready) throw; a bad item is reported to `sink` at once and the others go on.
    */
-  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'signal'>, sink: StreamSink): EmbedStream {
+  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'cancellation' | 'policy'>, sink: StreamSink): EmbedStream {
     const model = this.#modelFor(request.model, 'text');
     this.#validateCount(request.inputs.length, request.param);
     this.#validateDimensions(request.dimensions, model);
     this.#assertReady(this.#parts.text.lane, model);
     const { maxChars } = this.#parts.limits;
-    const job = this.#textJob({ ...request, signal: undefined }, model);
+    const job = this.#textJob({ ...request, cancellation: undefined, policy: undefined }, model);
     const maxTokens = model.maxTokens ?? Number.POSITIVE_INFINITY;
     return new Stream<TextItem>({
       cache: this.#parts.cache,
@@ -361,7 +423,7 @@ export class Orchestrator {
    * An image request to stream: given bytes are keyed (and looked up) at once; URLs are fetched when
    * their chunk is computed, and a fetch that fails fails only that item.
    */
-  streamImages(request: Omit<ImageEmbedRequest, 'signal'>, sink: StreamSink): EmbedStream {
+  streamImages(request: Omit<ImageEmbedRequest, 'cancellation' | 'policy'>, sink: StreamSink): EmbedStream {
     const model = this.#modelFor(request.model, 'image');
     const image = this.#imageLane(model);
     this.#validateCount(request.inputs.length, request.param);

@@ -6,7 +6,7 @@ import { createCache, rateLimitKeyPrefix, SharedBuckets } from '../cache/index.j
 import { checkProvider, createImageLane, createTextLane, createTokenCounter, type ImageLane, type TextLane } from '../lanes/index.js';
 import { assertNativeUws, startServer, type RunningServer } from '../server/index.js';
 import { ApiKeys } from './auth.js';
-import type { Config } from './config.js';
+import { configWarnings, type Config } from './config.js';
 import { ImageFetcher } from './image-fetch.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
@@ -45,6 +45,7 @@ function createLanes(config: Readonly<Config>, models: Models, metrics: Metrics)
     maxQueue: config.textMaxQueue,
     maxBatchItems: config.textMaxBatchItems,
     maxBatchTokens: config.textMaxBatchTokens,
+    nice: config.textNice,
     provider: config.executionProvider,
     observer: metrics,
   });
@@ -107,8 +108,8 @@ function createParts(config: Readonly<Config>, models: Models): Parts {
   });
   const { text, image } = models;
   const orchestrator: Orchestrator = new Orchestrator({
-    text: { model: { id: text.id, lane: 'text', dims: text.dims, maxTokens: text.maxTokens }, lane: textLane, tokens: createTokenCounter(text.dir, text.maxTokens) },
-    image: image && imageLane ? { model: { id: image.id, lane: 'image', dims: image.dims, maxTokens: null }, lane: imageLane, fetcher, maxImageBytes: config.maxImageBytes } : null,
+    text: { model: { id: text.id, lane: 'text', dims: text.dims, maxTokens: text.maxTokens }, lane: textLane, tokens: createTokenCounter(text.dir, text.maxTokens), queueTimeoutMs: config.textQueueTimeoutMs },
+    image: image && imageLane ? { model: { id: image.id, lane: 'image', dims: image.dims, maxTokens: null }, lane: imageLane, fetcher, maxImageBytes: config.maxImageBytes, queueTimeoutMs: config.imageQueueTimeoutMs } : null,
     cache,
     cachePrefix: config.cachePrefix,
     l1Enabled: config.l1Bytes > 0,
@@ -136,6 +137,8 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
       },
       access: { apiKeys: config.apiKeys.length > 0 ? new ApiKeys(config.apiKeys) : null, limiter, authOps: config.authOps },
       accessLog: config.accessLog,
+      hotAnswerBytes: config.hotAnswerBytes,
+      frontGate: { stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond, probesPerSecond: config.shedProbesPerSecond },
       ws: {
         limits: {
           maxInputs: config.maxInputs,
@@ -185,6 +188,7 @@ function installSignalHandlers(config: Readonly<Config>, server: RunningServer, 
 
 export async function serve(config: Readonly<Config>, pkg: PackageInfo): Promise<void> {
   assertNativeUws();
+  for (const warning of configWarnings(config)) log.warn(warning);
   const models = await resolveModels(config);
   await checkProvider(config.executionProvider, models.text.onnxPath);
   const parts = createParts(config, models);

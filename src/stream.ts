@@ -6,7 +6,7 @@
 import { RequestCancelledError, type CacheActor, type ResolvedVector } from '../cache/index.js';
 import type { Lane } from '../lanes/index.js';
 import { asTwinlaneError, type TwinlaneError } from './errors.js';
-import { laneCompute, type Timing } from './lane-compute.js';
+import { abortError, laneCompute, unwantedBy, type Timing } from './lane-compute.js';
 import type { ModelEntry } from './orchestrator.js';
 
 /** Where a stream's answers go, item by item, as each is ready. */
@@ -119,7 +119,7 @@ export class Stream<I> implements EmbedStream {
     const { cache, lane, model, param } = this.#parts;
     const timing: Timing = { queueMs: 0, inferenceMs: 0 };
     const compute = laneCompute(lane, (k) => this.#parts.item(items[k]!.index), param, timing);
-    const results = cache.resolve(items.map((i) => i.key), compute, { dims: model.dims, signal, skipRedis });
+    const results = cache.resolve(items.map((i) => i.key), compute, { dims: model.dims, cancellation: { signal }, skipRedis });
     await this.#report(items.map((i) => i.index), results);
   }
 
@@ -128,10 +128,10 @@ export class Stream<I> implements EmbedStream {
     if (indices.length === 0) return;
     const { lane, param } = this.#parts;
     const compute = laneCompute(lane, (k) => this.#parts.item(indices[k]!), param, { queueMs: 0, inferenceMs: 0 });
-    const results = compute(indices.map((_, k) => k), { wanted: () => !signal.aborted }).map(async (promise): Promise<ResolvedVector> => {
+    const results = compute(indices.map((_, k) => k), { unwanted: () => unwantedBy(signal) }).map(async (promise): Promise<ResolvedVector> => {
       const item = await promise;
       if (item.ok) return { ...item.value, source: 'computed' };
-      throw 'error' in item ? item.error : new RequestCancelledError();
+      throw 'error' in item ? item.error : abortError(signal);
     });
     await this.#report(indices, results, true);
   }

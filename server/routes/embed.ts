@@ -6,9 +6,11 @@ import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
 import { optionalBoolean, optionalString, requireObject, textInputs } from '../fields.js';
 import { imageInputs, RAW_IMAGE_TYPES } from '../image-inputs.js';
-import { negotiateFormat, replyVectors } from '../reply.js';
+import { answerHot, keepHot, type HotRoute } from '../hot-answers.js';
+import { requestPolicy } from '../policy.js';
+import { encodeVectors, negotiateFormat, replyVectors } from '../reply.js';
 
-export interface EmbedRouteOptions {
+export interface EmbedRouteOptions extends HotRoute {
   readonly orchestrator: Orchestrator;
   readonly guard: Guard;
   readonly maxBodyBytes: number;
@@ -16,8 +18,12 @@ export interface EmbedRouteOptions {
 
 export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
   requireJson(ex);
+  const policy = requestPolicy(ex);
   const format = negotiateFormat(ex);
-  const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
+  const raw = await readBody(ex, options.maxBodyBytes);
+  const hotKey = options.hot?.key(ex.route, format, raw) ?? null;
+  if (await answerHot(ex, hotKey, options)) return;
+  const body = requireObject(parseJson(raw));
   const inputs = textInputs(body, 'inputs');
   await options.guard.spend(ex, inputs.length);
   const result = await options.orchestrator.embedText({
@@ -26,9 +32,12 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
     param: 'inputs',
-    signal: ex.signal,
+    cancellation: ex,
+    policy,
   });
-  replyVectors(ex, result, format);
+  const encoded = encodeVectors(result, format);
+  replyVectors(ex, result, encoded);
+  keepHot(options, hotKey, result, encoded);
 }
 
 /**
@@ -36,6 +45,7 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
  * (`Content-Type: image/jpeg|png|webp|gif|avif`, with `?normalize=` and `?model=` in the query).
  */
 export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
+  const policy = requestPolicy(ex);
   const media = (ex.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   const format = negotiateFormat(ex);
   if (media.startsWith('image/')) {
@@ -48,8 +58,8 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     }
     const bytes = await readBody(ex, options.maxBodyBytes);
     await options.guard.spend(ex, 1);
-    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body', signal: ex.signal });
-    replyVectors(ex, result, format);
+    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body', cancellation: ex, policy });
+    replyVectors(ex, result, encodeVectors(result, format));
     return;
   }
   requireJson(ex);
@@ -61,7 +71,8 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     inputs,
     normalize: optionalBoolean(body, 'normalize', true),
     param: 'inputs',
-    signal: ex.signal,
+    cancellation: ex,
+    policy,
   });
-  replyVectors(ex, result, format);
+  replyVectors(ex, result, encodeVectors(result, format));
 }

@@ -112,11 +112,11 @@ describe('cache actor (L1 only)', () => {
     const wanted: (() => boolean[])[] = [];
     const release: (() => void)[] = [];
     const compute: ComputeMisses = (indices, control) => {
-      wanted.push(() => indices.map((_, k) => control.wanted(k)));
+      wanted.push(() => indices.map((_, k) => control.unwanted(k) === null));
       return indices.map((i) => new Promise((resolve) => release.push(() => resolve({ ok: true, value: { vector: vectorOf(`c:${i}`), tokens: 1 } }))));
     };
     const controller = new AbortController();
-    const mine = cache.resolve(['c:shared', 'c:alone'], compute, { signal: controller.signal });
+    const mine = cache.resolve(['c:shared', 'c:alone'], compute, { cancellation: controller });
     const other = cache.resolve(['c:shared'], compute);
     expect(wanted[0]!()).toEqual([true, true]);
     controller.abort();
@@ -133,10 +133,10 @@ describe('cache actor (L1 only)', () => {
     const cache = createCache({ l1Bytes: L1 });
     const controls: { wanted: () => boolean; settle: (dropped: boolean) => void }[] = [];
     const compute: ComputeMisses = (indices, control) => indices.map((_, k) => new Promise((resolve) => {
-      controls.push({ wanted: () => control.wanted(k), settle: (dropped) => resolve(dropped ? { ok: false, dropped: true } : { ok: true, value: { vector: vectorOf('d:1'), tokens: 1 } }) });
+      controls.push({ wanted: () => control.unwanted(k) === null, settle: (dropped) => resolve(dropped ? { ok: false, dropped: true } : { ok: true, value: { vector: vectorOf('d:1'), tokens: 1 } }) });
     }));
     const controller = new AbortController();
-    const first = cache.resolve(['d:1'], compute, { signal: controller.signal });
+    const first = cache.resolve(['d:1'], compute, { cancellation: controller });
     controller.abort();
     await expect(first[0]).rejects.toThrow('cancelled');
     // The lane forms its batch now and finds the item unwanted: it will come back dropped...

@@ -130,7 +130,7 @@ describe('Batcher', () => {
     const unwanted = new Set([2, 3, 5]);
     const settled: [number, string][] = [];
     const request = batcher.submit([item(1), item(2), item(3), item(4), item(5)], {
-      wanted: (index) => !unwanted.has(index + 1),
+      unwanted: (index: number) => (unwanted.has(index + 1) ? 'cancelled' : null),
       onItem: (index, outcome) => settled.push([index, outcome.ok ? 'ok' : 'dropped' in outcome ? 'dropped' : 'error']),
     });
     // The first batch formed at once: 1, then 2 and 3 dropped on the way, then 4. Item 5 waits.

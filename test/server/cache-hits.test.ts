@@ -48,3 +48,49 @@ describe('the embedded cache', () => {
     unit[0]!.forEach((v, i) => expect(v).toBeCloseTo(raw[0]![i]! / length, 5));
   });
 });
+
+describe('hot answers (a request repeated byte for byte)', () => {
+  it('answers the third identical request from its kept answer: same bytes and headers, counted as L1 hits, charged to the budget', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_API_KEYS: 'hot-key', TWINLANE_RATE_LIMIT: '0.001', TWINLANE_RATE_BURST: '9' });
+    try {
+      const auth = { authorization: 'Bearer hot-key' };
+      const body = { input: ['hot answer one', 'hot answer two'], encoding_format: 'base64' };
+      const metrics = async (pattern: RegExp) => Number(pattern.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push(await postJson(`${server.url}/v1/embeddings`, body, auth));
+      const texts = await Promise.all(answers.map((r) => r.text()));
+      expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+      // 1: computed; 2: L1 hits through the whole flow (and kept); 3, 4: the kept answer.
+      expect(new Set(texts.slice(1)).size).toBe(1);
+      expect(JSON.parse(texts[3]!)).toEqual(JSON.parse(texts[0]!));
+      expect(answers.map((r) => r.headers.get('x-cache-hits'))).toEqual(['0', '2', '2', '2']);
+      for (const r of answers) for (const h of ['x-queue-time', 'x-inference-time', 'x-total-time', 'x-request-id', 'x-ratelimit-remaining']) expect(r.headers.get(h), h).not.toBeNull();
+      // Each request spent its two items: 9, 7, 5, 3, 1 left.
+      expect(answers.map((r) => r.headers.get('x-ratelimit-remaining'))).toEqual(['7', '5', '3', '1']);
+      expect((await postJson(`${server.url}/v1/embeddings`, body, auth)).status).toBe(429);
+      expect(await metrics(/twinlane_cache_items_total\{lane="text",result="l1"\} (\S+)/)).toBe(6);
+      expect(await metrics(/twinlane_cache_tier_lookups_total\{tier="l1",result="hit"\} (\S+)/)).toBe(6);
+      expect(await metrics(/twinlane_lane_items_computed_total\{lane="text"\} (\S+)/)).toBe(2);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('takes the whole flow again once an item of the kept answer left L1, and never keeps answers with TWINLANE_HOT_ANSWER_BYTES=0', async () => {
+    // An L1 of about three vectors: filling it with others evicts the kept answer's items.
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_L1_BYTES: '6000' });
+    const off = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_HOT_ANSWER_BYTES: '0' });
+    try {
+      const body = { inputs: ['evicted later'] };
+      for (let i = 0; i < 3; i++) expect((await postJson(`${server.url}/embed/text`, body)).headers.get('x-cache-hits')).toBe(i === 0 ? '0' : '1');
+      await postJson(`${server.url}/embed/text`, { inputs: ['filler one', 'filler two', 'filler three', 'filler four'] });
+      const after = await postJson(`${server.url}/embed/text`, body);
+      expect(after.headers.get('x-cache-hits')).toBe('0');
+      expect(Number(after.headers.get('x-inference-time'))).toBeGreaterThan(0);
+      for (let i = 0; i < 3; i++) expect((await postJson(`${off.url}/embed/text`, body)).status).toBe(200);
+    } finally {
+      await Promise.all([server.stop(), off.stop()]);
+    }
+  });
+});
+

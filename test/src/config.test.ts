@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, helpText, loadConfig, OPTIONS } from '../../src/config.js';
+import { ConfigError, configWarnings, helpText, loadConfig, OPTIONS } from '../../src/config.js';
 
 describe('config', () => {
   it('applies SPEC defaults and freezes the result', () => {
@@ -51,16 +51,22 @@ describe('config', () => {
     expect(() => loadConfig(['--port'], {})).toThrow(/--port needs a value/);
   });
 
-  it.each([1, 2, 4, 8, 16])('keeps both lanes within the cores left beside the main thread on %i cores', (cores) => {
+  it.each([1, 2, 4, 8, 16, 32])('lets either lane alone use every core of %i, as separate sessions up to 8', (cores) => {
     const config = loadConfig([], {}, cores);
-    const budget = config.textThreads * config.textIntraOpThreads + config.imageThreads * config.imageIntraOpThreads;
-    expect(budget).toBeLessThanOrEqual(Math.max(2, cores - 1));
-    expect(config.textThreads * config.textIntraOpThreads).toBeGreaterThanOrEqual(config.imageThreads * config.imageIntraOpThreads);
+    for (const [threads, intra] of [[config.textThreads, config.textIntraOpThreads], [config.imageThreads, config.imageIntraOpThreads]] as const) {
+      expect(threads * intra).toBeLessThanOrEqual(cores);
+      expect(threads * intra).toBeGreaterThan(cores / 2);
+      expect(threads).toBe(Math.min(cores, 8));
+    }
+    expect(configWarnings(config, cores)).toEqual([]);
   });
 
-  it('gives the text lane the whole budget when the image lane is off', () => {
-    const config = loadConfig([], { TWINLANE_IMAGE_MODEL: 'none' }, 5);
-    expect(config.textThreads * config.textIntraOpThreads).toBe(4);
+  it('warns about explicit layouts past the measured harmless bounds, and not about the defaults', () => {
+    const oneLane = loadConfig([], { TWINLANE_TEXT_THREADS: '4' }, 2);
+    expect(configWarnings(oneLane, 2)).toEqual([expect.stringContaining('text lane asks for 4 worker(s) × 1 intra-op thread(s) = 4 threads on 2 cores')]);
+    const image = loadConfig([], { TWINLANE_IMAGE_INTRA_OP_THREADS: '2' }, 4);
+    expect(configWarnings(image, 4)).toEqual([expect.stringContaining('image lane asks for 4 worker(s) × 2 intra-op thread(s) = 8 threads on 4 cores')]);
+    expect(configWarnings(loadConfig([], { TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '2', TWINLANE_TEXT_INTRA_OP_THREADS: '2' }, 4), 4)).toEqual([]);
   });
 
   it('derives queue bounds from batch size and workers', () => {
