@@ -28,6 +28,13 @@ export interface CpuShare {
   readonly steal: number;
 }
 
+/** CPU seconds of one thread of a process (on Linux the main thread's id is the process id). */
+export function threadCpuSeconds(pid: number, tid: number): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
 function processCpuSeconds(pid: number): number {
   // utime and stime are fields 14 and 15, counted after the parenthesised command name.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

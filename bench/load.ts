@@ -1,7 +1,11 @@
-// A lean closed-loop HTTP/1.1 load generator: one keep-alive `node:net` socket per client, one request
-// in flight per socket (no pipelining), a warm-up that is not recorded, then a timed window. Raw
-// sockets instead of fetch/undici so that the generator spends as little CPU as possible: on a small
-// machine every cycle it burns is taken from the server it measures.
+// A lean HTTP/1.1 load generator: one keep-alive `node:net` socket per client, one request in flight
+// per socket (no pipelining), a warm-up that is not recorded, then a timed window. Closed loop (each
+// client sends again when answered) by default; with `arrivalsPerSecond`, open loop: requests are
+// started at that rate on whichever socket is free, whatever the answers, and those that find no free
+// socket are counted as not sent. Raw sockets instead of fetch/undici (or autocannon) so that the
+// generator spends as little CPU as possible: on a small machine every cycle it burns is taken from
+// the server it measures (measured when bench:e2e was written: undici's pool cost about twice the CPU
+// per request).
 import net from 'node:net';
 
 export interface LoadOptions {
@@ -24,6 +28,8 @@ export interface LoadOptions {
   readonly requests?: number;
   /** The Accept header (absent unless given). */
   readonly accept?: string;
+  /** Open loop: start this many requests per second in all, on `concurrency` sockets at most. */
+  readonly arrivalsPerSecond?: number;
 }
 
 export interface Percentiles {
@@ -49,6 +55,12 @@ export interface LoadResult {
   readonly headerValues: Readonly<Record<string, number>>;
   /** Body size of the last answer, to size stand-in answers elsewhere. */
   readonly lastBodyBytes: number;
+  /** Open loop: requests due that found every socket busy, so were never sent. */
+  readonly notSent: number;
+  /** Requests sent over the whole phase (warm-up included). */
+  readonly sent: number;
+  /** With honorRetryAfter: requests sent again after waiting a 429's Retry-After, and how many of those got a 2xx. */
+  readonly retried: { readonly sent: number; readonly ok: number };
 }
 
 const HOST = '127.0.0.1';
@@ -84,6 +96,10 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   let lastBodyBytes = 0;
   let issued = 0;
   let lastAnswerAt = start;
+  let notSent = 0;
+  const retried = { sent: 0, ok: 0 };
+  /** Open loop: sockets waiting for their next request. */
+  const idle: (() => void)[] = [];
 
   const fail = (why: string) => {
     socketErrors++;
@@ -111,6 +127,9 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         errorSamples,
         headerValues,
         lastBodyBytes,
+        notSent,
+        sent: issued,
+        retried,
       });
     };
     // Bounded whatever the server does: answers still missing after the drain count as errors.
@@ -131,6 +150,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       let head = '';
       let status = 0;
       let bodyLeft = -1; // -1: still reading the head
+      let retrying = false;
       let sentAt = 0;
       let busy = false;
       let done = false;
@@ -183,12 +203,21 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
             headerValues[value] = (headerValues[value] ?? 0) + 1;
           }
         }
+        if (retrying) {
+          retrying = false;
+          if (status >= 200 && status < 300) retried.ok++;
+        }
         const retryAfter = options.honorRetryAfter && status === 429 ? Number(/\r\nretry-after:[ \t]*(\d+)/i.exec(head)?.[1] ?? 1) : 0;
+        if (retryAfter > 0) {
+          retrying = true;
+          retried.sent++;
+        }
         if (retryAfter > 0) setTimeout(send, retryAfter * 1000);
+        else if (options.arrivalsPerSecond) idle.push(send);
         else send();
       };
 
-      socket.on('connect', send);
+      socket.on('connect', () => (options.arrivalsPerSecond ? idle.push(send) : send()));
       socket.on('data', (chunk: Buffer) => {
         let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
         pending = null;
@@ -227,5 +256,23 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
     };
 
     for (let i = 0; i < concurrency; i++) connect();
+    if (options.arrivalsPerSecond) {
+      const rate = options.arrivalsPerSecond;
+      // Every 2 ms, start what is due since the phase began on free sockets; the rest is not sent.
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        if (finished || now >= windowEnd) {
+          clearInterval(ticker);
+          for (const send of idle.splice(0)) send();
+          return;
+        }
+        const due = Math.floor(((now - start) / 1000) * rate) - issued - notSent;
+        for (let i = 0; i < due; i++) {
+          const send = idle.pop();
+          if (send) send();
+          else notSent++;
+        }
+      }, 2);
+    }
   });
 }

@@ -17,6 +17,9 @@ export type RejectReason = 'queue_full' | 'deadline' | 'closed';
  */
 export const QUEUE_SHARE: Readonly<Record<Priority, number>> = { high: 1.5, normal: 1, low: 0.5 };
 
+/** How fast recently refused items stop counting toward Retry-After. */
+const REFUSED_HALF_LIFE_MS = 2000;
+
 /** Lanes report what happens to them; the owner (src/metrics) decides how it is counted. */
 export interface LaneObserver {
   onBatch(lane: LaneName, info: BatchInfo): void;
@@ -71,6 +74,8 @@ export interface LaneHandle {
   /** Requests refused by admission so far. */
   readonly rejections: number;
   retryAfterSeconds(priority?: Priority): number;
+  /** A request for the lane was refused before reaching it (shed by the server): it will be back too. */
+  noteShed(items: number): void;
   stats(): LaneStats;
   close(): Promise<void>;
 }
@@ -173,14 +178,26 @@ export class Lane<I> implements LaneHandle {
     return this.#closed || this.#batcher.queued >= this.#settings.maxQueue;
   }
 
+  /** Items refused recently that will come back: a count decaying with a half-life of REFUSED_HALF_LIFE_MS. */
+  #refused = 0;
+  #refusedAt = 0;
+
+  #recentlyRefused(now: number): number {
+    this.#refused *= 0.5 ** ((now - this.#refusedAt) / REFUSED_HALF_LIFE_MS);
+    this.#refusedAt = now;
+    return this.#refused;
+  }
+
   /**
-   * Seconds until what a new `priority` request waits behind (its priority and above, queued or
-   * running) would clear at the recent rate: at least 1, so a client that honours it is not back
-   * before anything changed.
+   * Seconds until what a new `priority` request would wait behind clears at the recent rate: its
+   * priority and above, queued or running, plus the items refused recently, which are on their way
+   * back (so clients refused together are told to come back at different times instead of all at
+   * once). At least 1, so a client that honours it is not back before anything changed.
    */
   retryAfterSeconds(priority: Priority = 'normal'): number {
     if (this.#throughput <= 0) return 1;
-    return Math.max(1, Math.ceil(this.#batcher.ahead(priority) / this.#throughput));
+    const waiting = this.#batcher.ahead(priority) + this.#recentlyRefused(performance.now());
+    return Math.max(1, Math.ceil(waiting / this.#throughput));
   }
 
   #rejections = 0;
@@ -189,8 +206,13 @@ export class Lane<I> implements LaneHandle {
     return this.#rejections;
   }
 
-  #refuse(reason: RejectReason, priority: Priority): Promise<never> {
+  noteShed(items: number): void {
+    this.#refused = this.#recentlyRefused(performance.now()) + items;
+  }
+
+  #refuse(reason: RejectReason, priority: Priority, items: number): Promise<never> {
     this.#rejections++;
+    this.#refused = this.#recentlyRefused(performance.now()) + items;
     this.#settings.observer?.onRejected(this.name, reason);
     return Promise.reject(new LaneRejectedError(this.name, reason, this.retryAfterSeconds(priority)));
   }
@@ -204,12 +226,12 @@ export class Lane<I> implements LaneHandle {
    */
   embed(items: readonly I[], request: LaneRequest<ItemError> = {}): Promise<SubmitOutcome<ItemError>> {
     const priority = request.priority ?? 'normal';
-    if (this.#closed) return this.#refuse('closed', priority);
+    if (this.#closed) return this.#refuse('closed', priority, items.length);
     const queued = this.#batcher.queued;
-    if (queued > 0 && queued + items.length > this.#settings.maxQueue * QUEUE_SHARE[priority]) return this.#refuse('queue_full', priority);
+    if (queued > 0 && queued + items.length > this.#settings.maxQueue * QUEUE_SHARE[priority]) return this.#refuse('queue_full', priority, items.length);
     if (request.deadline !== undefined && this.#throughput > 0) {
       const doneAt = performance.now() + ((this.#batcher.ahead(priority) + items.length) / this.#throughput) * 1000;
-      if (doneAt > request.deadline) return this.#refuse('deadline', priority);
+      if (doneAt > request.deadline) return this.#refuse('deadline', priority, items.length);
     }
     return this.#batcher.submit(items, request);
   }

@@ -23,6 +23,11 @@ const ID_PREFIX = crypto.randomUUID().slice(0, 24);
 let idCounter = 0;
 const nextRequestId = () => `${ID_PREFIX}${(++idCounter).toString(16).padStart(12, '0')}`;
 
+/** The request id an answer carries: the client's when usable, else a fresh one. */
+export function requestIdOf(given: string | undefined): string {
+  return given !== undefined && given !== '' && CLIENT_REQUEST_ID.test(given) ? given : nextRequestId();
+}
+
 /** The request headers any route reads; copying only these keeps the hot path short. */
 const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id', 'x-priority', 'x-request-timeout-ms'] as const;
 /** What a WebSocket upgrade also needs. */
@@ -81,8 +86,7 @@ export class Exchange {
       if (value !== '') headers[name] = value;
     }
     this.#headers = headers;
-    const given = headers['x-request-id'];
-    this.requestId = given !== undefined && CLIENT_REQUEST_ID.test(given) ? given : nextRequestId();
+    this.requestId = requestIdOf(headers['x-request-id']);
     tracker.opened();
   }
 

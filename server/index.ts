@@ -3,9 +3,9 @@
 import net from 'node:net';
 import { log, TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
 import { Drain } from './drain.js';
-import { Exchange, type ExchangeTracker } from './exchange.js';
+import { Exchange, requestIdOf, type ExchangeTracker } from './exchange.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
-import { FrontGate, type FrontGateOptions } from './front-gate.js';
+import { FrontGate, ShedReplies, type FrontGateOptions } from './front-gate.js';
 import { HotAnswers } from './hot-answers.js';
 import type { LaneName } from '../lanes/index.js';
 import { replyError } from './reply.js';
@@ -117,14 +117,25 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 
 /** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
 function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: ExchangeTracker) {
+  const shed = new ShedReplies(tracker.metrics);
   return (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
+    // A stormed lane's request is refused from its headers alone, before anything else is made for
+    // it (with rate limits on, it takes the usual path, whose answers carry the client's budget).
+    if (route.lane && !guard.rateLimited) {
+      const retryAfterSeconds = gate.shed(route.lane);
+      if (retryAfterSeconds !== null) {
+        shed.send(res, requestIdOf(req.getHeader('x-request-id')), req.getHeader('content-length'), route.path, route.lane, retryAfterSeconds);
+        return;
+      }
+    }
     const ex = new Exchange(res, req, route.path, tracker);
     const budgeted = route.embedding && guard.rateLimited;
     void (async () => {
       try {
         guard.authenticate(ex, route.access);
         if (route.embedding && drain.refusing) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
-        if (route.lane) gate.admit(route.lane);
+        // With rate limits the shed is answered here instead, with the client's budget headers.
+        if (route.lane && guard.rateLimited) gate.admit(route.lane);
         await route.handler(ex);
       } catch (error) {
         if (budgeted) guard.reportBudget(ex);

@@ -1,0 +1,140 @@
+// Overload with real sockets: deadlines (x-request-timeout-ms) that drop queued items before any model
+// runs them, priorities (x-priority) that reorder a lane's queue and refuse low first, and a stormed
+// lane shed when its requests' headers arrive, before their bodies are read.
+import net from 'node:net';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { metric, postJson, startServer } from '../helpers/server.js';
+
+const computed = (url: string) => metric(url, /twinlane_lane_items_computed_total\{lane="text"\} (\S+)/);
+const texts = (n: number, tag: string, words = 60) => Array.from({ length: n }, (_, i) => `${tag} ${i} ${'a long sentence that keeps the text worker busy for a while '.repeat(words / 10)}`);
+
+describe('deadlines', () => {
+  it('drops the items of a request whose 50 ms deadline passes behind a full lane: 504 deadline_exceeded, never computed', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '1' });
+    try {
+      // A fresh lane has no measured rate yet, so the short request is queued, not refused at admission.
+      const before = await computed(server.url);
+      const long = postJson(`${server.url}/embed/text`, { inputs: texts(96, 'backlog') });
+      await new Promise((r) => setTimeout(r, 20));
+      const started = performance.now();
+      const late = await postJson(`${server.url}/embed/text`, { inputs: texts(8, 'deadline') }, { 'x-request-timeout-ms': '50' });
+      const waited = performance.now() - started;
+      expect(late.status).toBe(504);
+      expect(await late.json()).toMatchObject({ error: { code: 'deadline_exceeded', type: 'server_error' } });
+      expect(waited).toBeLessThan(2000);
+      expect((await long).status).toBe(200);
+      await expect.poll(() => metric(server.url, /twinlane_lane_items_dropped_total\{lane="text",reason="deadline"\} (\S+)/), { timeout: 5000 }).toBe(8);
+      expect((await computed(server.url)) - before).toBe(96);
+
+      // Now the lane has a rate: a deadline its backlog cannot meet is refused at once, before queuing.
+      const again = postJson(`${server.url}/embed/text`, { inputs: texts(96, 'second backlog') });
+      await new Promise((r) => setTimeout(r, 20));
+      const refused = await postJson(`${server.url}/embed/text`, { inputs: texts(8, 'hopeless') }, { 'x-request-timeout-ms': '30' });
+      expect(refused.status).toBe(504);
+      expect(await metric(server.url, /twinlane_lane_rejections_total\{lane="text",reason="deadline"\} (\S+)/)).toBe(1);
+      expect((await again).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses malformed scheduling headers with 400, naming the header', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none' });
+    try {
+      for (const [header, value] of [['x-request-timeout-ms', 'soon'], ['x-request-timeout-ms', '0'], ['x-request-timeout-ms', '99999999'], ['x-priority', 'urgent']] as const) {
+        const res = await postJson(`${server.url}/embed/text`, { inputs: ['x'] }, { [header]: value });
+        expect(res.status, `${header}: ${value}`).toBe(400);
+        expect(await res.json()).toMatchObject({ error: { code: 'invalid_request', param: header } });
+      }
+      expect((await postJson(`${server.url}/embed/text`, { inputs: ['fine'] }, { 'x-priority': 'HIGH', 'x-request-timeout-ms': '5000' })).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('priorities', () => {
+  it('lets a high-priority request overtake a queue of low ones', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '1', TWINLANE_TEXT_MAX_BATCH_ITEMS: '16', TWINLANE_TEXT_MAX_QUEUE: '512' });
+    try {
+      const order: string[] = [];
+      const send = (name: string, priority: string) => postJson(`${server.url}/embed/text`, { inputs: texts(16, name, 30) }, { 'x-priority': priority }).then((r) => {
+        expect(r.status).toBe(200);
+        order.push(name);
+      });
+      const lows = Array.from({ length: 6 }, (_, i) => send(`low-${i}`, 'low'));
+      await new Promise((r) => setTimeout(r, 30));
+      const high = send('high', 'high');
+      await Promise.all([...lows, high]);
+      // At most the batch already running (and one formed with it) finishes first.
+      expect(order.indexOf('high')).toBeLessThanOrEqual(2);
+      expect(order.filter((n) => n.startsWith('low')).length).toBe(6);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses low priority first at a full lane: at half the queue bound, while normal is still taken', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '1', TWINLANE_TEXT_MAX_QUEUE: '64', TWINLANE_TEXT_MAX_BATCH_ITEMS: '8' });
+    try {
+      const backlog = [postJson(`${server.url}/embed/text`, { inputs: texts(8, 'running') }), postJson(`${server.url}/embed/text`, { inputs: texts(40, 'queued') })];
+      await new Promise((r) => setTimeout(r, 30));
+      const low = await postJson(`${server.url}/embed/text`, { inputs: texts(4, 'low one') }, { 'x-priority': 'low' });
+      expect(low.status).toBe(429);
+      expect(low.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(Number(low.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      const normal = await postJson(`${server.url}/embed/text`, { inputs: texts(4, 'normal one') });
+      expect(normal.status).toBe(200);
+      for (const res of await Promise.all(backlog)) expect(res.status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('a stormed lane', () => {
+  it('is shed when a request\'s headers arrive, before its body is read, and counted as shed', async () => {
+    const server = await startServer({ TWINLANE_IMAGE_THREADS: '1', TWINLANE_IMAGE_MAX_QUEUE: '1', TWINLANE_IMAGE_MAX_BATCH_ITEMS: '1', TWINLANE_SHED_AFTER_REFUSALS_PER_S: '5', TWINLANE_SHED_PROBES_PER_S: '0' });
+    try {
+      const big = await sharp({ create: { width: 1200, height: 900, channels: 3, background: { r: 10, g: 200, b: 90 } } }).png({ compressionLevel: 0 }).toBuffer();
+      const flood = async (seconds: number) => {
+        const until = Date.now() + seconds * 1000;
+        let n = 0;
+        const client = async () => {
+          while (Date.now() < until) {
+            await fetch(`${server.url}/embed/image`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: Buffer.concat([big, Buffer.from(`${n++}`)]) }).then((r) => r.arrayBuffer()).catch(() => undefined);
+          }
+        };
+        await Promise.all(Array.from({ length: 8 }, client));
+      };
+      await flood(2.5);
+      expect(await metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/)).toBeGreaterThan(0);
+      // While the storm lasts, a request announcing a large body gets its 429 after its headers and a
+      // few bytes: the server never waited for the rest.
+      const storm = flood(1.5);
+      await new Promise((r) => setTimeout(r, 300));
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(server.port, '127.0.0.1', () => {
+          socket.write(`POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: ${big.length}\r\n\r\n`);
+          socket.write(big.subarray(0, 1024));
+        });
+        let text = '';
+        socket.on('data', (chunk: Buffer) => {
+          text += chunk.toString('latin1');
+          if (text.includes('\r\n\r\n')) {
+            socket.destroy();
+            resolve(text);
+          }
+        });
+        socket.on('error', reject);
+        setTimeout(() => reject(new Error('no answer before the body was sent')), 5000);
+      });
+      await storm;
+      expect(answer).toMatch(/^HTTP\/1\.1 429/);
+      expect(answer.toLowerCase()).toContain('retry-after:');
+    } finally {
+      await server.stop();
+    }
+  });
+});
