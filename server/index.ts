@@ -124,7 +124,7 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: Exchan
     if (route.lane && !guard.rateLimited) {
       const retryAfterSeconds = gate.shed(route.lane);
       if (retryAfterSeconds !== null) {
-        shed.send(res, requestIdOf(req.getHeader('x-request-id')), req.getHeader('content-length'), route.path, route.lane, retryAfterSeconds);
+        shed.send(res, requestIdOf(req.getHeader('x-request-id')), route.path, route.lane, retryAfterSeconds);
         return;
       }
     }
