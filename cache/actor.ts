@@ -65,7 +65,7 @@ function flight(): Flight {
 }
 
 /** Sharing a Redis hit is a cache hit; sharing a computation is a join. */
-const asJoined = (v: ResolvedVector): ResolvedVector => (v.source === 'redis' ? v : { vector: v.vector, tokens: v.tokens, source: 'joined' });
+const asJoined = (v: ResolvedVector): ResolvedVector => (v.source === 'redis' ? v : { ...v, source: 'joined' });
 
 /** A peeked key: its vector and tier, or null when neither tier holds it. */
 export type Peeked = (CachedVector & { readonly source: 'l1' | 'redis' }) | null;
@@ -322,7 +322,7 @@ export class CacheActor {
       const { vector, tokens } = result.value;
       this.#l1.set(key, { vector, tokens, redisAt: this.#redis ? this.#now() : 0 });
       if (this.#redis) this.#store(key, vector);
-      owner.resolve({ vector, tokens, source: 'computed' });
+      owner.resolve({ vector, tokens, source: 'computed', timing: result.timing });
     } else if ('error' in result) {
       this.#inFlight.delete(key);
       owner.reject(result.error);

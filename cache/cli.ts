@@ -3,7 +3,7 @@
 // It walks keys with SCAN (never KEYS, so a large Redis is not blocked) and prints plain text.
 import { Redis } from 'ioredis';
 import { decodeBf16 } from './bf16.js';
-import { RATE_LIMIT_SEGMENT, rateLimitKeyPrefix } from './keys.js';
+import { parseKey, RATE_LIMIT_SEGMENT, rateLimitKeyPrefix } from './keys.js';
 
 const USAGE = `Usage: npm run cache -- <command> [options]
 
@@ -107,22 +107,6 @@ async function* scanKeys(client: Redis, match: string): AsyncGenerator<string[]>
   } while (cursor !== '0');
 }
 
-type KeyKind = { type: 'vector'; model: string; kind: 'text' | 'image'; norm: string } | { type: 'rate-limit' } | { type: 'other' };
-
-/**
- * What a key under the prefix is. Rate-limit buckets are hashes whose client id (`ip:…`, `key:…`)
- * could take any shape, so they are recognised by their segment before any cache-key parsing.
- */
-function classifyKey(key: string, prefix: string): KeyKind {
-  if (key.startsWith(rateLimitKeyPrefix(prefix))) return { type: 'rate-limit' };
-  if (!key.startsWith(prefix + ':')) return { type: 'other' };
-  const parts = key.slice(prefix.length + 1).split(':');
-  const isNorm = (s: string | undefined) => s === 'n0' || s === 'n1';
-  if (parts.length === 3 && isNorm(parts[1])) return { type: 'vector', model: parts[0]!, kind: 'text', norm: parts[1]! };
-  if (parts.length === 4 && parts[1] === 'image' && isNorm(parts[2])) return { type: 'vector', model: parts[0]!, kind: 'image', norm: parts[2]! };
-  return { type: 'other' };
-}
-
 function infoField(info: string, field: string): string | undefined {
   return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 }
@@ -135,7 +119,7 @@ async function stats(client: Redis, args: Args, out: (line: string) => void): Pr
   for await (const keys of scanKeys(client, `${globLiteral(args.prefix)}:*`)) {
     for (const key of keys) {
       total++;
-      const parsed = classifyKey(key, args.prefix);
+      const parsed = parseKey(key, args.prefix);
       if (parsed.type === 'rate-limit') buckets++;
       if (parsed.type === 'other') other++;
       if (parsed.type !== 'vector') continue;
@@ -192,7 +176,7 @@ async function sample(client: Redis, args: Args, out: (line: string) => void): P
   let seen = 0;
   scan: for await (const keys of scanKeys(client, `${globLiteral(args.prefix)}:*`)) {
     for (const key of keys) {
-      if (classifyKey(key, args.prefix).type !== 'vector') continue;
+      if (parseKey(key, args.prefix).type !== 'vector') continue;
       seen++;
       if (reservoir.length < n) reservoir.push(key);
       else {

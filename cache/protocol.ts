@@ -15,8 +15,16 @@ export interface CachedVector {
  */
 export type CacheSource = 'l1' | 'redis' | 'computed' | 'joined';
 
+/** How long a computed item waited for its batch, and how long the model call that carried it took. */
+export interface ComputeTiming {
+  readonly queueMs: number;
+  readonly inferenceMs: number;
+}
+
 export interface ResolvedVector extends CachedVector {
   readonly source: CacheSource;
+  /** Computed and joined items: the computation's timing (cache hits took none). */
+  readonly timing?: ComputeTiming | undefined;
 }
 
 /**
@@ -24,7 +32,7 @@ export interface ResolvedVector extends CachedVector {
  * computed because no request waited for it any more when its batch was formed.
  */
 export type Computed =
-  | { readonly ok: true; readonly value: CachedVector }
+  | { readonly ok: true; readonly value: CachedVector; readonly timing?: ComputeTiming | undefined }
   | { readonly ok: false; readonly error: unknown }
   | { readonly ok: false; readonly dropped: true };
 

@@ -2,8 +2,9 @@
 // coalesced into one model call, bounded by items and by padded cost (items × the largest item's
 // cost, i.e. padded tokens for text). A batch is formed the moment a worker is free, so a lone
 // request never waits for company, and while batches run the next ones fill up from new arrivals.
-// Items wait in one queue per priority, and a batch is filled from the highest priority first, so a
-// lower-priority item never delays a higher one by more than the batch already running. An item is
+// Items wait in one queue per priority and group (a lane's models: a batch never mixes them), and a
+// batch is filled from the highest priority first, so a lower-priority item never delays a higher one
+// by more than the batch already running; among groups, the one whose head has waited longest goes. An item is
 // asked whether it is still wanted as it is about to join a batch: one whose requests all went away
 // (cancelled, client gone, deadline passed) is dropped there and never reaches a worker.
 
@@ -22,10 +23,15 @@ export interface BatchOutcome<E> {
   /** One outcome per item of the batch: a vector or that item's own error (never `dropped`). */
   readonly items: readonly ItemOutcome<E>[];
   readonly inferenceMs: number;
+  /** The padded cost the worker really ran (its own tokenisation); absent: the batcher's estimate stands. */
+  readonly paddedCost?: number;
 }
 
 export interface BatchInfo {
+  /** The group (model) of every item of the batch. */
+  readonly group: number;
   readonly size: number;
+  /** Padded cost of the model call: the worker's count when it gave one, else items × the largest estimated cost. */
   readonly paddedCost: number;
   /** Longest wait of the batch's items, per priority present in the batch. */
   readonly queueMs: Readonly<Partial<Record<Priority, number>>>;
@@ -38,6 +44,8 @@ export interface BatcherOptions<I, E> {
   /** Batches allowed to run at once: one per worker, so a batch never waits inside the pool. */
   readonly concurrency: number;
   readonly cost: (item: I) => number;
+  /** Items of different groups never share a batch (a lane's models); absent: one group. */
+  readonly group?: (item: I) => number;
   readonly run: (items: readonly I[]) => Promise<BatchOutcome<E>>;
   readonly onBatch?: (info: BatchInfo) => void;
   /** `count` items were dropped before reaching a worker. */
@@ -117,6 +125,7 @@ interface Entry<I, E> {
   readonly item: I;
   readonly index: number;
   readonly cost: number;
+  readonly group: number;
   readonly priority: Priority;
   readonly slot: RequestSlot<E>;
   readonly enqueuedAt: number;
@@ -151,9 +160,13 @@ class Fifo<T> {
   }
 }
 
+type Queues<I, E> = Readonly<Record<Priority, Fifo<Entry<I, E>>>>;
+
 export class Batcher<I, E> {
   readonly #options: BatcherOptions<I, E>;
-  readonly #queues: Readonly<Record<Priority, Fifo<Entry<I, E>>>> = { high: new Fifo(), normal: new Fifo(), low: new Fifo() };
+  /** Per group, one FIFO per priority; groups are a lane's models, so there are few and they stay. */
+  readonly #groups = new Map<number, Queues<I, E>>();
+  readonly #queuedAt: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   #running = 0;
   #runningItems = 0;
   #idle: (() => void)[] = [];
@@ -164,19 +177,19 @@ export class Batcher<I, E> {
 
   /** Items waiting for a batch. */
   get queued(): number {
-    return this.#queues.high.length + this.#queues.normal.length + this.#queues.low.length;
+    return this.#queuedAt.high + this.#queuedAt.normal + this.#queuedAt.low;
   }
 
   /** Items waiting at `priority`. */
   queuedAt(priority: Priority): number {
-    return this.#queues[priority].length;
+    return this.#queuedAt[priority];
   }
 
   /** Items a new `priority` item waits behind: those of its priority and above, queued or running. */
   ahead(priority: Priority): number {
     let n = this.#runningItems;
     for (const p of PRIORITIES) {
-      n += this.#queues[p].length;
+      n += this.#queuedAt[p];
       if (p === priority) break;
     }
     return n;
@@ -191,13 +204,24 @@ export class Batcher<I, E> {
     if (items.length === 0) throw new Error('submit() with no items. This is a bug.');
     const slot = new RequestSlot<E>(items.length, options);
     const priority = options.priority ?? 'normal';
-    const queue = this.#queues[priority];
     const now = performance.now();
+    const { cost, group } = this.#options;
     items.forEach((item, index) => {
-      queue.push({ item, index, cost: Math.max(1, this.#options.cost(item)), priority, slot, enqueuedAt: now });
+      const g = group?.(item) ?? 0;
+      this.#queuesOf(g)[priority].push({ item, index, cost: Math.max(1, cost(item)), group: g, priority, slot, enqueuedAt: now });
     });
+    this.#queuedAt[priority] += items.length;
     this.#pump();
     return slot.promise;
+  }
+
+  #queuesOf(group: number): Queues<I, E> {
+    let queues = this.#groups.get(group);
+    if (!queues) {
+      queues = { high: new Fifo(), normal: new Fifo(), low: new Fifo() };
+      this.#groups.set(group, queues);
+    }
+    return queues;
   }
 
   /** Resolves once nothing is queued or running. */
@@ -214,34 +238,68 @@ export class Batcher<I, E> {
     if (this.queued === 0 && this.#running === 0) for (const resolve of this.#idle.splice(0)) resolve();
   }
 
-  /** The next batch, filled from the highest priority down; unwanted items met on the way are dropped. */
+  /**
+   * The next batch: the group whose head at the highest waiting priority has waited longest, filled
+   * from that group's queues, highest priority first. Unwanted items met on the way are dropped.
+   */
   #take(): Entry<I, E>[] {
+    const dropped: Record<DropReason, number> = { cancelled: 0, deadline: 0 };
+    const queues = this.#nextGroup(dropped);
+    const batch = queues ? this.#fill(queues, dropped) : [];
+    for (const reason of ['cancelled', 'deadline'] as const) if (dropped[reason] > 0) this.#options.onDropped?.(dropped[reason], reason);
+    return batch;
+  }
+
+  #nextGroup(dropped: Record<DropReason, number>): Queues<I, E> | undefined {
+    for (const priority of PRIORITIES) {
+      if (this.#queuedAt[priority] === 0) continue;
+      let best: { queues: Queues<I, E>; since: number } | undefined;
+      for (const queues of this.#groups.values()) {
+        const head = this.#wantedHead(queues[priority], dropped);
+        if (head && (!best || head.enqueuedAt < best.since)) best = { queues, since: head.enqueuedAt };
+      }
+      if (best) return best.queues;
+    }
+    return undefined;
+  }
+
+  /** The queue's first item still wanted; those before it are dropped (settled as `dropped`). */
+  #wantedHead(queue: Fifo<Entry<I, E>>, dropped: Record<DropReason, number>): Entry<I, E> | undefined {
+    let entry: Entry<I, E> | undefined;
+    while ((entry = queue.peek()) !== undefined) {
+      const reason = entry.slot.unwanted(entry.index);
+      if (reason === null) return entry;
+      this.#shift(queue, entry);
+      if (!entry.slot.failed) {
+        dropped[reason]++;
+        entry.slot.settle(entry.index, { ok: false, dropped: reason }, 0, 0);
+      }
+    }
+    return undefined;
+  }
+
+  #shift(queue: Fifo<Entry<I, E>>, entry: Entry<I, E>): void {
+    queue.shift();
+    this.#queuedAt[entry.priority]--;
+  }
+
+  /** One group's batch, bounded by items and by padded cost. */
+  #fill(queues: Queues<I, E>, dropped: Record<DropReason, number>): Entry<I, E>[] {
     const { maxItems, maxCost } = this.#options;
     const batch: Entry<I, E>[] = [];
-    const dropped: Record<DropReason, number> = { cancelled: 0, deadline: 0 };
     let widest = 0;
     for (const priority of PRIORITIES) {
-      const queue = this.#queues[priority];
+      const queue = queues[priority];
       let entry: Entry<I, E> | undefined;
-      while (batch.length < maxItems && (entry = queue.peek()) !== undefined) {
-        const reason = entry.slot.unwanted(entry.index);
-        if (reason !== null) {
-          queue.shift();
-          if (!entry.slot.failed) {
-            dropped[reason]++;
-            entry.slot.settle(entry.index, { ok: false, dropped: reason }, 0, 0);
-          }
-          continue;
-        }
+      while (batch.length < maxItems && (entry = this.#wantedHead(queue, dropped)) !== undefined) {
         const nextWidest = Math.max(widest, entry.cost);
-        if (batch.length > 0 && (batch.length + 1) * nextWidest > maxCost) break;
+        if (batch.length > 0 && (batch.length + 1) * nextWidest > maxCost) return batch;
         batch.push(entry);
         widest = nextWidest;
-        queue.shift();
+        this.#shift(queue, entry);
       }
       if (batch.length >= maxItems) break;
     }
-    for (const reason of ['cancelled', 'deadline'] as const) if (dropped[reason] > 0) this.#options.onDropped?.(dropped[reason], reason);
     return batch;
   }
 
@@ -257,8 +315,9 @@ export class Batcher<I, E> {
       const queueMs: Partial<Record<Priority, number>> = {};
       for (const e of batch) queueMs[e.priority] = Math.max(queueMs[e.priority] ?? 0, started - e.enqueuedAt);
       this.#options.onBatch?.({
+        group: batch[0]!.group,
         size: batch.length,
-        paddedCost: batch.length * Math.max(...batch.map((e) => e.cost)),
+        paddedCost: outcome.paddedCost ?? batch.length * Math.max(...batch.map((e) => e.cost)),
         queueMs,
         runMs: performance.now() - started,
       });

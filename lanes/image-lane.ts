@@ -1,9 +1,10 @@
-// The image lane: a Lane whose items are encoded images, each costing one slot of a batch.
+// The image lane: a Lane whose items are encoded images of any of its models, each costing one slot
+// of a batch. Its workers each hold every model's session.
 import { Lane, workerPath, type LaneObserver } from './lane.js';
-import type { ImageItem, ImagePreprocess, ImageWorkerData } from './protocol.js';
+import type { ImageItem, ImageWorkerData, ImageWorkerModel } from './protocol.js';
 
 export interface ImageLaneOptions {
-  readonly model: { readonly onnxPath: string; readonly dims: number; readonly preprocess: ImagePreprocess };
+  readonly models: readonly ImageWorkerModel[];
   readonly threads: number;
   readonly intraOpThreads: number;
   readonly maxQueue: number;
@@ -17,11 +18,11 @@ export interface ImageLaneOptions {
 export type ImageLane = Lane<ImageItem>;
 
 export function createImageLane(options: ImageLaneOptions): ImageLane {
+  const { models } = options;
+  if (models.length === 0) throw new Error('an image lane needs at least one model. This is a bug.');
   const workerData: ImageWorkerData = {
     kind: 'image',
-    onnxPath: options.model.onnxPath,
-    dims: options.model.dims,
-    preprocess: options.model.preprocess,
+    models: models.map(({ id, onnxPath, dims, preprocess }) => ({ id, onnxPath, dims, preprocess })),
     maxPixels: options.maxPixels,
     nice: options.nice,
     intraOpThreads: options.intraOpThreads,
@@ -36,7 +37,9 @@ export function createImageLane(options: ImageLaneOptions): ImageLane {
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchItems,
     cost: () => 1,
-    task: (batchId, items) => ({ type: 'image-batch', batchId, items }),
+    models: models.map((m) => m.id),
+    model: (item) => item.model,
+    task: (batchId, items) => ({ type: 'image-batch', batchId, model: items[0]!.model, items }),
     ...(options.observer ? { observer: options.observer } : {}),
   });
 }

@@ -1,11 +1,11 @@
-// Runs inside an image-lane worker thread: owns sharp and one ONNX Runtime session. Decoding and
-// preprocessing happen here, never on the main thread; one batch of images is one ONNX call.
+// Runs inside an image-lane worker thread: owns sharp and an ONNX Runtime session per model of the
+// lane. Decoding and preprocessing happen here, never on the main thread; one batch of images (all of
+// one model) is one ONNX call.
 import sharp from 'sharp';
 import { workerData } from 'piscina';
-import { createPreprocessor, ImageRejected } from './image-preprocess.js';
-import type { BatchResult, ImageItem, ItemError, LaneResult, LaneTask } from './protocol.js';
-import { createSession, l2NormalizeRows, lowerThreadPriority } from './session.js';
-import type { ImageWorkerData } from './protocol.js';
+import { createPreprocessor, ImageRejected, type Preprocessor } from './image-preprocess.js';
+import type { BatchResult, ImageItem, ImageWorkerData, ImageWorkerModel, ItemError, LaneResult, LaneTask } from './protocol.js';
+import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
 const data = workerData as ImageWorkerData;
 // Below the text lane and the main thread: under CPU pressure images wait and text does not.
@@ -15,13 +15,25 @@ lowerThreadPriority(data.nice, 'image');
 sharp.concurrency(data.intraOpThreads);
 sharp.cache(false);
 
-const session = await createSession(data.onnxPath, data.intraOpThreads, data.provider);
-const preprocessor = createPreprocessor(data.preprocess, data.maxPixels);
-const itemFloats = 3 * preprocessor.height * preprocessor.width;
+interface LoadedModel {
+  readonly spec: ImageWorkerModel;
+  readonly session: ModelSession;
+  readonly preprocessor: Preprocessor;
+}
 
-async function embedBatch(batchId: number, items: readonly ImageItem[]): Promise<BatchResult> {
+// One after another: loading sessions at once would only raise the peak memory of start-up.
+const models: LoadedModel[] = [];
+for (const spec of data.models) {
+  models.push({ spec, session: await createSession(spec.onnxPath, data.intraOpThreads, data.provider), preprocessor: createPreprocessor(spec.preprocess, data.maxPixels) });
+}
+
+async function embedBatch(batchId: number, modelIndex: number, items: readonly ImageItem[]): Promise<BatchResult> {
   const started = performance.now();
-  const dims = data.dims;
+  const model = models[modelIndex];
+  if (!model || items.some((item) => item.model !== modelIndex)) throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
+  const { session, preprocessor } = model;
+  const { dims } = model.spec;
+  const itemFloats = 3 * preprocessor.height * preprocessor.width;
   const pixels = new Float32Array(items.length * itemFloats);
   const errors: ItemError[] = [];
   const good: number[] = [];
@@ -41,7 +53,7 @@ async function embedBatch(batchId: number, items: readonly ImageItem[]): Promise
     const output = await session.run({ pixel_values: session.tensor('float32', pixels.subarray(0, good.length * itemFloats), shape) });
     const embeds = output['image_embeds'];
     if (!embeds || embeds.length !== good.length * dims) {
-      throw new Error(`image model returned ${embeds?.length ?? 'no'} image_embeds values, expected ${good.length * dims}. This is a bug or a wrong model.`);
+      throw new Error(`image model ${model.spec.id} returned ${embeds?.length ?? 'no'} image_embeds values, expected ${good.length * dims}. This is a bug or a wrong model.`);
     }
     good.forEach((index, row) => {
       const vector = vectors.subarray(index * dims, (index + 1) * dims);
@@ -58,11 +70,15 @@ const warmupImage = await sharp({ create: { width: 64, height: 64, channels: 3, 
 export default async function run(task: LaneTask): Promise<LaneResult> {
   switch (task.type) {
     case 'image-batch':
-      return embedBatch(task.batchId, task.items);
+      return embedBatch(task.batchId, task.model, task.items);
     case 'warmup': {
-      const result = await embedBatch(task.batchId, [{ bytes: warmupImage, normalize: true }]);
-      if (result.errors.length > 0) throw new Error(`warm-up image was refused: ${result.errors[0]!.message}. This is a bug.`);
-      return { type: 'warmup-result', batchId: task.batchId, dims: result.dims };
+      const dims: number[] = [];
+      for (const [model] of models.entries()) {
+        const result = await embedBatch(task.batchId, model, [{ model, bytes: warmupImage, normalize: true }]);
+        if (result.errors.length > 0) throw new Error(`warm-up image was refused: ${result.errors[0]!.message}. This is a bug.`);
+        dims.push(result.dims);
+      }
+      return { type: 'warmup-result', batchId: task.batchId, dims };
     }
     case 'text-batch':
       throw new Error('an image worker got a text batch. This is a bug.');

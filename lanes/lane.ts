@@ -22,7 +22,8 @@ const REFUSED_HALF_LIFE_MS = 2000;
 
 /** Lanes report what happens to them; the owner (src/metrics) decides how it is counted. */
 export interface LaneObserver {
-  onBatch(lane: LaneName, info: BatchInfo): void;
+  /** A batch ran; `model` is the id of every one of its items' model. */
+  onBatch(lane: LaneName, model: string, info: BatchInfo): void;
   onRejected(lane: LaneName, reason: RejectReason): void;
   /** `count` items were dropped from the queue before reaching a worker (nobody waited for them any more). */
   onDropped(lane: LaneName, reason: DropReason, count: number): void;
@@ -89,6 +90,9 @@ export interface LaneSettings<I> {
   readonly maxBatchItems: number;
   readonly maxBatchCost: number;
   readonly cost: (item: I) => number;
+  /** The lane's model ids; an item names its model by position (`model(item)`), and a batch holds one model's items. */
+  readonly models: readonly string[];
+  readonly model: (item: I) => number;
   readonly task: (batchId: number, items: readonly I[]) => LaneTask;
   readonly observer?: LaneObserver;
 }
@@ -115,7 +119,7 @@ function toOutcomes(result: LaneResult, batchId: number, size: number): BatchOut
         : { ok: true, vector: result.vectors.slice(i * result.dims, (i + 1) * result.dims), tokens: result.tokens[i]! },
     );
   }
-  return { items, inferenceMs: result.inferenceMs };
+  return { items, inferenceMs: result.inferenceMs, paddedCost: result.paddedTokens };
 }
 
 export class Lane<I> implements LaneHandle {
@@ -148,11 +152,12 @@ export class Lane<I> implements LaneHandle {
       maxCost: settings.maxBatchCost,
       concurrency: settings.threads,
       cost: settings.cost,
+      group: settings.model,
       run: (items) => this.#run(items),
       onBatch: (info) => {
         const rate = (info.size / Math.max(info.runMs, 0.001)) * 1000 * settings.threads;
         this.#throughput = this.#throughput === 0 ? rate : this.#throughput * 0.8 + rate * 0.2;
-        settings.observer?.onBatch(this.name, info);
+        settings.observer?.onBatch(this.name, settings.models[info.group] ?? String(info.group), info);
       },
       onDropped: (count, reason) => settings.observer?.onDropped(this.name, reason, count),
     });
@@ -236,7 +241,7 @@ export class Lane<I> implements LaneHandle {
     return this.#batcher.submit(items, request);
   }
 
-  /** Runs one warm-up per worker so the first real request does not pay for lazy initialisation. */
+  /** Runs one warm-up per worker (each runs all of its models) so the first real request does not pay for lazy initialisation. */
   async warmup(): Promise<void> {
     await Promise.all(
       Array.from({ length: this.#settings.threads }, async () => {

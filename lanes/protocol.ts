@@ -1,14 +1,28 @@
 // The one message protocol between a lane (main thread) and its workers. Every task and result is
 // a tagged union member carrying the batch id, so a reply can never be matched to the wrong batch.
 
-/** What a text worker needs to load its model; sent once as piscina's workerData. */
-export interface TextWorkerData {
-  readonly kind: 'text';
+/**
+ * How a text model turns tokens into a vector: mean or CLS pooling of `last_hidden_state`
+ * (sentence-transformers), or `graph`: the model pools itself and answers `text_embeds` (CLIP's text
+ * tower, at the end-of-text token).
+ */
+export type TextPooling = 'mean' | 'cls' | 'graph';
+
+/** One text model of a lane, as its workers load it (a worker holds a session per model). */
+export interface TextWorkerModel {
+  /** For messages only; items name their model by its position in the lane's list. */
+  readonly id: string;
   readonly modelDir: string;
   readonly onnxPath: string;
   readonly dims: number;
   readonly maxTokens: number;
-  readonly pooling: 'mean' | 'cls';
+  readonly pooling: TextPooling;
+}
+
+/** What a text worker needs to load its models; sent once as piscina's workerData. */
+export interface TextWorkerData {
+  readonly kind: 'text';
+  readonly models: readonly TextWorkerModel[];
   /** Linux nice value for the worker's threads. */
   readonly nice: number;
   readonly intraOpThreads: number;
@@ -38,12 +52,18 @@ export interface ImagePreprocess {
   readonly convertRgb: boolean;
 }
 
-/** What an image worker needs to load its model; sent once as piscina's workerData. */
-export interface ImageWorkerData {
-  readonly kind: 'image';
+/** One image model of a lane, as its workers load it. */
+export interface ImageWorkerModel {
+  readonly id: string;
   readonly onnxPath: string;
   readonly dims: number;
   readonly preprocess: ImagePreprocess;
+}
+
+/** What an image worker needs to load its models; sent once as piscina's workerData. */
+export interface ImageWorkerData {
+  readonly kind: 'image';
+  readonly models: readonly ImageWorkerModel[];
   /** Images with more pixels are refused from their header, before any pixel is decoded. */
   readonly maxPixels: number;
   /** Linux nice value for the worker's threads (and the ONNX and libvips threads they start). */
@@ -53,6 +73,8 @@ export interface ImageWorkerData {
 }
 
 export interface ImageItem {
+  /** The item's model: its position in the lane's model list. */
+  readonly model: number;
   /** Encoded image bytes (JPEG, PNG, WebP, GIF, AVIF, …); decoded only inside the worker. */
   readonly bytes: Uint8Array;
   readonly normalize: boolean;
@@ -61,10 +83,14 @@ export interface ImageItem {
 export interface ImageBatchTask {
   readonly type: 'image-batch';
   readonly batchId: number;
+  /** Every item's model: a batch never mixes models. */
+  readonly model: number;
   readonly items: readonly ImageItem[];
 }
 
 export interface TextItem {
+  /** The item's model: its position in the lane's model list. */
+  readonly model: number;
   readonly text: string;
   readonly normalize: boolean;
   /** false: texts over the model's max tokens fail with `input_too_long` instead of being cut. */
@@ -74,9 +100,12 @@ export interface TextItem {
 export interface TextBatchTask {
   readonly type: 'text-batch';
   readonly batchId: number;
+  /** Every item's model: a batch never mixes models. */
+  readonly model: number;
   readonly items: readonly TextItem[];
 }
 
+/** Runs every model of the worker once, so the first real request does not pay for lazy initialisation. */
 export interface WarmupTask {
   readonly type: 'warmup';
   readonly batchId: number;
@@ -102,7 +131,7 @@ export interface BatchResult {
   /** Text: tokens per item after truncation, special tokens included (what OpenAI's usage counts). Images: 0. */
   readonly tokens: Int32Array;
   readonly errors: readonly ItemError[];
-  /** Padded tokens of the ONNX call (items × longest), for batch metrics. */
+  /** Positions the model really ran over: text, the padded tokens of its ONNX calls (rows × longest, summed over length groups); images, the images. */
   readonly paddedTokens: number;
   readonly inferenceMs: number;
 }
@@ -110,7 +139,8 @@ export interface BatchResult {
 export interface WarmupResult {
   readonly type: 'warmup-result';
   readonly batchId: number;
-  readonly dims: number;
+  /** Each model's output dims, in the lane's order. */
+  readonly dims: readonly number[];
 }
 
 export type LaneResult = BatchResult | WarmupResult;

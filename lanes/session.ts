@@ -9,6 +9,8 @@ export interface Provider {
 }
 
 export interface ModelSession {
+  /** The graph's input names (a CLIP text tower has no token_type_ids). */
+  readonly inputNames: readonly string[];
   tensor(type: 'int64', data: BigInt64Array, dims: readonly number[]): ort.Tensor;
   tensor(type: 'float32', data: Float32Array, dims: readonly number[]): ort.Tensor;
   /** Runs the model and returns each float32 output by name. */
@@ -29,6 +31,7 @@ export async function createSession(onnxPath: string, intraOpThreads: number, pr
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   });
   return {
+    inputNames: session.inputNames,
     tensor: (type: 'int64' | 'float32', data: BigInt64Array | Float32Array, dims: readonly number[]) =>
       new ort.Tensor(type, data, dims),
     async run(feeds) {

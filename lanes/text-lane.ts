@@ -1,9 +1,16 @@
-// The text lane: a Lane whose items are texts, costed in (estimated) tokens for batching.
+// The text lane: a Lane whose items are texts of any of its models, costed in (estimated) tokens for
+// batching. Its workers each hold every model's tokenizer and session.
 import { Lane, workerPath, type LaneObserver } from './lane.js';
-import type { TextItem, TextWorkerData } from './protocol.js';
+import type { TextItem, TextWorkerData, TextWorkerModel } from './protocol.js';
+import { tokenUpperBound, type TokenBound } from './token-bound.js';
+
+/** A model of the lane: what its workers load, and how its token counts are bounded. */
+export interface TextLaneModel extends TextWorkerModel {
+  readonly tokenBound: TokenBound;
+}
 
 export interface TextLaneOptions {
-  readonly model: { readonly dir: string; readonly onnxPath: string; readonly dims: number; readonly maxTokens: number; readonly pooling: 'mean' | 'cls' };
+  readonly models: readonly TextLaneModel[];
   readonly threads: number;
   readonly intraOpThreads: number;
   readonly maxQueue: number;
@@ -17,14 +24,11 @@ export interface TextLaneOptions {
 export type TextLane = Lane<TextItem>;
 
 export function createTextLane(options: TextLaneOptions): TextLane {
-  const { model } = options;
+  const { models } = options;
+  if (models.length === 0) throw new Error('a text lane needs at least one model. This is a bug.');
   const workerData: TextWorkerData = {
     kind: 'text',
-    modelDir: model.dir,
-    onnxPath: model.onnxPath,
-    dims: model.dims,
-    maxTokens: model.maxTokens,
-    pooling: model.pooling,
+    models: models.map(({ id, modelDir, onnxPath, dims, maxTokens, pooling }) => ({ id, modelDir, onnxPath, dims, maxTokens, pooling })),
     nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,
@@ -37,10 +41,14 @@ export function createTextLane(options: TextLaneOptions): TextLane {
     maxQueue: options.maxQueue,
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchTokens,
-    // Tokenising happens in the worker, so the batcher bounds padded tokens by an upper bound
-    // instead: WordPiece emits at most one token per UTF-16 unit, plus [CLS] and [SEP].
-    cost: (item) => Math.min(item.text.length + 2, model.maxTokens),
-    task: (batchId, items) => ({ type: 'text-batch', batchId, items }),
+    // Tokenising happens in the worker, so the batcher bounds padded tokens by the model's bound.
+    cost: (item) => {
+      const model = models[item.model]!;
+      return Math.min(tokenUpperBound(model.tokenBound, item.text), model.maxTokens);
+    },
+    models: models.map((m) => m.id),
+    model: (item) => item.model,
+    task: (batchId, items) => ({ type: 'text-batch', batchId, model: items[0]!.model, items }),
     ...(options.observer ? { observer: options.observer } : {}),
   });
 }

@@ -11,7 +11,7 @@ export function requireObject(body: unknown): JsonObject {
   return body as JsonObject;
 }
 
-function wrongType(param: string, expected: string, value: unknown): TwinlaneError {
+export function wrongType(param: string, expected: string, value: unknown): TwinlaneError {
   const got = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
   return new TwinlaneError('invalid_request', `'${param}' must be ${expected} (got ${got}).`, { param });
 }
@@ -22,14 +22,16 @@ export function textInputs(body: JsonObject, param: string): string[] {
   if (value === undefined) throw new TwinlaneError('invalid_request', `'${param}' is required.`, { param });
   if (typeof value === 'string') return [value];
   if (!Array.isArray(value)) throw wrongType(param, 'a string or an array of strings', value);
-  value.forEach((item: unknown, i) => {
-    if (typeof item === 'string') return;
-    if (typeof item === 'number' || Array.isArray(item)) {
-      throw new TwinlaneError('invalid_request', `'${param}[${i}]': token-id inputs are not supported; send text.`, { param: `${param}[${i}]` });
-    }
-    throw wrongType(`${param}[${i}]`, 'a string', item);
-  });
-  return value as string[];
+  return value.map((item: unknown, i) => textItem(item, `${param}[${i}]`));
+}
+
+/** One text of a list (`param` names it: `input[3]`). */
+export function textItem(item: unknown, param: string): string {
+  if (typeof item === 'string') return item;
+  if (typeof item === 'number' || Array.isArray(item)) {
+    throw new TwinlaneError('invalid_request', `'${param}': token-id inputs are not supported; send text.`, { param });
+  }
+  throw wrongType(param, 'a string', item);
 }
 
 export function optionalBoolean(body: JsonObject, param: string, fallback: boolean): boolean {

@@ -12,6 +12,7 @@ import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
 import * as ops from './routes/ops.js';
+import { tokenize } from './routes/tokenize.js';
 import { registerWebSocket, type WsOptions } from './ws/index.js';
 import { assertNativeUws, listenOn, uWS, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
 
@@ -79,7 +80,7 @@ interface Route {
 
 function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: FrontGate): Route[] {
   const { orchestrator, metrics, maxBodyBytes } = options;
-  const imageLaneOn = orchestrator.models().some((m) => m.lane === 'image');
+  const imageLaneOn = orchestrator.registry.imageTowers().length > 0;
   const hot = options.hotAnswerBytes > 0 ? new HotAnswers(options.hotAnswerBytes) : null;
   const openAi = { orchestrator, guard, hot, gate, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
   const opsOptions: ops.OpsRouteOptions = { orchestrator, metrics, version: options.version, limits: options.limits, startedAt: Date.now(), draining: () => drain.draining };
@@ -88,6 +89,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
     { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
     { path: '/embed/text', method: 'post', embedding: true, access: 'api', lane: 'text', handler: (ex) => embedText(ex, { orchestrator, guard, hot, maxBodyBytes }) },
     { path: '/embed/image', method: 'post', embedding: true, access: 'api', lane: 'image', handler: (ex) => embedImage(ex, { orchestrator, guard, hot: null, maxBodyBytes: options.maxImageBodyBytes }) },
+    { path: '/tokenize', method: 'post', embedding: true, access: 'api', handler: (ex) => tokenize(ex, { orchestrator, guard, maxBodyBytes }) },
     { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },
     { path: '/ready', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.ready(ex, opsOptions) },
     { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },

@@ -5,6 +5,7 @@ import { encodeBf16 } from '../cache/index.js';
 import { asTwinlaneError, type EmbedResult } from '../src/index.js';
 import { log } from '../src/index.js';
 import type { Exchange } from './exchange.js';
+import { quantize, type Quantization } from './quantize.js';
 
 if (os.endianness() !== 'LE') throw new Error('twinlane writes float32 vectors straight from memory and needs a little-endian CPU.');
 
@@ -80,8 +81,17 @@ export interface EncodedVectors {
   readonly body: string | Buffer;
 }
 
-/** The native routes' answer body in `format`: a JSON matrix, or raw little-endian float32 / BF16 rows. */
-export function encodeVectors(result: EmbedResult, format: VectorFormat): EncodedVectors {
+/**
+ * The native routes' answer body in `format`: a JSON matrix, or raw little-endian float32 / BF16 rows;
+ * with a quantized `encoding` (JSON only), `{"encoding", "embeddings": [[…]], "scales": […]}` (scales
+ * for int8 and uint8; server/quantize.ts says what the integers mean).
+ */
+export function encodeVectors(result: EmbedResult, format: VectorFormat, encoding: 'float' | Quantization = 'float'): EncodedVectors {
+  if (encoding !== 'float') {
+    const quantized = result.vectors.map((v) => quantize(v, encoding));
+    const scales = quantized[0]?.scale === null ? '' : `,"scales":[${quantized.map((q) => q.scale).join(',')}]`;
+    return { contentType: JSON_TYPE['content-type'], headers: {}, body: `{"encoding":"${encoding}","embeddings":[${quantized.map((q) => `[${q.values.join(',')}]`).join(',')}]${scales}}` };
+  }
   if (format === 'json') return { contentType: JSON_TYPE['content-type'], headers: {}, body: `[${result.vectors.map(jsonVector).join(',')}]` };
   return {
     contentType: format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16',

@@ -4,15 +4,19 @@
 import os from 'node:os';
 import path from 'node:path';
 import { RATE_LIMIT_SEGMENT } from '../cache/index.js';
+import type { ModelDtype } from './models.js';
 
 export interface Config {
   readonly host: string;
   readonly port: number;
   readonly reusePort: boolean;
   readonly modelsDir: string;
-  readonly textModel: string;
-  /** `null` when the image lane is disabled (`none`). */
-  readonly imageModel: string | null;
+  /** Text lane models, the first its default; never empty. */
+  readonly textModels: readonly string[];
+  /** Image lane models, the first its default; empty when the image lane is off (`none`) unless a text model has a vision tower. */
+  readonly imageModels: readonly string[];
+  readonly textDtype: ModelDtype;
+  readonly imageDtype: ModelDtype;
   readonly hubUrl: string;
   readonly offline: boolean;
   readonly redisUrl: string | null;
@@ -138,10 +142,27 @@ function url(raw: string, env: string): string {
 
 function modelId(raw: string, env: string): string {
   if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)?$/.test(raw) || raw.split('/').includes('..')) {
-    throw new ConfigError(`${env} must be a model id like "org/name" (got "${raw}").`);
+    throw new ConfigError(`${env} must be model ids like "org/name", separated by commas (got "${raw}").`);
   }
   // Cache keys start {prefix}:{modelId}:, and this segment already holds the rate limiter's buckets.
   if (raw === RATE_LIMIT_SEGMENT) throw new ConfigError(`${env} cannot be "${RATE_LIMIT_SEGMENT}": that key segment holds rate-limit buckets.`);
+  return raw;
+}
+
+/** A comma-separated list of model ids, each once; `none` (image lane only) is the empty list. */
+function modelIds(allowNone: boolean) {
+  return (raw: string, env: string): readonly string[] => {
+    if (allowNone && raw === 'none') return Object.freeze([]);
+    const ids = list(raw).map((id) => modelId(id, env));
+    if (ids.length === 0) throw new ConfigError(`${env} must name at least one model${allowNone ? ' (or be "none")' : ''}.`);
+    const twice = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (twice !== undefined) throw new ConfigError(`${env} names ${twice} twice.`);
+    return Object.freeze(ids);
+  };
+}
+
+function dtype(raw: string, env: string): ModelDtype {
+  if (raw !== 'fp32' && raw !== 'q8') throw new ConfigError(`${env} must be fp32 or q8 (got "${raw}").`);
   return raw;
 }
 
@@ -152,8 +173,10 @@ export const OPTIONS: readonly Option[] = [
   { key: 'port', env: 'TWINLANE_PORT', default: '8080', unit: 'port', why: 'Listen port; 0 picks a free port, which is logged.', parse: int(0, 65535) },
   { key: 'reusePort', env: 'TWINLANE_REUSE_PORT', default: 'false', unit: 'boolean', why: 'Share the port with other processes (SO_REUSEPORT; the kernel spreads new connections over them). Off: the port is taken exclusively and a second instance fails start-up with "address in use".', parse: bool },
   { key: 'modelsDir', env: 'TWINLANE_MODELS_DIR', default: '~/.cache/twinlane/models', unit: 'path', why: 'Model folders, one per model id (org/name).', parse: (raw) => path.resolve(raw.replace(/^~(?=$|\/)/, os.homedir())) },
-  { key: 'textModel', env: 'TWINLANE_TEXT_MODEL', default: 'sentence-transformers/all-MiniLM-L6-v2', unit: 'model id', why: 'Text lane model.', parse: modelId },
-  { key: 'imageModel', env: 'TWINLANE_IMAGE_MODEL', default: 'Xenova/clip-vit-base-patch32', unit: 'model id', why: 'Image lane model; `none` disables the lane.', parse: (raw, env) => (raw === 'none' ? null : modelId(raw, env)) },
+  { key: 'textModels', env: 'TWINLANE_TEXT_MODEL', default: 'sentence-transformers/all-MiniLM-L6-v2', unit: 'model ids', why: 'Text lane models, comma-separated; the first is the default of /v1/embeddings and /embed/text. A CLIP-style model (text and vision towers) named here or in TWINLANE_IMAGE_MODEL serves both lanes under one id.', parse: modelIds(false) },
+  { key: 'imageModels', env: 'TWINLANE_IMAGE_MODEL', default: 'Xenova/clip-vit-base-patch32', unit: 'model ids', why: 'Image lane models, comma-separated; the first is the default of /embed/image. `none`: no image lane (unless a text model has a vision tower).', parse: modelIds(true) },
+  { key: 'textDtype', env: 'TWINLANE_TEXT_DTYPE', default: 'fp32', unit: 'fp32 | q8', why: 'Weights of the text towers: `onnx/<name>.onnx` (fp32) or `onnx/<name>_quantized.onnx` (q8, dynamic int8). Part of the cache key (`model@q8`), so variants never share vectors.', parse: dtype },
+  { key: 'imageDtype', env: 'TWINLANE_IMAGE_DTYPE', default: 'fp32', unit: 'fp32 | q8', why: 'Weights of the vision towers, as TWINLANE_TEXT_DTYPE.', parse: dtype },
   { key: 'hubUrl', env: 'TWINLANE_HUB_URL', default: 'https://huggingface.co', unit: 'URL', why: 'Where missing models are downloaded from (Hugging Face URL layout).', parse: url },
   { key: 'offline', env: 'TWINLANE_OFFLINE', default: 'false', unit: 'boolean', why: 'Never download; a missing model fails start-up with a clear message.', parse: bool },
   { key: 'redisUrl', env: 'TWINLANE_REDIS_URL', default: '', unit: 'URL', why: 'Redis for the shared cache tier; unset = in-process cache only.', parse: nullableStr },
@@ -262,7 +285,7 @@ export function defaultLayout(cores: number): { threads: number; intraOp: number
 export function configWarnings(config: Readonly<Config>, cores = os.availableParallelism()): string[] {
   const warnings: string[] = [];
   const text = config.textThreads * config.textIntraOpThreads;
-  const image = config.imageModel === null ? 0 : config.imageThreads * config.imageIntraOpThreads;
+  const image = config.imageModels.length === 0 ? 0 : config.imageThreads * config.imageIntraOpThreads;
   const lane = (name: string, threads: number, intra: number) =>
     `The ${name} lane asks for ${threads} worker(s) × ${intra} intra-op thread(s) = ${threads * intra} threads on ${cores} cores; past the core count a lane loses throughput and its batches take longer (see the README's thread budget).`;
   if (text > cores) warnings.push(lane('text', config.textThreads, config.textIntraOpThreads));

@@ -3,8 +3,12 @@
 export { ERROR_CODES, TwinlaneError, asTwinlaneError, isErrorCode } from './errors.js';
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
 export { Metrics, METRIC } from './metrics.js';
-export { Orchestrator, truncateDims } from './orchestrator.js';
-export type { EmbedResult, ImageEmbedRequest, ImageInput, ModelEntry, Readiness, RequestPolicy, TextEmbedRequest } from './orchestrator.js';
+export { Orchestrator } from './orchestrator.js';
+export type { EmbedInput, EmbedResult, ImageEmbedRequest, MixedEmbedRequest, RequestPolicy, TextEmbedRequest, TokenizeResult } from './orchestrator.js';
+export type { OffsetUnit } from './tokenize.js';
+export type { ImageInput } from './image-bytes.js';
+export type { Readiness } from './readiness.js';
+export type { ModelRegistry, ServedModel, TextTower } from './registry.js';
 export type { EmbedStream, StreamSink } from './stream.js';
 export type { Config } from './config.js';
 export { ApiKeys } from './auth.js';

@@ -3,14 +3,8 @@
 // whole requests (orchestrator.ts) and streams (stream.ts). A lane's refusal becomes the error its
 // requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
 import { RequestCancelledError, type Computed, type ComputeMisses, type Unwanted } from '../cache/index.js';
-import { LaneRejectedError, type ItemError, type ItemOutcome, type Lane, type LaneName, type Priority } from '../lanes/index.js';
+import { LaneRejectedError, type ItemError, type ItemOutcome, type ItemTiming, type Lane, type LaneName, type Priority } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
-
-/** Timing of the model calls that carried a request's items (longest of each). */
-export interface Timing {
-  queueMs: number;
-  inferenceMs: number;
-}
 
 /** What a request brings to a lane's admission: its priority and its deadline. */
 export interface LaneAdmission {
@@ -38,8 +32,8 @@ export function abortError(signal: AbortSignal | undefined): Error {
 }
 
 /** The lane's word on one item, in the cache actor's terms. */
-function asComputed(outcome: ItemOutcome<ItemError>, lane: LaneName, param: string): Computed {
-  if (outcome.ok) return { ok: true, value: { vector: outcome.vector, tokens: lane === 'text' ? outcome.tokens : null } };
+function asComputed(outcome: ItemOutcome<ItemError>, timing: ItemTiming, lane: LaneName, param: string): Computed {
+  if (outcome.ok) return { ok: true, value: { vector: outcome.vector, tokens: lane === 'text' ? outcome.tokens : null }, timing };
   if ('dropped' in outcome) return { ok: false, dropped: true };
   return { ok: false, error: new TwinlaneError(outcome.error.code, outcome.error.message, { param }) };
 }
@@ -61,20 +55,16 @@ function deferred<T>(): Deferred<T> {
 }
 
 /**
- * A ComputeMisses over `lane`: `item(i)` is the lane item of the request's index i, `param` the
- * request field its errors name (`input[3]`), and `timing` collects the longest queue and model time.
+ * A ComputeMisses over `lane`: `item(i)` is the lane item of the request's index i, `paramAt(i)` the
+ * request field its errors name (`input[3]`). Each item settles with its vector and its own timing.
  */
-export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, param: string, timing: Timing, admission: LaneAdmission = {}): ComputeMisses {
+export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, paramAt: (index: number) => string, admission: LaneAdmission = {}): ComputeMisses {
   return (indices, control) => {
     const answers = indices.map(() => deferred<Computed>());
     lane.embed(indices.map(item), {
       ...admission,
       unwanted: control.unwanted,
-      onItem: (k, outcome, itemTiming) => {
-        timing.queueMs = Math.max(timing.queueMs, itemTiming.queueMs);
-        timing.inferenceMs = Math.max(timing.inferenceMs, itemTiming.inferenceMs);
-        answers[k]!.resolve(asComputed(outcome, lane.name, `${param}[${indices[k]}]`));
-      },
+      onItem: (k, outcome, timing) => answers[k]!.resolve(asComputed(outcome, timing, lane.name, paramAt(indices[k]!))),
     }).catch((error: unknown) => {
       const failure = laneError(error);
       for (const answer of answers) answer.reject(failure);

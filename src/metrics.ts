@@ -16,6 +16,8 @@ export const METRIC = Object.freeze({
   batchSize: 'twinlane_lane_batch_size',
   batchPaddedCost: 'twinlane_lane_batch_padded_tokens',
   computedItems: 'twinlane_lane_items_computed_total',
+  modelBatches: 'twinlane_model_batches_total',
+  modelItems: 'twinlane_model_items_computed_total',
   queueDepth: 'twinlane_lane_queue_depth',
   inFlight: 'twinlane_lane_in_flight',
   laneRejections: 'twinlane_lane_rejections_total',
@@ -63,6 +65,8 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #batchSize: client.Histogram<'lane'>;
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
+  readonly #modelBatches: client.Counter<'lane' | 'model'>;
+  readonly #modelItems: client.Counter<'lane' | 'model'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #dropped: client.Counter<'lane' | 'reason'>;
   readonly #cacheItems: Tally<'lane' | 'result'>;
@@ -94,8 +98,10 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#queueTime = new client.Histogram({ name: METRIC.queueTime, help: 'Longest wait of a batch\'s items of each priority before the batch started.', labelNames: ['lane', 'priority'], buckets: LATENCY_BUCKETS, registers });
     this.#inferenceTime = new client.Histogram({ name: METRIC.inferenceTime, help: 'Time a batch spent in its worker (tokenise or decode, model, pooling).', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
     this.#batchSize = new client.Histogram({ name: METRIC.batchSize, help: 'Items per model call.', labelNames: ['lane'], buckets: BATCH_BUCKETS, registers });
-    this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Padded cost per model call (text: items × longest estimated tokens).', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
+    this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Positions a model call ran over: text, the padded tokens the worker fed its ONNX calls; images, the images.', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
     this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
+    this.#modelBatches = new client.Counter({ name: METRIC.modelBatches, help: 'Model calls (batches) by lane and model; a batch holds one model\'s items.', labelNames: ['lane', 'model'], registers });
+    this.#modelItems = new client.Counter({ name: METRIC.modelItems, help: 'Items computed by lane and model.', labelNames: ['lane', 'model'], registers });
     this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason: queue_full (its priority\'s share of the queue bound), deadline (the backlog could not meet it), closed (draining), shed (refused before its body was read while the lane was stormed).', labelNames: ['lane', 'reason'], registers });
     this.#dropped = new client.Counter({ name: METRIC.droppedItems, help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).', labelNames: ['lane', 'reason'], registers });
     this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
@@ -170,7 +176,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#cacheItems.add(`${lane} ${result}`, () => ({ lane, result }), count);
   }
 
-  onBatch(lane: LaneName, info: BatchInfo): void {
+  onBatch(lane: LaneName, model: string, info: BatchInfo): void {
     for (const priority of PRIORITIES) {
       const ms = info.queueMs[priority];
       if (ms !== undefined) this.#queueTime.observe({ lane, priority }, ms / 1000);
@@ -179,6 +185,8 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#batchSize.observe({ lane }, info.size);
     this.#batchCost.observe({ lane }, info.paddedCost);
     this.#computed.inc({ lane }, info.size);
+    this.#modelBatches.inc({ lane, model });
+    this.#modelItems.inc({ lane, model }, info.size);
   }
 
   /** A lane refused a request (its admission), or the server shed one before reading its body (`shed`). */

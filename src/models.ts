@@ -5,21 +5,30 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { downloadModel, ModelError, stderrProgress } from './model-download.js';
 import type { DownloadProgress } from './model-download.js';
-import type { ImagePreprocess, ResizeKernel } from '../lanes/index.js';
+import type { ImagePreprocess, ResizeKernel, TextPooling, TokenBound } from '../lanes/index.js';
 
 export { ModelError } from './model-download.js';
 export type { DownloadProgress } from './model-download.js';
 
 export type ModelKind = 'text' | 'image';
 
+/** Weight variants a folder may hold, by the names transformers.js and Xenova's exports use. */
+export type ModelDtype = 'fp32' | 'q8';
+
 export interface TextModelInfo {
   readonly kind: 'text';
   readonly id: string;
   readonly dir: string;
   readonly onnxPath: string;
+  readonly dtype: ModelDtype;
   readonly dims: number;
   readonly maxTokens: number;
-  readonly pooling: 'mean' | 'cls';
+  readonly pooling: TextPooling;
+  /**
+   * An upper bound of the tokens a text of `n` UTF-16 units and `bytes` UTF-8 bytes can make, special
+   * tokens included: WordPiece makes at most one per unit, byte-level BPE at most one per byte.
+   */
+  readonly tokenBound: TokenBound;
 }
 
 export interface ImageModelInfo {
@@ -27,8 +36,16 @@ export interface ImageModelInfo {
   readonly id: string;
   readonly dir: string;
   readonly onnxPath: string;
+  readonly dtype: ModelDtype;
   readonly dims: number;
   readonly preprocess: ImagePreprocess;
+}
+
+/** A folder's towers: text, image, or both (a CLIP-style folder, one space for both). */
+export interface ModelTowers {
+  readonly id: string;
+  readonly text: TextModelInfo | null;
+  readonly image: ImageModelInfo | null;
 }
 
 export type ModelInfo = TextModelInfo | ImageModelInfo;
@@ -40,13 +57,30 @@ export interface ResolveOptions {
   readonly revision?: string;
   readonly progress?: (event: DownloadProgress) => void;
   readonly fetchTimeoutMs?: number;
+  /** Weight variant to load (default fp32). */
+  readonly dtype?: ModelDtype;
 }
 
+/** `onnx/<base>.onnx`, or its quantized variant `onnx/<base>_quantized.onnx`. */
+export function onnxFile(base: string, dtype: ModelDtype): string {
+  return `onnx/${base}${dtype === 'q8' ? '_quantized' : ''}.onnx`;
+}
+
+/** A CLIP-style folder's text tower: its own ONNX file and CLIP's BPE tokenizer files. */
+const CLIP_TEXT_FILES = ['onnx/text_model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'];
+
 // Only what inference needs is fetched: hub repositories also carry PyTorch/TF weights and several
-// ONNX variants (quantized, fp16) that would multiply the download for nothing.
-const FILES: Record<ModelKind, { readonly required: readonly string[]; readonly optional: readonly string[] }> = {
-  text: {
-    required: ['onnx/model.onnx', 'tokenizer.json', 'tokenizer_config.json'],
+// ONNX variants (quantized, fp16) that would multiply the download for nothing. An image model's
+// text tower is fetched when the hub has one (a full CLIP export serves both lanes).
+function files(kind: ModelKind, dtype: ModelDtype): { readonly required: readonly string[]; readonly optional: readonly string[] } {
+  if (kind === 'image') {
+    return {
+      required: [onnxFile('vision_model', dtype), 'preprocessor_config.json', 'config.json'],
+      optional: CLIP_TEXT_FILES.map((f) => (f === 'onnx/text_model.onnx' ? onnxFile('text_model', dtype) : f)),
+    };
+  }
+  return {
+    required: [onnxFile('model', dtype), 'tokenizer.json', 'tokenizer_config.json'],
     optional: [
       'config.json',
       'sentence_bert_config.json',
@@ -56,12 +90,8 @@ const FILES: Record<ModelKind, { readonly required: readonly string[]; readonly 
       'modules.json',
       'config_sentence_transformers.json',
     ],
-  },
-  image: {
-    required: ['onnx/vision_model.onnx', 'preprocessor_config.json', 'config.json'],
-    optional: [],
-  },
-};
+  };
+}
 
 const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
@@ -81,7 +111,7 @@ function validateId(id: unknown): asserts id is string {
 
 type FolderState = { readonly state: 'complete' } | { readonly state: 'absent' } | { readonly state: 'incomplete'; readonly missing: readonly string[] };
 
-async function folderState(dir: string, kind: ModelKind): Promise<FolderState> {
+async function folderState(dir: string, kind: ModelKind, dtype: ModelDtype): Promise<FolderState> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -92,7 +122,7 @@ async function folderState(dir: string, kind: ModelKind): Promise<FolderState> {
   // An empty folder holds nothing to lose, and rename(2) may replace it, so it counts as absent.
   if (entries.length === 0) return { state: 'absent' };
   const missing: string[] = [];
-  for (const file of FILES[kind].required) {
+  for (const file of files(kind, dtype).required) {
     const s = await stat(path.join(dir, file)).catch(() => null);
     if (s === null || !s.isFile()) missing.push(file);
   }
@@ -104,8 +134,9 @@ export async function resolveModel(id: string, kind: ModelKind, options: Resolve
   if (kind !== 'text' && kind !== 'image') throw new ModelError('model_invalid', `unknown model kind ${JSON.stringify(kind)}`);
   const modelsDir = path.resolve(options.modelsDir);
   const dir = path.join(modelsDir, ...id.split('/'));
-  const found = await folderState(dir, kind);
-  if (found.state === 'complete') return readModelInfo(id, kind, dir);
+  const dtype = options.dtype ?? 'fp32';
+  const found = await folderState(dir, kind, dtype);
+  if (found.state === 'complete') return readModelInfo(id, kind, dir, dtype);
 
   if (options.offline) {
     const what =
@@ -130,17 +161,53 @@ export async function resolveModel(id: string, kind: ModelKind, options: Resolve
     target: dir,
     hubUrl: options.hubUrl,
     revision: options.revision ?? 'main',
-    required: FILES[kind].required,
-    optional: FILES[kind].optional,
+    required: files(kind, dtype).required,
+    optional: files(kind, dtype).optional,
     progress: options.progress ?? stderrProgress(id),
     fetchTimeoutMs: options.fetchTimeoutMs ?? 30_000,
     // Checked on the temporary folder so that a hub model with unusable metadata is never installed.
     validate: async (tmp) => {
-      await readModelInfo(id, kind, tmp);
+      await readModelInfo(id, kind, tmp, dtype);
     },
-    isComplete: async (folder) => (await folderState(folder, kind)).state === 'complete',
+    isComplete: async (folder) => (await folderState(folder, kind, dtype)).state === 'complete',
   });
-  return readModelInfo(id, kind, dir);
+  return readModelInfo(id, kind, dir, dtype);
+}
+
+/** Weight variants per tower: a CLIP-style folder's text tower follows the text lane's dtype, its vision tower the image lane's. */
+export interface TowerDtypes {
+  readonly text: ModelDtype;
+  readonly image: ModelDtype;
+}
+
+/**
+ * Every tower of a model: a text model's one, or an image model's vision tower and, when the folder
+ * is CLIP-style (onnx/text_model*.onnx beside onnx/vision_model*.onnx), its text tower, in the same
+ * space. A CLIP-style folder already on disk is read as such whichever lane's list names it; one to
+ * download must be named in the image list (the hub's file list is known only once it is fetched).
+ */
+export async function resolveTowers(id: string, kind: ModelKind, options: Omit<ResolveOptions, 'dtype'>, dtypes: TowerDtypes): Promise<ModelTowers> {
+  validateId(id);
+  const dir = path.join(path.resolve(options.modelsDir), ...id.split('/'));
+  const hasTextTower = async (dtype: ModelDtype) => isFile(path.join(dir, onnxFile('text_model', dtype)));
+  const clip = kind === 'image' || (await hasTextTower('fp32')) || (await hasTextTower('q8'));
+  const primary = await resolveModel(id, clip ? 'image' : 'text', { ...options, dtype: clip ? dtypes.image : dtypes.text });
+  if (primary.kind === 'text') return { id, text: primary, image: null };
+  const fp32Text = await hasTextTower('fp32');
+  if (!fp32Text && !(await hasTextTower('q8'))) {
+    if (kind === 'text') throw new ModelError('model_invalid', `${id} is named as a text model but ${dir} has no text tower (${onnxFile('text_model', dtypes.text)})`);
+    return { id, text: null, image: primary };
+  }
+  if (!(await hasTextTower(dtypes.text))) {
+    throw new ModelError('model_invalid', `${id} has a text tower but no ${onnxFile('text_model', dtypes.text)} for the text lane's dtype ${dtypes.text}; add it, or set TWINLANE_TEXT_DTYPE to ${fp32Text ? 'fp32' : 'q8'}`);
+  }
+  const text = await readClipTextInfo(id, primary.dir, dtypes.text);
+  if (text.dims !== primary.dims) throw new ModelError('model_invalid', `${id}: its text tower makes ${text.dims}-d vectors and its vision tower ${primary.dims}-d; one space needs one size`);
+  return { id, text, image: primary };
+}
+
+async function isFile(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => null))?.isFile() ?? false;
 }
 
 // ---- metadata -------------------------------------------------------------------------------
@@ -214,7 +281,7 @@ function sizeField(obj: Json, key: string, file: string, keys: readonly string[]
 // transformers writes model_max_length = int(1e30) when a tokenizer has no limit of its own.
 const NO_LIMIT = 1e12;
 
-async function readTextInfo(id: string, dir: string): Promise<TextModelInfo> {
+async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise<TextModelInfo> {
   const configFile = path.join(dir, 'config.json');
   const poolingFile = path.join(dir, '1_Pooling', 'config.json');
   const sbertFile = path.join(dir, 'sentence_bert_config.json');
@@ -242,7 +309,7 @@ async function readTextInfo(id: string, dir: string): Promise<TextModelInfo> {
     throw new ModelError('model_invalid', `no token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one`);
   }
 
-  let pooling: 'mean' | 'cls' = 'mean';
+  let pooling: TextPooling = 'mean';
   if (poolingCfg !== null) {
     const on = Object.entries(poolingCfg)
       .filter(([k, v]) => k.startsWith('pooling_mode_') && v === true)
@@ -253,13 +320,37 @@ async function readTextInfo(id: string, dir: string): Promise<TextModelInfo> {
       throw new ModelError('model_invalid', `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}`);
     }
   }
-  return { kind: 'text', id, dir, onnxPath: path.join(dir, 'onnx', 'model.onnx'), dims, maxTokens, pooling };
+  return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('model', dtype)), dtype, dims, maxTokens, pooling, tokenBound: await tokenBoundOf(dir) };
+}
+
+/** WordPiece makes at most one token per UTF-16 unit; other models (BPE, Unigram with byte fallback) one per UTF-8 byte. */
+async function tokenBoundOf(dir: string): Promise<TokenBound> {
+  const tokenizer = await readJson(path.join(dir, 'tokenizer.json'), false);
+  const model = tokenizer?.['model'];
+  const type = typeof model === 'object' && model !== null ? (model as Json)['type'] : undefined;
+  return type === 'WordPiece' ? 'utf16' : 'utf8';
+}
+
+/**
+ * A CLIP-style folder's text tower: CLIP's BPE tokenizer (its model_max_length, 77), `text_embeds`
+ * pooled inside the graph at the end-of-text token, dims from the full CLIP config's projection_dim.
+ */
+async function readClipTextInfo(id: string, dir: string, dtype: ModelDtype): Promise<TextModelInfo> {
+  const configFile = path.join(dir, 'config.json');
+  const tokFile = path.join(dir, 'tokenizer_config.json');
+  const [config, tok] = await Promise.all([readJson(configFile, false), readJson(tokFile, false)]);
+  const textConfig = config?.['text_config'];
+  const dims = posInt(config, 'projection_dim', configFile) ?? (typeof textConfig === 'object' && textConfig !== null ? posInt(textConfig as Json, 'projection_dim', configFile) : undefined);
+  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim for the text tower`);
+  const maxTokens = posInt(tok, 'model_max_length', tokFile);
+  if (maxTokens === undefined || maxTokens >= NO_LIMIT) throw new ModelError('model_invalid', `${tokFile}: CLIP's text tower needs a model_max_length (77)`);
+  return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('text_model', dtype)), dtype, dims, maxTokens, pooling: 'graph', tokenBound: await tokenBoundOf(dir) };
 }
 
 const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
 const CLIP_STD = [0.26862954, 0.26130258, 0.27577711] as const;
 
-async function readImageInfo(id: string, dir: string): Promise<ImageModelInfo> {
+async function readImageInfo(id: string, dir: string, dtype: ModelDtype): Promise<ImageModelInfo> {
   const configFile = path.join(dir, 'config.json');
   const preFile = path.join(dir, 'preprocessor_config.json');
   const [config, pre] = await Promise.all([readJson(configFile, false), readJson(preFile, false)]);
@@ -288,7 +379,7 @@ async function readImageInfo(id: string, dir: string): Promise<ImageModelInfo> {
   if (!preprocess.crop && !(preprocess.resize && 'height' in preprocess.resize)) {
     throw new ModelError('model_invalid', `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor`);
   }
-  return { kind: 'image', id, dir, onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'), dims, preprocess };
+  return { kind: 'image', id, dir, onnxPath: path.join(dir, onnxFile('vision_model', dtype)), dtype, dims, preprocess };
 }
 
 /** `size` as transformers reads it: a bare number is the shortest edge (old CLIP configs). */
@@ -325,6 +416,6 @@ function kernelOf(pre: Json, file: string): ResizeKernel {
   return kernel;
 }
 
-function readModelInfo(id: string, kind: ModelKind, dir: string): Promise<ModelInfo> {
-  return kind === 'text' ? readTextInfo(id, dir) : readImageInfo(id, dir);
+function readModelInfo(id: string, kind: ModelKind, dir: string, dtype: ModelDtype): Promise<ModelInfo> {
+  return kind === 'text' ? readTextInfo(id, dir, dtype) : readImageInfo(id, dir, dtype);
 }

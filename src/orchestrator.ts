@@ -1,44 +1,22 @@
-// The request flow: validate against the model's limits → cache actor (hits, single flight) →
-// the lane for misses → store → reply. Transports (HTTP, WebSocket) call this and nothing deeper.
+// The request flow: validate against the model's limits → cache actor (hits, single flight) → the
+// lane for misses → store → reply. Transports (HTTP, WebSocket) call this and nothing deeper. Models
+// come from the registry, image bytes from the image path, readiness and usage from their modules.
 // Whole requests (HTTP) succeed or fail together; streams (WebSocket) answer item by item, cached
 // items first, and send their misses to the lane in chunks the transport paces. Both can be
 // cancelled with an AbortSignal: items no request waits for any more never reach a model.
-import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Cancellation, type ComputeMisses, type RedisState } from '../cache/index.js';
-import type { ImageItem, ImageLane, Lane, LaneHandle, LaneName, LaneStats, Priority, TextItem, TextLane, TokenCounter } from '../lanes/index.js';
+import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Cancellation, type ComputeMisses, type ComputeTiming } from '../cache/index.js';
+import type { ImageItem, Lane, LaneHandle, LaneName, LaneStats, Priority, TextItem } from '../lanes/index.js';
+import { truncateDims } from './dims.js';
 import { TwinlaneError } from './errors.js';
-import { abortError, laneCompute, unwantedBy, type LaneAdmission, type Timing } from './lane-compute.js';
-import { Stream, type EmbedStream, type StreamSink } from './stream.js';
+import type { ImageBytes, ImageInput } from './image-bytes.js';
+import { abortError, laneCompute, unwantedBy, type LaneAdmission } from './lane-compute.js';
+import { checkCount, itemParam, textRefusal, type Limits } from './limits.js';
 import type { Metrics } from './metrics.js';
-
-export interface ModelEntry {
-  readonly id: string;
-  readonly lane: LaneName;
-  readonly dims: number;
-  /** Text models: the most tokens one input may have. */
-  readonly maxTokens: number | null;
-}
-
-export interface Limits {
-  readonly maxInputs: number;
-  readonly maxChars: number;
-}
-
-export interface TextEmbedRequest {
-  /** Omitted: the text lane's model. */
-  readonly model?: string | undefined;
-  readonly inputs: readonly string[];
-  readonly normalize: boolean;
-  readonly truncate: boolean;
-  /** Matryoshka truncation, applied after the cache, then re-normalised. */
-  readonly dimensions?: number | undefined;
-  /** Whether the answer reports token usage; when a cache tier kept no count, counting costs main-thread time. */
-  readonly needsUsage?: boolean;
-  /** The request field holding the texts, for error `param`s (`input` or `inputs`). */
-  readonly param: string;
-  /** Its signal aborts when the client goes away: the request's items still queued are dropped. */
-  readonly cancellation?: Cancellation | undefined;
-  readonly policy?: RequestPolicy | undefined;
-}
+import { readinessOf, type Readiness, type ServedLane } from './readiness.js';
+import { ModelRegistry, type ImageTower, type ServedModel, type TextTower } from './registry.js';
+import { Stream, type EmbedStream, type StreamSink } from './stream.js';
+import type { OffsetUnit, Tokenized, Tokenizers } from './tokenize.js';
+import type { Usage } from './usage.js';
 
 /** How a request asks to be scheduled (HTTP: x-priority, x-request-timeout-ms). */
 export interface RequestPolicy {
@@ -49,25 +27,39 @@ export interface RequestPolicy {
   readonly timeoutMs?: number | undefined;
 }
 
-/** An image as a request gives it: its bytes, or a URL to fetch them from. */
-export type ImageInput = { readonly bytes: Buffer } | { readonly url: string };
-
-export interface ImageEmbedRequest {
-  /** Omitted: the image lane's model. */
+interface RequestBase {
+  /** Omitted: the lane's default model. */
   readonly model?: string | undefined;
-  readonly inputs: readonly ImageInput[];
   readonly normalize: boolean;
+  /** Matryoshka truncation, applied after the cache, then re-normalised. */
   readonly dimensions?: number | undefined;
-  /** The request field holding the images, for error `param`s (`input` or `inputs`). */
+  /** The request field holding the inputs, for error `param`s (`input` or `inputs`). */
   readonly param: string;
+  /** Where each input sits in the client's list, when this request is a part of a mixed one. */
+  readonly positions?: readonly number[] | undefined;
   /** Its signal aborts when the client goes away: the request's items still queued are dropped. */
   readonly cancellation?: Cancellation | undefined;
   readonly policy?: RequestPolicy | undefined;
 }
 
-/** Fetches image URLs (SSRF-guarded, single flight); src/image-fetch.ts provides it. */
-export interface ImageSource {
-  fetch(url: string): Promise<{ readonly bytes: Buffer }>;
+export interface TextEmbedRequest extends RequestBase {
+  readonly inputs: readonly string[];
+  readonly truncate: boolean;
+  /** Whether the answer reports token usage; when a cache tier kept no count, counting costs main-thread time. */
+  readonly needsUsage?: boolean;
+}
+
+export interface ImageEmbedRequest extends RequestBase {
+  readonly inputs: readonly ImageInput[];
+}
+
+/** One item of a request that may mix texts and images (/v1/embeddings, for a model with both towers). */
+export type EmbedInput = { readonly text: string } | { readonly image: ImageInput };
+
+export interface MixedEmbedRequest extends RequestBase {
+  readonly inputs: readonly EmbedInput[];
+  readonly truncate: boolean;
+  readonly needsUsage?: boolean;
 }
 
 export interface EmbedResult {
@@ -84,15 +76,33 @@ export interface EmbedResult {
   readonly hotKeys: readonly string[] | null;
 }
 
-export interface Readiness {
-  readonly ready: boolean;
-  readonly lanes: Readonly<Record<string, LaneStats & { readonly model: string }>>;
-  readonly cache: { readonly l1: 'up' | 'disabled'; readonly redis: RedisState; readonly l1Entries: number; readonly l1Bytes: number };
+export interface TokenizeRequest {
+  readonly model?: string | undefined;
+  readonly inputs: readonly string[];
+  readonly addSpecialTokens: boolean;
+  readonly offsets: OffsetUnit;
+  readonly param: string;
+}
+
+export interface TokenizeResult {
+  readonly model: string;
+  readonly maxTokens: number;
+  readonly inputs: readonly Tokenized[];
+}
+
+export interface LanePart<I> {
+  readonly lane: Lane<I>;
+  /** How long an item may wait for its batch when the request sets no deadline; null: for ever. */
+  readonly queueTimeoutMs: number | null;
 }
 
 export interface OrchestratorParts {
-  readonly text: { readonly model: ModelEntry; readonly lane: TextLane; readonly tokens: TokenCounter; readonly queueTimeoutMs: number | null };
-  readonly image: { readonly model: ModelEntry; readonly lane: ImageLane; readonly fetcher: ImageSource; readonly maxImageBytes: number; readonly queueTimeoutMs: number | null } | null;
+  readonly registry: ModelRegistry;
+  readonly text: LanePart<TextItem>;
+  readonly image: LanePart<ImageItem> | null;
+  readonly images: ImageBytes;
+  readonly usage: Usage;
+  readonly tokenizers: Tokenizers;
   readonly cache: CacheActor;
   readonly cachePrefix: string;
   readonly l1Enabled: boolean;
@@ -105,38 +115,23 @@ export type ItemSource = CacheSource | 'bypass';
 
 interface Answered extends CachedVector {
   readonly source: ItemSource;
+  readonly timing?: ComputeTiming | undefined;
 }
 
 /** One lane's part of a request, in the shape the shared flow (#run) needs. */
 interface LaneJob<I> {
   readonly lane: Lane<I>;
-  readonly model: ModelEntry;
+  readonly tower: { readonly id: string; readonly dims: number };
   readonly keys: readonly string[];
   readonly item: (index: number) => I;
-  readonly param: string;
+  readonly paramAt: (index: number) => string;
   readonly bypassCache: boolean;
   readonly dimensions: number | undefined;
   readonly cancellation: Cancellation | undefined;
   readonly admission: LaneAdmission;
 }
 
-
-
-
-
-
-/** Keeps the first `dims` values and re-normalises them, as Matryoshka models are meant to be cut. */
-export function truncateDims(vector: Float32Array, dims: number): Float32Array {
-  if (dims >= vector.length) return vector;
-  const out = vector.slice(0, dims);
-  let sum = 0;
-  for (const v of out) sum += v * v;
-  if (sum > 0) {
-    const inv = 1 / Math.sqrt(sum);
-    for (let i = 0; i < dims; i++) out[i]! *= inv;
-  }
-  return out;
-}
+type Embedded = Omit<EmbedResult, 'promptTokens'>;
 
 export class Orchestrator {
   readonly #parts: OrchestratorParts;
@@ -145,36 +140,29 @@ export class Orchestrator {
     this.#parts = parts;
   }
 
-  models(): readonly ModelEntry[] {
-    const { text, image } = this.#parts;
-    return image ? [text.model, image.model] : [text.model];
+  get registry(): ModelRegistry {
+    return this.#parts.registry;
   }
 
-  /** The model a request names, or the lane's default; unknown ids are a 404 naming the param. */
-  model(id: string | undefined, lane: LaneName): ModelEntry {
-    const model = id === undefined ? this.models().find((m) => m.lane === lane) : this.models().find((m) => m.id === id);
-    if (!model) {
-      throw new TwinlaneError('model_not_found', id === undefined ? `No ${lane} model is configured.` : `The model '${id}' does not exist on this server. Available: ${this.models().map((m) => m.id).join(', ')}.`, { param: 'model' });
-    }
-    return model;
+  /** The lane a request for `model` (or the default) would reach first: text when the model has a text tower. */
+  laneOf(model: string | undefined): LaneName {
+    return this.#parts.registry.find(model, 'text').text ? 'text' : 'image';
   }
 
-  #lanes(): { name: LaneName; model: ModelEntry; lane: LaneHandle }[] {
-    const { text, image } = this.#parts;
-    const lanes: { name: LaneName; model: ModelEntry; lane: LaneHandle }[] = [{ name: 'text', model: text.model, lane: text.lane }];
-    if (image) lanes.push({ name: 'image', model: image.model, lane: image.lane });
+  #lanes(): ServedLane[] {
+    const { text, image, registry } = this.#parts;
+    // The lane's default first, then the rest in the order its workers hold them.
+    const models = (name: LaneName, towers: readonly { readonly id: string }[]) => {
+      const first = registry.find(undefined, name).id;
+      return [first, ...towers.map((t) => t.id).filter((id) => id !== first)];
+    };
+    const lanes: ServedLane[] = [{ name: 'text', lane: text.lane, models: models('text', registry.textTowers()) }];
+    if (image) lanes.push({ name: 'image', lane: image.lane, models: models('image', registry.imageTowers()) });
     return lanes;
   }
 
   readiness(): Readiness {
-    const { cache, l1Enabled } = this.#parts;
-    const stats = cache.stats();
-    const lanes = Object.fromEntries(this.#lanes().map((l) => [l.name, { ...l.lane.stats(), model: l.model.id }]));
-    return {
-      ready: Object.values(lanes).every((l) => l.ready),
-      lanes,
-      cache: { l1: l1Enabled ? 'up' : 'disabled', redis: cache.status().redis, l1Entries: stats.l1Entries, l1Bytes: stats.l1Bytes },
-    };
+    return readinessOf(this.#lanes(), this.#parts.cache, this.#parts.l1Enabled);
   }
 
   /** The lane of that name, for transports that admit or shed before a request is parsed; null when it is off. */
@@ -186,193 +174,87 @@ export class Orchestrator {
     return this.#lanes().map((l) => ({ name: l.name, stats: l.lane.stats() }));
   }
 
-  #validateCount(count: number, param: string): void {
-    const { maxInputs } = this.#parts.limits;
-    if (count === 0) throw new TwinlaneError('empty_input', `${param} must contain at least one item.`, { param });
-    if (count > maxInputs) throw new TwinlaneError('too_many_inputs', `${param} has ${count} items; the limit is ${maxInputs}.`, { param });
-  }
-
-  #validateTexts(inputs: readonly string[], param: string): void {
-    const { maxChars } = this.#parts.limits;
-    this.#validateCount(inputs.length, param);
-    inputs.forEach((text, i) => {
-      if (text.length === 0) throw new TwinlaneError('empty_input', `${param}[${i}] is an empty string.`, { param: `${param}[${i}]` });
-      if (text.length > maxChars) throw new TwinlaneError('input_too_long', `${param}[${i}] has ${text.length} characters; the limit is ${maxChars}.`, { param: `${param}[${i}]` });
-    });
-  }
-
-  #validateDimensions(dimensions: number | undefined, model: ModelEntry): void {
-    if (dimensions === undefined) return;
-    if (!Number.isInteger(dimensions) || dimensions < 1 || dimensions > model.dims) {
-      throw new TwinlaneError('invalid_dimensions', `dimensions must be an integer from 1 to ${model.dims} for ${model.id} (got ${dimensions}).`, { param: 'dimensions' });
-    }
-  }
-
-  #modelFor(id: string | undefined, lane: LaneName): ModelEntry {
-    const model = this.model(id, lane);
-    if (model.lane !== lane) {
-      throw new TwinlaneError('invalid_request', `${model.id} is a${model.lane === 'image' ? 'n image' : ' text'} model; send ${model.lane === 'image' ? 'images' : 'text'} to it.`, { param: 'model' });
-    }
-    return model;
-  }
-
-  /**
-   * A cached vector may come from a truncated text, and the key (fixed by SPEC.md §6) cannot say so.
-   * With truncate:false, a text that could be over the model's max tokens must be computed, so it
-   * gets its 422 instead of a truncated hit. WordPiece yields at most one token per UTF-16 unit plus
-   * two specials, so shorter texts cannot be over and keep using the cache.
-   */
-  #bypassesCache(request: TextEmbedRequest, model: ModelEntry): boolean {
-    const maxTokens = model.maxTokens ?? Number.POSITIVE_INFINITY;
-    return !request.truncate && request.inputs.some((input) => input.length + 2 > maxTokens);
-  }
-
-  #textJob(request: TextEmbedRequest, model: ModelEntry): LaneJob<TextItem> {
-    const { text, cachePrefix } = this.#parts;
-    return {
-      lane: text.lane,
-      model,
-      keys: request.inputs.map((input) => textKey(cachePrefix, model.id, request.normalize, input)),
-      item: (i) => ({ text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }),
-      param: request.param,
-      bypassCache: this.#bypassesCache(request, model),
-      dimensions: request.dimensions,
-      ...this.#scheduling(request, text.queueTimeoutMs),
-    };
-  }
-
   async embedText(request: TextEmbedRequest): Promise<EmbedResult> {
-    const { text, metrics } = this.#parts;
-    const model = this.#modelFor(request.model, 'text');
-    this.#validateTexts(request.inputs, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    const result = await this.#run(this.#textJob(request, model));
-    let promptTokens = 0;
-    let counted = 0;
-    result.answers.forEach((answer, i) => {
-      if (answer.tokens !== null) promptTokens += answer.tokens;
-      else if (request.needsUsage) {
-        promptTokens += text.tokens.count(request.inputs[i]!);
-        counted++;
-      }
+    const { registry, limits, usage } = this.#parts;
+    const tower = registry.textTower(request.model);
+    checkCount(request.inputs.length, request.param, limits);
+    request.inputs.forEach((text, i) => {
+      const refusal = textRefusal(text, itemParam(request.param, i, request.positions), limits);
+      if (refusal) throw refusal;
     });
-    if (counted > 0) metrics.fallback('tokens_counted_on_main_thread', counted);
-    return { ...result.embedded, promptTokens };
-  }
-
-  /** The image lane's parts, for a model that resolved to the image lane. */
-  #imageLane(model: ModelEntry): NonNullable<OrchestratorParts['image']> {
-    const { image } = this.#parts;
-    if (!image) throw new Error(`the image model ${model.id} resolved without an image lane. This is a bug.`);
-    return image;
-  }
-
-  /** An image's bytes: given, or fetched (SSRF-guarded); empty and oversized images are refused naming `param`. */
-  async #imageBytes(input: ImageInput, param: string): Promise<Buffer> {
-    const image = this.#parts.image!;
-    const bytes = 'bytes' in input ? input.bytes : (await image.fetcher.fetch(input.url).catch((error: unknown) => {
-      throw error instanceof TwinlaneError ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error }) : error;
-    })).bytes;
-    if (bytes.length === 0) throw new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
-    if (bytes.length > image.maxImageBytes) throw new TwinlaneError('payload_too_large', `${param} has ${bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
-    return bytes;
-  }
-
-  #imageJob(images: readonly Buffer[], request: { normalize: boolean; param: string; dimensions?: number | undefined; cancellation?: Cancellation | undefined; policy?: RequestPolicy | undefined }, model: ModelEntry): LaneJob<ImageItem> {
-    return {
-      lane: this.#imageLane(model).lane,
-      model,
-      keys: images.map((bytes) => imageKey(this.#parts.cachePrefix, model.id, request.normalize, bytes)),
-      item: (i) => ({ bytes: images[i]!, normalize: request.normalize }),
-      param: request.param,
-      bypassCache: false,
-      dimensions: request.dimensions,
-      ...this.#scheduling(request, this.#imageLane(model).queueTimeoutMs),
-    };
-  }
-
-  /**
-   * A request's lane admission (priority, deadline) and its cancellation: the client's going away, or
-   * its deadline passing (x-request-timeout-ms, else the lane's queue timeout). The deadline's timer
-   * and the combined signal are made only if the cache actor reads them, i.e. when an item waits.
-   */
-  #scheduling(request: { cancellation?: Cancellation | undefined; policy?: RequestPolicy | undefined }, laneTimeoutMs: number | null): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
-    const { cancellation, policy } = request;
-    const timeoutMs = policy?.timeoutMs ?? laneTimeoutMs;
-    if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
-    const deadline = policy.startedAt + timeoutMs;
-    let signal: AbortSignal | undefined;
-    const timed: Cancellation = {
-      get signal() {
-        if (!signal) {
-          const timeout = AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())));
-          signal = cancellation ? AbortSignal.any([cancellation.signal, timeout]) : timeout;
-        }
-        return signal;
-      },
-    };
-    return { cancellation: timed, admission: { priority: policy.priority, deadline } };
+    ModelRegistry.checkDimensions(request.dimensions, tower);
+    const { answers, embedded } = await this.#run(this.#textJob(request, tower));
+    return { ...embedded, promptTokens: usage.promptTokens(tower, request.inputs, answers, request.needsUsage ?? false) };
   }
 
   async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
-    const model = this.#modelFor(request.model, 'image');
-    const image = this.#imageLane(model);
-    this.#validateCount(request.inputs.length, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    this.#assertReady(image.lane, model);
-    // URLs are keyed by the bytes they answer with, so fetching comes before the cache.
-    const images = await Promise.all(request.inputs.map((input, i) => this.#imageBytes(input, `${request.param}[${i}]`)));
-    const result = await this.#run(this.#imageJob(images, request, model));
-    return { ...result.embedded, promptTokens: 0 };
+    const tower = this.#parts.registry.imageTower(request.model);
+    const image = this.#imageLane(tower);
+    checkCount(request.inputs.length, request.param, this.#parts.limits);
+    ModelRegistry.checkDimensions(request.dimensions, tower);
+    this.#assertReady(image.lane, tower);
+    const images = await Promise.all(request.inputs.map((input, i) => this.#parts.images.of(input, itemParam(request.param, i, request.positions))));
+    const { embedded } = await this.#run(this.#imageJob(images, request, tower));
+    return { ...embedded, promptTokens: 0 };
   }
 
-  #assertReady(lane: LaneHandle, model: ModelEntry): void {
-    if (!lane.ready) throw new TwinlaneError('not_ready', `The model ${model.id} is still loading.`);
-  }
-
-  /** Computes every item of `job` around the cache (its answers would not be truthful). */
-  async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
-    const signal = job.cancellation?.signal;
-    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { unwanted: () => unwantedBy(signal) }));
-    return computed.map((item) => {
-      if (item.ok) return { ...item.value, source: 'bypass' as const };
-      throw 'error' in item ? item.error : abortError(signal);
+  /**
+   * A request whose items may be texts or images (/v1/embeddings input objects): each kind goes to
+   * its tower's lane, at once, and the answer keeps the client's order. One kind alone is a plain
+   * text or image request.
+   */
+  async embedInputs(request: MixedEmbedRequest): Promise<EmbedResult> {
+    const model = this.#parts.registry.find(request.model, 'text');
+    checkCount(request.inputs.length, request.param, this.#parts.limits);
+    const texts: string[] = [];
+    const textAt: number[] = [];
+    const images: ImageInput[] = [];
+    const imageAt: number[] = [];
+    request.inputs.forEach((input, i) => {
+      if ('text' in input) this.#place(model, 'text', i, request.param, () => (texts.push(input.text), textAt.push(i)));
+      else this.#place(model, 'image', i, request.param, () => (images.push(input.image), imageAt.push(i)));
     });
-  }
-
-  #countSources(lane: LaneName, answers: readonly { readonly source: ItemSource }[]): number {
-    let cacheHits = 0;
-    const bySource = new Map<ItemSource, number>();
-    for (const answer of answers) {
-      bySource.set(answer.source, (bySource.get(answer.source) ?? 0) + 1);
-      if (answer.source === 'l1' || answer.source === 'redis') cacheHits++;
-    }
-    for (const [source, count] of bySource) this.#parts.metrics.cacheItems(lane, source, count);
-    return cacheHits;
-  }
-
-  /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
-  async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Omit<EmbedResult, 'promptTokens'> }> {
-    this.#assertReady(job.lane, job.model);
-    const timing: Timing = { queueMs: 0, inferenceMs: 0 };
-    const compute = laneCompute(job.lane, job.item, job.param, timing, job.admission);
-    let answers: Answered[];
-    try {
-      answers = job.bypassCache
-        ? await this.#bypass(job, compute)
-        : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.model.dims, cancellation: job.cancellation }));
-    } catch (error) {
-      // The deadline's AbortSignal.timeout fired while items were still queued: they are dropped.
-      if (error instanceof Error && error.name === 'TimeoutError') throw new TwinlaneError('deadline_exceeded', "The request's deadline passed before all of its items were computed; those still queued were dropped.");
-      throw error;
-    }
-    const cacheHits = this.#countSources(job.lane.name, answers);
-    const dims = job.dimensions ?? job.model.dims;
-    const hotKeys = cacheHits === answers.length ? job.keys : null;
+    const common = { ...request, model: model.id };
+    if (images.length === 0) return this.embedText({ ...common, inputs: texts });
+    if (texts.length === 0) return this.embedImages({ ...common, inputs: images });
+    const [text, image] = await Promise.all([
+      this.embedText({ ...common, inputs: texts, positions: textAt }),
+      this.embedImages({ ...common, inputs: images, positions: imageAt }),
+    ]);
+    const vectors: Float32Array[] = new Array<Float32Array>(request.inputs.length);
+    textAt.forEach((at, k) => (vectors[at] = text.vectors[k]!));
+    imageAt.forEach((at, k) => (vectors[at] = image.vectors[k]!));
     return {
-      answers,
-      embedded: { model: job.model.id, lane: job.lane.name, vectors: answers.map((a) => truncateDims(a.vector, dims)), dims, cacheHits, ...timing, hotKeys },
+      ...text,
+      vectors,
+      cacheHits: text.cacheHits + image.cacheHits,
+      queueMs: Math.max(text.queueMs, image.queueMs),
+      inferenceMs: Math.max(text.inferenceMs, image.inferenceMs),
+      // Kept answers are touched as one lane's keys; a mixed answer is always computed afresh.
+      hotKeys: null,
     };
+  }
+
+  /** Runs `place` when `model` has a tower for `kind`; else the item is refused naming it. */
+  #place(model: ServedModel, kind: LaneName, i: number, param: string, place: () => void): void {
+    if (model[kind]) {
+      place();
+      return;
+    }
+    const at = `${param}[${i}]`;
+    throw new TwinlaneError('invalid_request', `${at} is ${kind === 'text' ? 'a text' : 'an image'}, but ${model.id} has no ${kind === 'text' ? 'text' : 'vision'} tower.`, { param: at });
+  }
+
+  /** The tokens of each text as the model's tokenizer makes them (none cut: clients chunk to `maxTokens` themselves). */
+  async tokenize(request: TokenizeRequest): Promise<TokenizeResult> {
+    const { registry, limits, tokenizers } = this.#parts;
+    const tower = registry.textTower(request.model);
+    checkCount(request.inputs.length, request.param, limits);
+    request.inputs.forEach((text, i) => {
+      const refusal = textRefusal(text, `${request.param}[${i}]`, limits);
+      if (refusal) throw refusal;
+    });
+    return { model: tower.id, maxTokens: tower.maxTokens, inputs: await tokenizers.tokenize(tower, request.inputs, request.addSpecialTokens, request.offsets) };
   }
 
   /**
@@ -390,74 +272,190 @@ export class Orchestrator {
    * A text request to stream. Request-level problems (unknown model, bad dimensions, too many items,
    * not ready) throw; a bad item is reported to `sink` at once and the others go on.
    */
-  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'cancellation' | 'policy'>, sink: StreamSink): EmbedStream {
-    const model = this.#modelFor(request.model, 'text');
-    this.#validateCount(request.inputs.length, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    this.#assertReady(this.#parts.text.lane, model);
-    const { maxChars } = this.#parts.limits;
-    const job = this.#textJob({ ...request, cancellation: undefined, policy: undefined }, model);
-    const maxTokens = model.maxTokens ?? Number.POSITIVE_INFINITY;
+  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'cancellation' | 'policy' | 'positions'>, sink: StreamSink): EmbedStream {
+    const { registry, limits, cache, text } = this.#parts;
+    const tower = registry.textTower(request.model);
+    checkCount(request.inputs.length, request.param, limits);
+    ModelRegistry.checkDimensions(request.dimensions, tower);
+    this.#assertReady(text.lane, tower);
+    const job = this.#textJob(request, tower);
     return new Stream<TextItem>({
-      cache: this.#parts.cache,
+      cache,
       lane: job.lane,
-      model,
-      dims: request.dimensions ?? model.dims,
+      model: tower,
+      dims: request.dimensions ?? tower.dims,
       param: request.param,
       sink,
-      invalid: request.inputs.map((text, i) => {
-        const param = `${request.param}[${i}]`;
-        if (text.length === 0) return new TwinlaneError('empty_input', `${param} is an empty string.`, { param });
-        if (text.length > maxChars) return new TwinlaneError('input_too_long', `${param} has ${text.length} characters; the limit is ${maxChars}.`, { param });
-        return null;
-      }),
+      invalid: request.inputs.map((input, i) => textRefusal(input, `${request.param}[${i}]`, limits)),
       key: (i) => job.keys[i]!,
       item: job.item,
       // As for whole requests: a truncate:false text that could be over max tokens bypasses the cache.
-      bypass: (i) => !request.truncate && request.inputs[i]!.length + 2 > maxTokens,
+      bypass: (i) => !request.truncate && tower.mayExceed(request.inputs[i]!),
       count: (answers) => void this.#countSources('text', answers),
-    }, truncateDims);
+    });
   }
 
   /**
    * An image request to stream: given bytes are keyed (and looked up) at once; URLs are fetched when
    * their chunk is computed, and a fetch that fails fails only that item.
    */
-  streamImages(request: Omit<ImageEmbedRequest, 'cancellation' | 'policy'>, sink: StreamSink): EmbedStream {
-    const model = this.#modelFor(request.model, 'image');
-    const image = this.#imageLane(model);
-    this.#validateCount(request.inputs.length, request.param);
-    this.#validateDimensions(request.dimensions, model);
-    this.#assertReady(image.lane, model);
+  streamImages(request: Omit<ImageEmbedRequest, 'cancellation' | 'policy' | 'positions'>, sink: StreamSink): EmbedStream {
+    const { registry, limits, cache, images } = this.#parts;
+    const tower = registry.imageTower(request.model);
+    const image = this.#imageLane(tower);
+    checkCount(request.inputs.length, request.param, limits);
+    ModelRegistry.checkDimensions(request.dimensions, tower);
+    this.#assertReady(image.lane, tower);
     const bytes: (Buffer | null)[] = request.inputs.map((input) => ('bytes' in input ? input.bytes : null));
-    const keyOf = (b: Buffer) => imageKey(this.#parts.cachePrefix, model.id, request.normalize, b);
+    const keyOf = (b: Buffer) => imageKey(this.#parts.cachePrefix, tower.cacheId, request.normalize, b);
     return new Stream<ImageItem>({
-      cache: this.#parts.cache,
+      cache,
       lane: image.lane,
-      model,
-      dims: request.dimensions ?? model.dims,
+      model: tower,
+      dims: request.dimensions ?? tower.dims,
       param: request.param,
       sink,
-      invalid: request.inputs.map((input, i) => {
-        const param = `${request.param}[${i}]`;
-        if (!('bytes' in input)) return null;
-        if (input.bytes.length === 0) return new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
-        if (input.bytes.length > image.maxImageBytes) return new TwinlaneError('payload_too_large', `${param} has ${input.bytes.length} bytes; the limit is ${image.maxImageBytes}.`, { param });
-        return null;
-      }),
+      invalid: request.inputs.map((input, i) => ('bytes' in input ? images.refusal(input.bytes, `${request.param}[${i}]`) : null)),
       key: (i) => (bytes[i] ? keyOf(bytes[i]!) : null),
       fetchKey: async (i) => {
-        bytes[i] = await this.#imageBytes(request.inputs[i]!, `${request.param}[${i}]`);
+        bytes[i] = await images.of(request.inputs[i]!, `${request.param}[${i}]`);
         return keyOf(bytes[i]!);
       },
-      item: (i) => ({ bytes: bytes[i]!, normalize: request.normalize }),
+      item: (i) => ({ model: tower.slot, bytes: bytes[i]!, normalize: request.normalize }),
       bypass: () => false,
       count: (answers) => void this.#countSources('image', answers),
-    }, truncateDims);
+    });
   }
 
   async close(): Promise<void> {
     await Promise.all(this.#lanes().map((l) => l.lane.close()));
     await this.#parts.cache.close();
   }
+
+  /** The image lane, for a tower that resolved to it. */
+  #imageLane(tower: ImageTower): LanePart<ImageItem> {
+    const { image } = this.#parts;
+    if (!image) throw new Error(`the image model ${tower.id} resolved without an image lane. This is a bug.`);
+    return image;
+  }
+
+  #assertReady(lane: LaneHandle, model: { readonly id: string }): void {
+    if (!lane.ready) throw new TwinlaneError('not_ready', `The model ${model.id} is still loading.`);
+  }
+
+  #textJob(request: Omit<TextEmbedRequest, 'needsUsage'>, tower: TextTower): LaneJob<TextItem> {
+    const { text, cachePrefix } = this.#parts;
+    return {
+      lane: text.lane,
+      tower,
+      keys: request.inputs.map((input) => textKey(cachePrefix, tower.cacheId, request.normalize, input)),
+      item: (i) => ({ model: tower.slot, text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }),
+      paramAt: (i) => itemParam(request.param, i, request.positions),
+      // A cached vector may come from a truncated text, and the key (SPEC.md §6) cannot say so: with
+      // truncate:false, a text that could be over the model's max tokens is computed, for its 422.
+      bypassCache: !request.truncate && request.inputs.some((input) => tower.mayExceed(input)),
+      dimensions: request.dimensions,
+      ...this.#scheduling(request, text.queueTimeoutMs),
+    };
+  }
+
+  #imageJob(images: readonly Buffer[], request: ImageEmbedRequest, tower: ImageTower): LaneJob<ImageItem> {
+    const image = this.#imageLane(tower);
+    return {
+      lane: image.lane,
+      tower,
+      keys: images.map((bytes) => imageKey(this.#parts.cachePrefix, tower.cacheId, request.normalize, bytes)),
+      item: (i) => ({ model: tower.slot, bytes: images[i]!, normalize: request.normalize }),
+      paramAt: (i) => itemParam(request.param, i, request.positions),
+      bypassCache: false,
+      dimensions: request.dimensions,
+      ...this.#scheduling(request, image.queueTimeoutMs),
+    };
+  }
+
+  /**
+   * A request's lane admission (priority, deadline) and its cancellation: the client's going away, or
+   * its deadline passing (x-request-timeout-ms, else the lane's queue timeout). The deadline's timer
+   * and the combined signal are made only if the cache actor reads them, i.e. when an item waits.
+   */
+  #scheduling(request: RequestBase, laneTimeoutMs: number | null): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
+    const { cancellation, policy } = request;
+    const timeoutMs = policy?.timeoutMs ?? laneTimeoutMs;
+    if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
+    const deadline = policy.startedAt + timeoutMs;
+    let signal: AbortSignal | undefined;
+    const timed: Cancellation = {
+      get signal() {
+        if (!signal) {
+          const timeout = AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())));
+          signal = cancellation ? AbortSignal.any([cancellation.signal, timeout]) : timeout;
+        }
+        return signal;
+      },
+    };
+    return { cancellation: timed, admission: { priority: policy.priority, deadline } };
+  }
+
+  /** Computes every item of `job` around the cache (its answers would not be truthful). */
+  async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
+    const signal = job.cancellation?.signal;
+    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { unwanted: () => unwantedBy(signal) }));
+    return computed.map((item) => {
+      if (item.ok) return { ...item.value, timing: item.timing, source: 'bypass' as const };
+      throw 'error' in item ? item.error : abortError(signal);
+    });
+  }
+
+  #countSources(lane: LaneName, answers: readonly { readonly source: ItemSource }[]): number {
+    let cacheHits = 0;
+    const bySource = new Map<ItemSource, number>();
+    for (const answer of answers) {
+      bySource.set(answer.source, (bySource.get(answer.source) ?? 0) + 1);
+      if (answer.source === 'l1' || answer.source === 'redis') cacheHits++;
+    }
+    for (const [source, count] of bySource) this.#parts.metrics.cacheItems(lane, source, count);
+    return cacheHits;
+  }
+
+  /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
+  async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Embedded }> {
+    this.#assertReady(job.lane, job.tower);
+    const compute = laneCompute(job.lane, job.item, job.paramAt, job.admission);
+    let answers: Answered[];
+    try {
+      answers = job.bypassCache
+        ? await this.#bypass(job, compute)
+        : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.tower.dims, cancellation: job.cancellation }));
+    } catch (error) {
+      // The deadline's AbortSignal.timeout fired while items were still queued: they are dropped.
+      if (error instanceof Error && error.name === 'TimeoutError') throw new TwinlaneError('deadline_exceeded', "The request's deadline passed before all of its items were computed; those still queued were dropped.");
+      throw error;
+    }
+    const cacheHits = this.#countSources(job.lane.name, answers);
+    const dims = job.dimensions ?? job.tower.dims;
+    return {
+      answers,
+      embedded: {
+        model: job.tower.id,
+        lane: job.lane.name,
+        vectors: answers.map((a) => truncateDims(a.vector, dims)),
+        dims,
+        cacheHits,
+        ...longest(answers),
+        hotKeys: cacheHits === answers.length ? job.keys : null,
+      },
+    };
+  }
+}
+
+/** The longest queue wait and model call among a request's computed items (0 when all were hits). */
+function longest(answers: readonly { readonly timing?: ComputeTiming | undefined }[]): ComputeTiming {
+  let queueMs = 0;
+  let inferenceMs = 0;
+  for (const { timing } of answers) {
+    if (!timing) continue;
+    queueMs = Math.max(queueMs, timing.queueMs);
+    inferenceMs = Math.max(inferenceMs, timing.inferenceMs);
+  }
+  return { queueMs, inferenceMs };
 }

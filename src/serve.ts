@@ -3,30 +3,23 @@
 // up both lanes → ready. main.ts loads this only once the runtime and the config are known good, so
 // --help and a refused start never load native modules.
 import { createCache, rateLimitKeyPrefix, SharedBuckets } from '../cache/index.js';
-import { checkProvider, createImageLane, createTextLane, createTokenCounter, type ImageLane, type TextLane } from '../lanes/index.js';
+import { checkProvider, createImageLane, createTextLane, type ImageLane, type TextLane } from '../lanes/index.js';
 import { assertNativeUws, startServer, type RunningServer } from '../server/index.js';
 import { ApiKeys } from './auth.js';
 import { configWarnings, type Config } from './config.js';
+import { ImageBytes } from './image-bytes.js';
 import { ImageFetcher } from './image-fetch.js';
 import { log } from './log.js';
 import { Metrics } from './metrics.js';
-import { resolveModel, type ImageModelInfo, type TextModelInfo } from './models.js';
 import { Orchestrator } from './orchestrator.js';
 import { RateLimiter } from './rate-limit.js';
+import { ModelRegistry } from './registry.js';
+import { Tokenizers } from './tokenize.js';
+import { Usage } from './usage.js';
 import type { PackageInfo } from './runtime.js';
 
-interface Models {
-  readonly text: TextModelInfo;
-  readonly image: ImageModelInfo | null;
-}
-
-async function resolveModels(config: Readonly<Config>): Promise<Models> {
-  const options = { modelsDir: config.modelsDir, hubUrl: config.hubUrl, offline: config.offline };
-  const text = await resolveModel(config.textModel, 'text', options);
-  if (text.kind !== 'text') throw new Error(`resolveModel returned a ${text.kind} model for the text lane. This is a bug.`);
-  const image = config.imageModel === null ? null : await resolveModel(config.imageModel, 'image', options);
-  if (image && image.kind !== 'image') throw new Error(`resolveModel returned a ${image.kind} model for the image lane. This is a bug.`);
-  return { text, image };
+function resolveModels(config: Readonly<Config>): Promise<ModelRegistry> {
+  return ModelRegistry.resolve(config, { modelsDir: config.modelsDir, hubUrl: config.hubUrl, offline: config.offline });
 }
 
 interface Parts {
@@ -37,9 +30,9 @@ interface Parts {
   readonly limiter: RateLimiter | null;
 }
 
-function createLanes(config: Readonly<Config>, models: Models, metrics: Metrics): { textLane: TextLane; imageLane: ImageLane | null } {
+function createLanes(config: Readonly<Config>, registry: ModelRegistry, metrics: Metrics): { textLane: TextLane; imageLane: ImageLane | null } {
   const textLane = createTextLane({
-    model: models.text,
+    models: registry.textTowers().map((t) => ({ id: t.id, modelDir: t.dir, onnxPath: t.onnxPath, dims: t.dims, maxTokens: t.maxTokens, pooling: t.pooling, tokenBound: t.tokenBound })),
     threads: config.textThreads,
     intraOpThreads: config.textIntraOpThreads,
     maxQueue: config.textMaxQueue,
@@ -49,8 +42,9 @@ function createLanes(config: Readonly<Config>, models: Models, metrics: Metrics)
     provider: config.executionProvider,
     observer: metrics,
   });
-  const imageLane = models.image && createImageLane({
-    model: models.image,
+  const imageTowers = registry.imageTowers();
+  const imageLane = imageTowers.length === 0 ? null : createImageLane({
+    models: imageTowers.map((t) => ({ id: t.id, onnxPath: t.onnxPath, dims: t.dims, preprocess: t.preprocess })),
     threads: config.imageThreads,
     intraOpThreads: config.imageIntraOpThreads,
     maxQueue: config.imageMaxQueue,
@@ -83,7 +77,7 @@ function createRateLimiter(config: Readonly<Config>, metrics: Metrics): RateLimi
   });
 }
 
-function createParts(config: Readonly<Config>, models: Models): Parts {
+function createParts(config: Readonly<Config>, registry: ModelRegistry): Parts {
   // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
   const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
   // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
@@ -98,7 +92,7 @@ function createParts(config: Readonly<Config>, models: Models): Parts {
     },
     observer: metrics,
   });
-  const { textLane, imageLane } = createLanes(config, models, metrics);
+  const { textLane, imageLane } = createLanes(config, registry, metrics);
   const fetcher = new ImageFetcher({
     allowlist: config.imageFetchAllowlist,
     connectTimeoutMs: config.imageFetchConnectTimeoutMs,
@@ -106,10 +100,13 @@ function createParts(config: Readonly<Config>, models: Models): Parts {
     maxBytes: config.maxImageBytes,
     maxRedirects: config.imageFetchMaxRedirects,
   });
-  const { text, image } = models;
   const orchestrator: Orchestrator = new Orchestrator({
-    text: { model: { id: text.id, lane: 'text', dims: text.dims, maxTokens: text.maxTokens }, lane: textLane, tokens: createTokenCounter(text.dir, text.maxTokens), queueTimeoutMs: config.textQueueTimeoutMs },
-    image: image && imageLane ? { model: { id: image.id, lane: 'image', dims: image.dims, maxTokens: null }, lane: imageLane, fetcher, maxImageBytes: config.maxImageBytes, queueTimeoutMs: config.imageQueueTimeoutMs } : null,
+    registry,
+    text: { lane: textLane, queueTimeoutMs: config.textQueueTimeoutMs },
+    image: imageLane && { lane: imageLane, queueTimeoutMs: config.imageQueueTimeoutMs },
+    images: new ImageBytes(fetcher, config.maxImageBytes),
+    usage: new Usage(metrics),
+    tokenizers: new Tokenizers(),
     cache,
     cachePrefix: config.cachePrefix,
     l1Enabled: config.l1Bytes > 0,
@@ -189,16 +186,17 @@ function installSignalHandlers(config: Readonly<Config>, server: RunningServer, 
 export async function serve(config: Readonly<Config>, pkg: PackageInfo): Promise<void> {
   assertNativeUws();
   for (const warning of configWarnings(config)) log.warn(warning);
-  const models = await resolveModels(config);
-  await checkProvider(config.executionProvider, models.text.onnxPath);
-  const parts = createParts(config, models);
+  const registry = await resolveModels(config);
+  await checkProvider(config.executionProvider, registry.textTowers()[0]!.onnxPath);
+  const parts = createParts(config, registry);
   const server = await listen(config, parts, pkg);
+  const imageModels = registry.imageTowers().map((t) => t.cacheId);
   log.info(`listening on http://${config.host}:${server.port}`, {
     version: pkg.version,
     pid: process.pid,
-    textModel: models.text.id,
+    textModels: registry.textTowers().map((t) => t.cacheId),
     text: { threads: config.textThreads, intraOpThreads: config.textIntraOpThreads, maxQueue: config.textMaxQueue },
-    ...(models.image ? { imageModel: models.image.id, image: { threads: config.imageThreads, intraOpThreads: config.imageIntraOpThreads, maxQueue: config.imageMaxQueue } } : {}),
+    ...(imageModels.length > 0 ? { imageModels, image: { threads: config.imageThreads, intraOpThreads: config.imageIntraOpThreads, maxQueue: config.imageMaxQueue } } : {}),
     reusePort: config.reusePort,
   });
   installSignalHandlers(config, server, parts);

@@ -6,8 +6,14 @@
 import { RequestCancelledError, type CacheActor, type ResolvedVector } from '../cache/index.js';
 import type { Lane } from '../lanes/index.js';
 import { asTwinlaneError, type TwinlaneError } from './errors.js';
-import { abortError, laneCompute, unwantedBy, type Timing } from './lane-compute.js';
-import type { ModelEntry } from './orchestrator.js';
+import { truncateDims } from './dims.js';
+import { abortError, laneCompute, unwantedBy } from './lane-compute.js';
+
+/** The model a stream embeds with: its id and the dims its vectors have. */
+export interface StreamModel {
+  readonly id: string;
+  readonly dims: number;
+}
 
 /** Where a stream's answers go, item by item, as each is ready. */
 export interface StreamSink {
@@ -17,7 +23,7 @@ export interface StreamSink {
 
 /** A request being streamed; see the file header. */
 export interface EmbedStream {
-  readonly model: ModelEntry;
+  readonly model: StreamModel;
   /** Reports every cached item at once; resolves with the indices still to compute, in order. */
   answerCached(): Promise<number[]>;
   /** Computes `indices` and reports each item as its batch is done; resolves once all are reported. */
@@ -27,7 +33,7 @@ export interface EmbedStream {
 export interface StreamParts<I> {
   readonly cache: CacheActor;
   readonly lane: Lane<I>;
-  readonly model: ModelEntry;
+  readonly model: StreamModel;
   /** Dimensions of the answers (Matryoshka truncation happens after the cache). */
   readonly dims: number;
   readonly param: string;
@@ -45,20 +51,15 @@ export interface StreamParts<I> {
   readonly count: (answers: readonly { readonly source: ResolvedVector['source'] | 'bypass' }[]) => void;
 }
 
-/** Keeps the first `dims` values and re-normalises them (the orchestrator's truncateDims, for one vector). */
-type Truncate = (vector: Float32Array, dims: number) => Float32Array;
-
 export class Stream<I> implements EmbedStream {
-  readonly model: ModelEntry;
+  readonly model: StreamModel;
   readonly #parts: StreamParts<I>;
-  readonly #truncate: Truncate;
   /** Indices whose key was looked up by answerCached (their Redis lookup is done). */
   readonly #peeked = new Set<number>();
 
-  constructor(parts: StreamParts<I>, truncate: Truncate) {
+  constructor(parts: StreamParts<I>) {
     this.model = parts.model;
     this.#parts = parts;
-    this.#truncate = truncate;
     parts.invalid.forEach((error, index) => {
       if (error) parts.sink.error(index, error);
     });
@@ -84,7 +85,7 @@ export class Stream<I> implements EmbedStream {
         return;
       }
       hits.push({ source: hit.source });
-      sink.vector(index, this.#truncate(hit.vector, dims), true);
+      sink.vector(index, truncateDims(hit.vector, dims), true);
     });
     this.#parts.count(hits);
     return rest.sort((a, b) => a - b);
@@ -117,8 +118,7 @@ export class Stream<I> implements EmbedStream {
   async #resolve(items: readonly { index: number; key: string }[], signal: AbortSignal, skipRedis: boolean): Promise<void> {
     if (items.length === 0) return;
     const { cache, lane, model, param } = this.#parts;
-    const timing: Timing = { queueMs: 0, inferenceMs: 0 };
-    const compute = laneCompute(lane, (k) => this.#parts.item(items[k]!.index), param, timing);
+    const compute = laneCompute(lane, (k) => this.#parts.item(items[k]!.index), (k) => `${param}[${items[k]!.index}]`);
     const results = cache.resolve(items.map((i) => i.key), compute, { dims: model.dims, cancellation: { signal }, skipRedis });
     await this.#report(items.map((i) => i.index), results);
   }
@@ -127,10 +127,10 @@ export class Stream<I> implements EmbedStream {
   async #computeAround(indices: readonly number[], signal: AbortSignal): Promise<void> {
     if (indices.length === 0) return;
     const { lane, param } = this.#parts;
-    const compute = laneCompute(lane, (k) => this.#parts.item(indices[k]!), param, { queueMs: 0, inferenceMs: 0 });
+    const compute = laneCompute(lane, (k) => this.#parts.item(indices[k]!), (k) => `${param}[${indices[k]}]`);
     const results = compute(indices.map((_, k) => k), { unwanted: () => unwantedBy(signal) }).map(async (promise): Promise<ResolvedVector> => {
       const item = await promise;
-      if (item.ok) return { ...item.value, source: 'computed' };
+      if (item.ok) return { ...item.value, timing: item.timing, source: 'computed' };
       throw 'error' in item ? item.error : abortError(signal);
     });
     await this.#report(indices, results, true);
@@ -145,7 +145,7 @@ export class Stream<I> implements EmbedStream {
       try {
         const answer = await result;
         sources.push({ source: bypassed ? 'bypass' : answer.source });
-        sink.vector(index, this.#truncate(answer.vector, dims), answer.source === 'l1' || answer.source === 'redis');
+        sink.vector(index, truncateDims(answer.vector, dims), answer.source === 'l1' || answer.source === 'redis');
       } catch (error) {
         if (!(error instanceof RequestCancelledError)) sink.error(index, asTwinlaneError(error));
       }

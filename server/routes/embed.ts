@@ -1,5 +1,5 @@
 // POST /embed/text and /embed/image: the native routes. JSON (or a raw image) in; JSON, raw
-// little-endian float32 or BF16 out.
+// little-endian float32 or BF16 out, or quantized vectors as JSON (`encoding`).
 import { TwinlaneError, type Orchestrator } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
@@ -8,12 +8,27 @@ import { optionalBoolean, optionalString, requireObject, textInputs } from '../f
 import { imageInputs, RAW_IMAGE_TYPES } from '../image-inputs.js';
 import { answerHot, keepHot, type HotRoute } from '../hot-answers.js';
 import { requestPolicy } from '../policy.js';
-import { encodeVectors, negotiateFormat, replyVectors } from '../reply.js';
+import { encodeVectors, negotiateFormat, replyVectors, type VectorFormat } from '../reply.js';
+import { isQuantization, QUANTIZATIONS, type Quantization } from '../quantize.js';
 
 export interface EmbedRouteOptions extends HotRoute {
   readonly orchestrator: Orchestrator;
   readonly guard: Guard;
   readonly maxBodyBytes: number;
+}
+
+const ENCODINGS = ['float', ...QUANTIZATIONS] as const;
+
+/** The `encoding` a client asks for; quantized vectors are answered as JSON only. */
+function encodingOf(value: string | undefined, format: VectorFormat, param: string): 'float' | Quantization {
+  const encoding = value ?? 'float';
+  if (encoding !== 'float' && !isQuantization(encoding)) {
+    throw new TwinlaneError('invalid_request', `'${param}' must be one of ${ENCODINGS.join(', ')} (got '${encoding}').`, { param });
+  }
+  if (encoding !== 'float' && format !== 'json') {
+    throw new TwinlaneError('invalid_request', `'${param}' ${encoding} is answered as JSON; drop the Accept header that asks for ${format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16'}.`, { param });
+  }
+  return encoding;
 }
 
 export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
@@ -25,6 +40,7 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
   if (await answerHot(ex, hotKey, options)) return;
   const body = requireObject(parseJson(raw));
   const inputs = textInputs(body, 'inputs');
+  const encoding = encodingOf(optionalString(body, 'encoding'), format, 'encoding');
   await options.guard.spend(ex, inputs.length);
   const result = await options.orchestrator.embedText({
     model: optionalString(body, 'model'),
@@ -35,7 +51,7 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
     cancellation: ex,
     policy,
   });
-  const encoded = encodeVectors(result, format);
+  const encoded = encodeVectors(result, format, encoding);
   replyVectors(ex, result, encoded);
   keepHot(options, hotKey, result, encoded);
 }
@@ -56,15 +72,17 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     if (normalize !== null && normalize !== 'true' && normalize !== 'false') {
       throw new TwinlaneError('invalid_request', `normalize must be true or false (got '${normalize}').`, { param: 'normalize' });
     }
+    const encoding = encodingOf(ex.query.get('encoding') ?? undefined, format, 'encoding');
     const bytes = await readBody(ex, options.maxBodyBytes);
     await options.guard.spend(ex, 1);
     const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body', cancellation: ex, policy });
-    replyVectors(ex, result, encodeVectors(result, format));
+    replyVectors(ex, result, encodeVectors(result, format, encoding));
     return;
   }
   requireJson(ex);
   const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
   const inputs = imageInputs(body, 'inputs');
+  const encoding = encodingOf(optionalString(body, 'encoding'), format, 'encoding');
   await options.guard.spend(ex, inputs.length);
   const result = await options.orchestrator.embedImages({
     model: optionalString(body, 'model'),
@@ -74,5 +92,5 @@ export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Prom
     cancellation: ex,
     policy,
   });
-  replyVectors(ex, result, encodeVectors(result, format));
+  replyVectors(ex, result, encodeVectors(result, format, encoding));
 }

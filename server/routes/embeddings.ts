@@ -1,11 +1,12 @@
 // POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
 // and friends work by changing only their base URL.
-import { TwinlaneError, type EmbedResult, type Orchestrator, type RequestPolicy } from '../../src/index.js';
+import { TwinlaneError, type EmbedInput, type EmbedResult, type Orchestrator, type RequestPolicy, type ServedModel } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
-import { optionalEnum, optionalNumber, optionalString, requireObject, textInputs, type JsonObject } from '../fields.js';
-import { imageInputs } from '../image-inputs.js';
+import { optionalEnum, optionalNumber, optionalString, requireObject, textItem, wrongType, type JsonObject } from '../fields.js';
+import { imageInput } from '../image-inputs.js';
+import { QUANTIZATIONS, quantizedMembers } from '../quantize.js';
 import type { FrontGate } from '../front-gate.js';
 import { answerHot, keepHot, type HotRoute } from '../hot-answers.js';
 import { requestPolicy } from '../policy.js';
@@ -21,6 +22,8 @@ export interface EmbeddingsRouteOptions extends HotRoute {
   readonly readLimitBytes: number;
 }
 
+const ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
+
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
   const policy = requestPolicy(ex);
@@ -31,22 +34,25 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   if (await answerHot(ex, hotKey, options)) return;
   // The lane is named inside the body: a stormed lane's request is shed before it is parsed.
   const sniffed = sniffModel(raw);
-  if (sniffed !== null) options.gate.admit(options.orchestrator.model(sniffed, 'text').lane);
+  if (sniffed !== null) options.gate.admit(options.orchestrator.laneOf(sniffed));
   const body = requireObject(parseJson(raw));
-  const model = optionalString(body, 'model');
-  const format = optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float');
-  const dimensions = optionalNumber(body, 'dimensions');
-  const result = await embed(ex, body, { bytes: raw.length, model, dimensions, policy }, options);
-  // Written by hand: base64 never needs escaping, and JSON.stringify would scan every vector string
-  // (or build an array per float vector) on the hottest path of the server.
-  const data = result.vectors.map((vector, index) => {
-    const embedding = format === 'base64' ? `"${float32Bytes([vector], result.dims).toString('base64')}"` : jsonVector(vector);
-    return `{"object":"embedding","index":${index},"embedding":${embedding}}`;
-  });
+  const format = optionalEnum(body, 'encoding_format', ENCODINGS, 'float');
+  const result = await embed(ex, body, raw.length, { policy, model: optionalString(body, 'model'), dimensions: optionalNumber(body, 'dimensions') }, options);
   const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
-  const answer = `{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
+  const answer = `{"object":"list","data":[${result.vectors.map((vector, index) => embeddingObject(vector, index, format)).join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
   ex.send(200, { 'content-type': 'application/json', ...timingHeaders(ex, result) }, answer);
   keepHot(options, hotKey, result, { contentType: 'application/json', headers: {}, body: answer });
+}
+
+/**
+ * One `data` item. Written by hand: base64 never needs escaping, and JSON.stringify would scan every
+ * vector string (or build an array per float vector) on the hottest path of the server.
+ */
+function embeddingObject(vector: Float32Array, index: number, format: (typeof ENCODINGS)[number]): string {
+  const head = `{"object":"embedding","index":${index},`;
+  if (format === 'float') return `${head}"embedding":${jsonVector(vector)}}`;
+  if (format === 'base64') return `${head}"embedding":"${float32Bytes([vector], vector.length).toString('base64')}"}`;
+  return `${head}${quantizedMembers(vector, format)}}`;
 }
 
 /**
@@ -58,21 +64,41 @@ function sniffModel(raw: Buffer): string | null {
   return match ? match[1]! : null;
 }
 
+/**
+ * `input` as texts and images: plain strings are texts for a model with a text tower (image URLs or
+ * data URIs for a vision-only model); `{"text": …}` and `{"image": url | data URI}` say which, for
+ * any model; a vision-only model also takes `{"url"}` / `{"b64"}` objects, as /embed/image does.
+ */
+export function openAiInputs(body: JsonObject, param: string, model: ServedModel): EmbedInput[] {
+  const value = body[param];
+  if (value === undefined) throw new TwinlaneError('invalid_request', `'${param}' is required.`, { param });
+  if (typeof value !== 'string' && !Array.isArray(value) && (typeof value !== 'object' || value === null)) throw wrongType(param, 'a string or an array', value);
+  const list: readonly unknown[] = Array.isArray(value) ? value : [value];
+  return list.map((item, i): EmbedInput => {
+    const at = `${param}[${i}]`;
+    if (typeof item === 'object' && item !== null && !Array.isArray(item)) {
+      const { text, image } = item as { text?: unknown; image?: unknown };
+      if (text !== undefined && image === undefined && Object.keys(item).length === 1) {
+        if (typeof text !== 'string') throw new TwinlaneError('invalid_request', `'${at}.text' must be a string.`, { param: `${at}.text` });
+        return { text };
+      }
+      if (image !== undefined && text === undefined && Object.keys(item).length === 1) return { image: imageInput(image, `${at}.image`) };
+      if (model.text) throw new TwinlaneError('invalid_request', `${at} must be a string, {"text": …} or {"image": …}.`, { param: at });
+    }
+    if (model.text) return { text: textItem(item, at) };
+    return { image: imageInput(item, at) };
+  });
+}
+
 /** The client pays for its items once they are known and before any is looked up or computed. */
-async function embed(ex: Exchange, body: JsonObject, request: { bytes: number; model: string | undefined; dimensions: number | undefined; policy: RequestPolicy }, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
-  const { model, dimensions, policy } = request;
+async function embed(ex: Exchange, body: JsonObject, bytes: number, request: { model: string | undefined; dimensions: number | undefined; policy: RequestPolicy }, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
   const { orchestrator, guard } = options;
-  // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
-  // An image model id takes image URLs or data URIs as its `input` strings.
-  if (model !== undefined && orchestrator.model(model, 'text').lane === 'image') {
-    const inputs = imageInputs(body, 'input');
-    await guard.spend(ex, inputs.length);
-    return orchestrator.embedImages({ model, inputs, normalize: true, dimensions, param: 'input', cancellation: ex, policy });
+  const inputs = openAiInputs(body, 'input', orchestrator.registry.find(request.model, 'text'));
+  // Image bytes may be larger than any text; a text-only body is held to the text limit.
+  if (bytes > options.maxBodyBytes && inputs.every((input) => 'text' in input)) {
+    throw new TwinlaneError('payload_too_large', `The body has ${bytes} bytes; the limit for text is ${options.maxBodyBytes}.`);
   }
-  if (request.bytes > options.maxBodyBytes) {
-    throw new TwinlaneError('payload_too_large', `The body has ${request.bytes} bytes; the limit for text is ${options.maxBodyBytes}.`);
-  }
-  const inputs = textInputs(body, 'input');
   await guard.spend(ex, inputs.length);
-  return orchestrator.embedText({ model, inputs, normalize: true, truncate: true, dimensions, needsUsage: true, param: 'input', cancellation: ex, policy });
+  // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
+  return orchestrator.embedInputs({ ...request, inputs, normalize: true, truncate: true, needsUsage: true, param: 'input', cancellation: ex });
 }

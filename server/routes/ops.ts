@@ -1,5 +1,6 @@
 // Operator routes: liveness, readiness, model info, OpenAI's model list, Prometheus metrics.
-import type { Metrics, Orchestrator } from '../../src/index.js';
+import path from 'node:path';
+import type { Metrics, Orchestrator, ServedModel } from '../../src/index.js';
 import type { Exchange } from '../exchange.js';
 import { replyJson } from '../reply.js';
 
@@ -37,7 +38,7 @@ export function info(ex: Exchange, options: OpsRouteOptions): void {
   replyJson(ex, 200, {
     name: 'twinlane',
     version: options.version,
-    models: options.orchestrator.models().map((m) => ({ id: m.id, lane: m.lane, dims: m.dims, max_tokens: m.maxTokens })),
+    models: options.orchestrator.registry.list().map(modelInfo),
     limits: {
       max_inputs: limits.maxInputs,
       max_chars: limits.maxChars,
@@ -50,11 +51,30 @@ export function info(ex: Exchange, options: OpsRouteOptions): void {
   });
 }
 
+/**
+ * A served model as /info lists it: its lanes (the first is where plain strings go), dims, the text
+ * tower's token limit, and each tower's weights (variant and file) and cache key segment.
+ */
+function modelInfo(model: ServedModel): Record<string, unknown> {
+  const lanes = [model.text ? 'text' : null, model.image ? 'image' : null].filter((l) => l !== null);
+  return {
+    id: model.id,
+    lane: lanes[0],
+    lanes,
+    dims: model.dims,
+    max_tokens: model.text?.maxTokens ?? null,
+    towers: {
+      ...(model.text ? { text: { dtype: model.text.dtype, file: path.relative(model.text.dir, model.text.onnxPath), pooling: model.text.pooling, max_tokens: model.text.maxTokens, cache_id: model.text.cacheId } } : {}),
+      ...(model.image ? { image: { dtype: model.image.dtype, file: path.relative(model.image.dir, model.image.onnxPath), cache_id: model.image.cacheId } } : {}),
+    },
+  };
+}
+
 export function models(ex: Exchange, options: OpsRouteOptions): void {
   const created = Math.floor(options.startedAt / 1000);
   replyJson(ex, 200, {
     object: 'list',
-    data: options.orchestrator.models().map((m) => ({ id: m.id, object: 'model', created, owned_by: 'twinlane' })),
+    data: options.orchestrator.registry.list().map((m) => ({ id: m.id, object: 'model', created, owned_by: 'twinlane' })),
   });
 }
 

@@ -6,6 +6,7 @@ import { TwinlaneError, type ImageInput } from '../../src/index.js';
 import { parseJson } from '../body.js';
 import { optionalBoolean, optionalEnum, optionalNumber, optionalString, requireObject, textInputs, type JsonObject } from '../fields.js';
 import { imageInput } from '../image-inputs.js';
+import { QUANTIZATIONS, type Quantization } from '../quantize.js';
 import type { AnswerFormat, BinaryDtype, Lane, RequestId } from './protocol.js';
 
 export interface RequestOptions {
@@ -17,6 +18,8 @@ export interface RequestOptions {
   readonly dimensions: number | undefined;
   readonly format: AnswerFormat;
   readonly dtype: BinaryDtype;
+  /** float, or a quantization (server/quantize.ts), answered in JSON item messages. */
+  readonly encoding: 'float' | Quantization;
 }
 
 /** An image input, or the error that fails only that item. */
@@ -52,6 +55,11 @@ function requestOptions(body: JsonObject, id: RequestId): RequestOptions {
     throw new TwinlaneError('invalid_request', `'lane' must be "text" or "image" (got ${JSON.stringify(lane) ?? 'none'}).`, { param: 'lane' });
   }
   const dimensions = optionalNumber(body, 'dimensions');
+  const format = optionalEnum(body, 'format', ['float', 'base64', 'binary'], 'float');
+  const encoding = optionalEnum(body, 'encoding', ['float', ...QUANTIZATIONS], 'float');
+  if (encoding !== 'float' && format !== 'float') {
+    throw new TwinlaneError('invalid_request', `'encoding' ${encoding} answers JSON integers; it needs "format": "float" (got "${format}").`, { param: 'encoding' });
+  }
   return {
     id,
     lane,
@@ -59,8 +67,9 @@ function requestOptions(body: JsonObject, id: RequestId): RequestOptions {
     normalize: optionalBoolean(body, 'normalize', true),
     truncate: optionalBoolean(body, 'truncate', true),
     dimensions,
-    format: optionalEnum(body, 'format', ['float', 'base64', 'binary'], 'float'),
+    format,
     dtype: optionalEnum(body, 'dtype', ['f32', 'bf16'], 'f32'),
+    encoding,
   };
 }
 
@@ -118,5 +127,5 @@ export function parseFrame(bytes: Buffer): ParsedFrame {
 
 /** The options a binary frame for an unannounced id runs with: the image lane's defaults. */
 export function binaryDefaults(id: RequestId): RequestOptions {
-  return { id, lane: 'image', model: undefined, normalize: true, truncate: true, dimensions: undefined, format: 'float', dtype: 'f32' };
+  return { id, lane: 'image', model: undefined, normalize: true, truncate: true, dimensions: undefined, format: 'float', dtype: 'f32', encoding: 'float' };
 }

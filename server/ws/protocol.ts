@@ -39,6 +39,8 @@ export interface EmbedRequestMessage {
   readonly format?: AnswerFormat;
   /** With format "binary": the value type of answer frames (default f32). */
   readonly dtype?: BinaryDtype;
+  /** Quantized answers (int8, uint8, binary, ubinary; with format "float"): integer `embedding`s, and a `scale` for int8 and uint8. */
+  readonly encoding?: 'float' | 'int8' | 'uint8' | 'binary' | 'ubinary';
 }
 
 export interface CancelMessage {
@@ -59,8 +61,10 @@ export interface ErrorBody {
 export interface ItemMessage {
   readonly id: RequestId;
   readonly index: number;
-  /** format float: numbers; base64: little-endian float32 bytes in base64. */
+  /** format float: numbers; base64: little-endian float32 bytes in base64; a quantized encoding: integers. */
   readonly embedding: readonly number[] | string;
+  /** Quantized int8 / uint8 answers: the value of one unit. */
+  readonly scale?: number;
   readonly cached: boolean;
 }
 

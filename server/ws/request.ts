@@ -3,6 +3,7 @@
 // and `done` follows the last answer. Answers are encoded here once per item, in the request's format.
 import { encodeBf16 } from '../../cache/index.js';
 import type { TwinlaneError } from '../../src/index.js';
+import { quantizedMembers } from '../quantize.js';
 import { float32Bytes, jsonVector } from '../reply.js';
 import type { RequestOptions } from './parse.js';
 import { encodeVectorFrame, type RequestId } from './protocol.js';
@@ -102,8 +103,10 @@ export class StreamRequest {
   vector(index: number, vector: Float32Array, cached: boolean): void {
     if (!this.#claim(index)) return;
     this.#answered++;
-    const { format, dtype, id } = this.options;
-    if (format === 'binary') {
+    const { format, dtype, id, encoding } = this.options;
+    if (encoding !== 'float') {
+      this.#sender.text(`{"id":${this.#idJson},"index":${index},${quantizedMembers(vector, encoding)},"cached":${cached}}`);
+    } else if (format === 'binary') {
       const values = dtype === 'f32' ? new Uint8Array(float32Bytes([vector], vector.length)) : encodeBf16(vector, 'little');
       this.#sender.binary(encodeVectorFrame(id, index, vector.length, dtype, cached, values));
     } else {

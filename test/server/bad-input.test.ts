@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_CODES, type ErrorCode } from '../../src/errors.js';
-import { startServer, TEXT_MODEL, type TestServer } from '../helpers/server.js';
+import { IMAGE_MODEL, startServer, TEXT_MODEL, type TestServer } from '../helpers/server.js';
 
 interface Case {
   readonly name: string;
@@ -22,7 +22,10 @@ const CASES: readonly Case[] = [
   { name: 'a JSON array body', body: json(['a']), status: 400, code: 'invalid_request' },
   { name: 'missing input', body: json({ model }), status: 400, code: 'invalid_request', param: 'input' },
   { name: 'input of the wrong type', body: json({ model, input: 42 }), status: 400, code: 'invalid_request', param: 'input' },
-  { name: 'an object inside input', body: json({ model, input: ['ok', { text: 'x' }] }), status: 400, code: 'invalid_request', param: 'input[1]' },
+  { name: 'an object of no known shape inside input', body: json({ model, input: ['ok', { content: 'x' }] }), status: 400, code: 'invalid_request', param: 'input[1]' },
+  { name: 'a {"text"} object whose text is not a string', body: json({ model, input: ['ok', { text: 5 }] }), status: 400, code: 'invalid_request', param: 'input[1].text' },
+  { name: 'an {"image"} object for a model without a vision tower', body: json({ model, input: ['ok', { image: 'data:image/png;base64,iVBORw0KGgo=' }] }), status: 400, code: 'invalid_request', param: 'input[1]' },
+  { name: 'a quantized encoding_format of no known kind', body: json({ model, input: 'x', encoding_format: 'int4' }), status: 400, code: 'invalid_request', param: 'encoding_format' },
   { name: 'token-id input', body: json({ model, input: [[101, 102]] }), status: 400, code: 'invalid_request', param: 'input[0]' },
   { name: 'a model id of the wrong type', body: json({ model: 7, input: 'x' }), status: 400, code: 'invalid_request', param: 'model' },
   { name: 'an unknown encoding_format', body: json({ model, input: 'x', encoding_format: 'hex' }), status: 400, code: 'invalid_request', param: 'encoding_format' },
@@ -42,6 +45,14 @@ const CASES: readonly Case[] = [
   { name: 'a form-encoded body', body: 'input=x', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'unsupported_media_type' },
   { name: 'the wrong method', method: 'GET', status: 405, code: 'method_not_allowed' },
   { name: 'an unknown path', path: '/v2/nothing', method: 'GET', status: 404, code: 'not_found' },
+  { name: 'an unknown native encoding', path: '/embed/text', body: json({ inputs: 'x', encoding: 'base32' }), status: 400, code: 'invalid_request', param: 'encoding' },
+  { name: 'a quantized encoding with a binary Accept', path: '/embed/text', body: json({ inputs: 'x', encoding: 'int8' }), headers: { accept: 'application/octet-stream' }, status: 400, code: 'invalid_request', param: 'encoding' },
+  { name: '/tokenize without inputs', path: '/tokenize', body: json({ model }), status: 400, code: 'invalid_request', param: 'inputs' },
+  { name: '/tokenize with an image model', path: '/tokenize', body: json({ model: IMAGE_MODEL, inputs: 'x' }), status: 400, code: 'invalid_request', param: 'model' },
+  { name: '/tokenize with an empty text', path: '/tokenize', body: json({ inputs: ['a', ''] }), status: 422, code: 'empty_input', param: 'inputs[1]' },
+  { name: '/tokenize with too many texts', path: '/tokenize', body: json({ inputs: Array.from({ length: 9 }, () => 'a') }), status: 422, code: 'too_many_inputs', param: 'inputs' },
+  { name: '/tokenize with an unknown offset unit', path: '/tokenize', body: json({ inputs: 'a', offsets: 'bits' }), status: 400, code: 'invalid_request', param: 'offsets' },
+  { name: '/tokenize with a non-boolean add_special_tokens', path: '/tokenize', body: json({ inputs: 'a', add_special_tokens: 1 }), status: 400, code: 'invalid_request', param: 'add_special_tokens' },
 ];
 
 describe('bad input', () => {

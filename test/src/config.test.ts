@@ -4,7 +4,7 @@ import { ConfigError, configWarnings, helpText, loadConfig, OPTIONS } from '../.
 describe('config', () => {
   it('applies SPEC defaults and freezes the result', () => {
     const config = loadConfig([], {}, 8);
-    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, textModel: 'sentence-transformers/all-MiniLM-L6-v2', imageModel: 'Xenova/clip-vit-base-patch32', cachePrefix: 'twinlane', cacheTtlSeconds: 86400, l1Bytes: 268435456, redisUrl: null, offline: false });
+    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, textModels: ['sentence-transformers/all-MiniLM-L6-v2'], imageModels: ['Xenova/clip-vit-base-patch32'], textDtype: 'fp32', imageDtype: 'fp32', cachePrefix: 'twinlane', cacheTtlSeconds: 86400, l1Bytes: 268435456, redisUrl: null, offline: false });
     expect(config.executionProvider).toEqual({ name: 'cpu', deviceId: 0 });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -20,7 +20,9 @@ describe('config', () => {
     expect(config.offline).toBe(true);
     expect(config.apiKeys).toEqual(['a', 'b', 'c']);
     expect(config.executionProvider).toEqual({ name: 'cuda', deviceId: 1 });
-    expect(config.imageModel).toBeNull();
+    expect(config.imageModels).toEqual([]);
+    const lists = loadConfig([], { TWINLANE_TEXT_MODEL: 'org/a, org/b,org/c', TWINLANE_IMAGE_MODEL: 'org/clip', TWINLANE_TEXT_DTYPE: 'q8' });
+    expect(lists).toMatchObject({ textModels: ['org/a', 'org/b', 'org/c'], imageModels: ['org/clip'], textDtype: 'q8', imageDtype: 'fp32' });
   });
 
   it('defaults the Redis breaker to 5 failures and a 1000 ms cool-down, and takes both from env or flags', () => {
@@ -34,7 +36,10 @@ describe('config', () => {
     [{ TWINLANE_PORT: '80a' }, /TWINLANE_PORT must be a whole number/],
     [{ TWINLANE_OFFLINE: 'yes' }, /TWINLANE_OFFLINE must be true, false, 1 or 0/],
     [{ TWINLANE_EXECUTION_PROVIDER: 'tpu' }, /TWINLANE_EXECUTION_PROVIDER must be "cpu" or "cuda\[:deviceId\]"/],
-    [{ TWINLANE_TEXT_MODEL: '../etc/passwd' }, /TWINLANE_TEXT_MODEL must be a model id/],
+    [{ TWINLANE_TEXT_MODEL: '../etc/passwd' }, /TWINLANE_TEXT_MODEL must be model ids/],
+    [{ TWINLANE_TEXT_MODEL: 'a/b, c/d, a/b' }, /TWINLANE_TEXT_MODEL names a\/b twice/],
+    [{ TWINLANE_TEXT_MODEL: ' , ' }, /TWINLANE_TEXT_MODEL must name at least one model/],
+    [{ TWINLANE_TEXT_DTYPE: 'int4' }, /TWINLANE_TEXT_DTYPE must be fp32 or q8/],
     [{ TWINLANE_IMAGE_MODEL: 'ratelimit' }, /TWINLANE_IMAGE_MODEL cannot be "ratelimit"/],
     [{ TWINLANE_AUTH_OPS: 'true' }, /TWINLANE_AUTH_OPS needs TWINLANE_API_KEYS/],
     [{ TWINLANE_HUB_URL: 'not a url' }, /TWINLANE_HUB_URL must be a URL/],

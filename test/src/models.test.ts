@@ -6,13 +6,15 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError, resolveModel } from '../../src/models.js';
+import { ModelError, resolveModel, resolveTowers } from '../../src/models.js';
 import type { DownloadProgress, ImageModelInfo, ResolveOptions, TextModelInfo } from '../../src/models.js';
 import { stderrProgress } from '../../src/model-download.js';
 
 const SHARED = path.resolve(process.env.TWINLANE_MODELS_DIR ?? path.resolve('../shared/models'));
 const TEXT_ID = 'twinlane/minilm-l6-standin';
 const IMAGE_ID = 'twinlane/clip-vision-standin';
+const CLIP_ID = 'twinlane/clip-standin';
+const FP32 = { text: 'fp32', image: 'fp32' } as const;
 
 // ---- a fake Hugging Face hub serving the shared model folders ----------------------------------
 
@@ -192,10 +194,31 @@ describe('resolveModel from an existing folder', () => {
       id: TEXT_ID,
       dir,
       onnxPath: path.join(dir, 'onnx', 'model.onnx'),
+      dtype: 'fp32',
       dims: 384,
       maxTokens: 256,
       pooling: 'mean',
+      tokenBound: 'utf16',
     });
+  });
+
+  it('picks the quantized weights with dtype q8', async () => {
+    const info = await resolveModel(TEXT_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true, dtype: 'q8' });
+    expect(info).toMatchObject({ dtype: 'q8', onnxPath: path.join(SHARED, 'twinlane', 'minilm-l6-standin', 'onnx', 'model_quantized.onnx') });
+    await expect(resolveModel(IMAGE_ID, 'image', { modelsDir: SHARED, hubUrl, offline: true, dtype: 'q8' })).rejects.toThrow(/vision_model_quantized\.onnx/);
+  });
+
+  it('reads both towers of a CLIP-style folder, whichever lane names it: BPE text tower of 77 tokens pooled in the graph', async () => {
+    for (const kind of ['image', 'text'] as const) {
+      const towers = await resolveTowers(CLIP_ID, kind, { modelsDir: SHARED, hubUrl, offline: true }, FP32);
+      const dir = path.join(SHARED, 'twinlane', 'clip-standin');
+      expect(towers.image).toMatchObject({ kind: 'image', dims: 512, onnxPath: path.join(dir, 'onnx', 'vision_model.onnx') });
+      expect(towers.text).toMatchObject({ kind: 'text', dims: 512, maxTokens: 77, pooling: 'graph', tokenBound: 'utf8', onnxPath: path.join(dir, 'onnx', 'text_model.onnx') });
+    }
+    const visionOnly = await resolveTowers(IMAGE_ID, 'image', { modelsDir: SHARED, hubUrl, offline: true }, FP32);
+    await expect(resolveTowers(CLIP_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, { text: 'q8', image: 'fp32' })).rejects.toThrow(/text_model_quantized\.onnx.*TWINLANE_TEXT_DTYPE to fp32/);
+    await expect(resolveTowers(IMAGE_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, FP32)).rejects.toThrow(/missing onnx\/model\.onnx/);
+    expect(visionOnly.text).toBeNull();
   });
 
   it('reads the image model dims and the preprocessing values of its preprocessor_config.json', async () => {
@@ -206,6 +229,7 @@ describe('resolveModel from an existing folder', () => {
       id: IMAGE_ID,
       dir,
       onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'),
+      dtype: 'fp32',
       dims: 512,
       preprocess: {
         resize: { shortestEdge: 224 },
