@@ -1,20 +1,20 @@
 // `npm run bench:e2e`: one run, both lanes, written to bench/results/e2e.md:
-//   text (bench/e2e-text.ts): (a) raw ONNX ceiling, (b) server with unique texts, (c) with cached
+//   text (bench/lib/e2e-text.ts): (a) raw ONNX ceiling, (b) server with unique texts, (c) with cached
 //   texts, (d) bare uWebSockets.js echo;
-//   image (bench/e2e-image.ts): (e) raw ceiling with decode + preprocess, (f) server with distinct
+//   image (bench/lib/e2e-image.ts): (e) raw ceiling with decode + preprocess, (f) server with distinct
 //   JPEGs, (g) sharp preprocessing alone.
 // Phases run strictly one after another; servers are child processes so that the load generator
 // (this process) and the measured server are scheduled like separate programs.
 // BENCH_ONLY=text|image runs one half while working on the bench; it prints the report but does not
 // write e2e.md, whose text and image figures must come from one run.
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { killChildren, ROOT } from './children.js';
-import { cpuMark, cpuSince, disturbed, DISTURBED_CORES } from './cpu.js';
-import { imageBench } from './e2e-image.js';
-import { TEXT_MODEL, textBench } from './e2e-text.js';
-import { f2, progress } from './phase.js';
+import { killChildren, ROOT } from './lib/children.js';
+import { DISTURBED_CORES } from './lib/cpu.js';
+import { machineLines, quietSample } from './lib/machine.js';
+import { imageBench } from './lib/e2e-image.js';
+import { TEXT_MODEL, textBench } from './lib/e2e-text.js';
+import { progress } from './lib/phase.js';
 
 const HALVES = { text: textBench, image: imageBench } as const;
 type Half = keyof typeof HALVES;
@@ -39,23 +39,17 @@ async function main(): Promise<void> {
     TWINLANE_OFFLINE: 'true',
   };
   const started = Date.now();
-  const quietMark = cpuMark();
-  await new Promise((r) => setTimeout(r, 1000));
-  const quiet = cpuSince(quietMark);
-  if (disturbed(quiet)) progress(`warning: other programs use ${quiet.other.toFixed(2)} cores and steal is ${quiet.steal.toFixed(2)} cores; figures will be noisy`);
+  const quiet = await quietSample(progress);
 
   const sections: string[] = [];
   for (const half of halves) sections.push(...(await HALVES[half](modelsDir, baseEnv)));
 
-  const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
-  const ortVersion = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
   const md = [
     '# End-to-end benchmark',
     '',
     `Written by \`npm run bench:e2e\` (bench/e2e.ts) on ${new Date(started).toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s in all${halves.length < 2 ? ` (BENCH_ONLY=${halves[0]})` : ''}.`,
     '',
-    `- Machine: ${cpuModel}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}, onnxruntime-node ${ortVersion}`,
-    `- Before the run, other programs used ${f2(quiet.other)} cores and steal was ${f2(quiet.steal)} cores (1 s sample)`,
+    ...machineLines(quiet),
     `- Models from \`${path.relative(ROOT, modelsDir) || '.'}\``,
     '',
     'CPU columns are cores’ worth of CPU during the phase (warm-up included): the measured process, its CPU per answer, the load generator (this process), every other program on the machine, and hypervisor steal.',

@@ -13,13 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { loadConfig } from '../src/config.js';
-import { killChildren, post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
-import { cpuMark, cpuSince, threadCpuSeconds, type CpuShare } from './cpu.js';
-import { CACHED_IMAGES, imageBodies, type BodyKind } from './flood-bodies.js';
-import type { FloodTask } from './flood-worker.js';
-import { runLoad, type LoadResult } from './load.js';
-import { scrape, value } from './scrape.js';
-import { SentenceSource } from './texts.js';
+import { killChildren, post, ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { cpuMark, cpuSince, threadCpuSeconds, type CpuShare } from './lib/cpu.js';
+import { CACHED_IMAGES, imageBodies, type BodyKind } from './fixtures/flood-bodies.js';
+import type { FloodTask } from './workers/flood-worker.js';
+import { runLoad, type LoadResult } from './lib/load.js';
+import { scrape, value } from './lib/scrape.js';
+import { SentenceSource } from './fixtures/texts.js';
 
 const TEXT_MODEL = 'twinlane/minilm-l6-standin';
 const IMAGE_MODEL = 'twinlane/clip-vision-standin';
@@ -53,9 +53,9 @@ interface Flood {
   readonly arrivalsPerSecond?: number;
 }
 
-/** A flood in its own thread (bench/flood-worker.ts), resolving with its load result. */
+/** A flood in its own thread (bench/workers/flood-worker.ts), resolving with its load result. */
 function floodThread(task: FloodTask): Promise<LoadResult> {
-  const worker = new Worker(new URL('./flood-worker.js', import.meta.url), { workerData: task });
+  const worker = new Worker(new URL('./workers/flood-worker.js', import.meta.url), { workerData: task });
   return new Promise((resolve, reject) => {
     worker.once('message', (result: LoadResult) => {
       resolve(result);

@@ -4,15 +4,16 @@
 // the same three again, when every text is cached. Every form gets binary vectors (binary frames,
 // Accept: application/octet-stream), so the comparison is of transports, not of JSON. Each phase is
 // a fixed workload; time-to-item is from the moment an item leaves the client to its vector arriving.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TwinlaneStream } from '../client/index.js';
-import { killChildren, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
-import { cpuMark, cpuSince, disturbed, type CpuShare } from './cpu.js';
-import { runLoad, percentiles, type Percentiles } from './load.js';
-import { f0, f2, pct } from './phase.js';
-import { sentence } from './texts.js';
+import { killChildren, ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { cpuMark, cpuSince, disturbed, type CpuShare } from './lib/cpu.js';
+import { cpuModel } from './lib/machine.js';
+import { runLoad, percentiles, type Percentiles } from './lib/load.js';
+import { f0, f2, pct } from './lib/phase.js';
+import { sentence } from './fixtures/texts.js';
 
 const TEXTS = Number(process.env['BENCH_STREAM_TEXTS'] ?? '10000');
 const TEXT_MODEL = process.env['TWINLANE_TEXT_MODEL'] ?? 'twinlane/minilm-l6-standin';
@@ -121,13 +122,12 @@ async function main(): Promise<void> {
   const bestHttpUnique = Math.max(rate(b32u), rate(b1u));
   const uniqueRatio = rate(su) / bestHttpUnique;
   const cachedRatio = rate(sc) / rate(b1c);
-  const cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
   const md = [
     '# Streaming benchmark',
     '',
     `Written by \`npm run bench:stream\` (bench/stream.ts) on ${new Date(started).toISOString()}, ${((Date.now() - started) / 1000).toFixed(0)} s in all.`,
     '',
-    `- Machine: ${cpuModel}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}`,
+    `- Machine: ${cpuModel()}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}`,
     `- Server: \`${TEXT_MODEL}\` (text lane only, default thread layout), in-memory cache; the client and HTTP load generator run in the bench process`,
     `- Workload: ${TEXTS} unique texts of 6 words and an item number per phase (each phase its own texts); the cached phases send each form's texts again, three times over (${3 * TEXTS} cache hits)`,
     '- Vectors travel as binary: /ws binary frames (float32), HTTP `Accept: application/octet-stream`. The stream keeps 256 items in flight in requests of 32; the HTTP forms keep 256 and 64.',

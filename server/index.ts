@@ -186,8 +186,14 @@ function listen(app: TemplatedApp, at: ListenOptions): Promise<us_listen_socket>
   });
 }
 
-export async function startServer(options: ServerOptions, at: ListenOptions): Promise<RunningServer> {
-  assertNativeUws();
+interface App {
+  readonly app: TemplatedApp;
+  readonly drain: Drain;
+  readonly ws: ReturnType<typeof registerWebSocket>;
+}
+
+/** The uWS app with every HTTP route and the WebSocket route registered, sharing one guard, drain and gate. */
+function buildApp(options: ServerOptions): App {
   const drain = new Drain();
   const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics: options.metrics });
   const app = uWS.App();
@@ -195,7 +201,11 @@ export async function startServer(options: ServerOptions, at: ListenOptions): Pr
   const gate = new FrontGate((name) => options.orchestrator.lane(name), options.frontGate, options.metrics);
   const ws = registerWebSocket(app, { ...options.ws, orchestrator: options.orchestrator, metrics: options.metrics, guard, drain, tracker });
   registerRoutes(app, routeTable(options, guard, drain, gate), dispatcher(guard, drain, gate, tracker));
-  const socket = await listen(app, at);
+  return { app, drain, ws };
+}
+
+/** The drain steps of a listening app (src/serve.ts runs them in order on SIGTERM). */
+function running({ drain, ws }: App, at: ListenOptions, socket: us_listen_socket): RunningServer {
   return {
     host: at.host,
     port: uWS.us_socket_local_port(socket),
@@ -208,4 +218,12 @@ export async function startServer(options: ServerOptions, at: ListenOptions): Pr
     drained: (timeoutMs) => drain.idle(timeoutMs),
     closeSockets: () => ws.closeAll(),
   };
+}
+
+/** Refuses uWS's pure-JS fallback → builds the app → listens (exclusively unless reusePort) → hands back the drain steps. */
+export async function startServer(options: ServerOptions, at: ListenOptions): Promise<RunningServer> {
+  assertNativeUws();
+  const built = buildApp(options);
+  const socket = await listen(built.app, at);
+  return running(built, at, socket);
 }

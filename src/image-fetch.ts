@@ -110,38 +110,40 @@ interface Vetted {
 type Hop = { readonly redirect: string } | { readonly image: FetchedImage };
 
 export class ImageFetcher {
-  private readonly allowlist: ReadonlySet<string>;
-  private readonly inFlight = new Map<string, Promise<FetchedImage>>();
+  readonly #options: ImageFetchOptions;
+  readonly #lookup: LookupFn;
+  readonly #allowlist: ReadonlySet<string>;
+  /** One fetch per URL at a time: requests naming the same URL share it. */
+  readonly #inFlight = new Map<string, Promise<FetchedImage>>();
 
-  constructor(
-    private readonly options: ImageFetchOptions,
-    private readonly lookup: LookupFn = systemLookup,
-  ) {
-    this.allowlist = new Set(options.allowlist.map((entry) => entry.trim().toLowerCase()).filter(Boolean));
+  constructor(options: ImageFetchOptions, lookup: LookupFn = systemLookup) {
+    this.#options = options;
+    this.#lookup = lookup;
+    this.#allowlist = new Set(options.allowlist.map((entry) => entry.trim().toLowerCase()).filter(Boolean));
   }
 
   fetch(url: string): Promise<FetchedImage> {
-    const pending = this.inFlight.get(url);
+    const pending = this.#inFlight.get(url);
     if (pending) return pending;
-    const promise = this.fetchOnce(url).finally(() => this.inFlight.delete(url));
-    this.inFlight.set(url, promise);
+    const promise = this.#fetchOnce(url).finally(() => this.#inFlight.delete(url));
+    this.#inFlight.set(url, promise);
     return promise;
   }
 
-  private async fetchOnce(url: string): Promise<FetchedImage> {
+  async #fetchOnce(url: string): Promise<FetchedImage> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new TwinlaneError('image_fetch_timeout',
-      `image URL ${shown(url)} did not finish within ${this.options.totalTimeoutMs} ms`)), this.options.totalTimeoutMs);
+      `Image URL ${shown(url)} did not finish within ${this.#options.totalTimeoutMs} ms.`)), this.#options.totalTimeoutMs);
     try {
       let current = url;
       for (let redirects = 0; ; redirects += 1) {
-        const label = current === url ? `image URL ${shown(url)}` : `image URL ${shown(url)} (redirected to ${shown(current)})`;
-        const target = await this.vet(current, label, controller.signal);
-        const hop = await this.request(target, label, controller.signal);
+        const label = current === url ? `Image URL ${shown(url)}` : `Image URL ${shown(url)} (redirected to ${shown(current)})`;
+        const target = await this.#vet(current, label, controller.signal);
+        const hop = await this.#request(target, label, controller.signal);
         if ('image' in hop) return hop.image;
-        if (redirects >= this.options.maxRedirects) {
+        if (redirects >= this.#options.maxRedirects) {
           throw new TwinlaneError('image_fetch_failed',
-            `image URL ${shown(url)} redirected more than ${this.options.maxRedirects} times (too many redirects)`);
+            `Image URL ${shown(url)} redirected more than ${this.#options.maxRedirects} times (too many redirects).`);
         }
         current = hop.redirect;
       }
@@ -150,8 +152,8 @@ export class ImageFetcher {
     }
   }
 
-  private async vet(raw: string, label: string, signal: AbortSignal): Promise<Vetted> {
-    const forbid = (why: string): TwinlaneError => new TwinlaneError('image_fetch_forbidden', `${label} ${why}`);
+  async #vet(raw: string, label: string, signal: AbortSignal): Promise<Vetted> {
+    const forbid = (why: string): TwinlaneError => new TwinlaneError('image_fetch_forbidden', `${label} ${why}.`);
     let url: URL;
     try {
       url = new URL(raw);
@@ -162,25 +164,25 @@ export class ImageFetcher {
       throw forbid(`uses the ${url.protocol} scheme; only http: and https: URLs can be fetched`);
     }
     if (url.username !== '' || url.password !== '') {
-      throw new TwinlaneError('image_fetch_forbidden', 'image URLs must not carry credentials (user:password@)');
+      throw new TwinlaneError('image_fetch_forbidden', 'Image URLs must not carry credentials (user:password@).');
     }
     const host = url.hostname; // lower-cased by the URL parser; IPv6 keeps its brackets
     const bare = host.startsWith('[') ? host.slice(1, -1) : host;
     const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-    const allowed = this.allowlist.has(host) || this.allowlist.has(`${host}:${port}`);
+    const allowed = this.#allowlist.has(host) || this.#allowlist.has(`${host}:${port}`);
     const literal = isIP(bare) !== 0;
     let addresses: readonly LookupAddress[];
     if (literal) {
       addresses = [{ address: bare, family: isIP(bare) }];
     } else {
       try {
-        addresses = await untilAborted(this.lookup(bare), signal);
+        addresses = await untilAborted(this.#lookup(bare), signal);
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         const code = (error as NodeJS.ErrnoException).code ?? String(error);
-        throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} could not be resolved (${code})`, { cause: error });
+        throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} could not be resolved (${code}).`, { cause: error });
       }
-      if (addresses.length === 0) throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} has no addresses`);
+      if (addresses.length === 0) throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} has no addresses.`);
     }
     if (!allowed) {
       for (const { address } of addresses) {
@@ -194,8 +196,8 @@ export class ImageFetcher {
     return { url, addresses };
   }
 
-  private request({ url, addresses }: Vetted, label: string, signal: AbortSignal): Promise<Hop> {
-    const { connectTimeoutMs, maxBytes } = this.options;
+  #request({ url, addresses }: Vetted, label: string, signal: AbortSignal): Promise<Hop> {
+    const { connectTimeoutMs, maxBytes } = this.#options;
     return new Promise<Hop>((resolve, reject) => {
       let settled = false;
       const settle = (error: unknown, hop?: Hop): void => {
@@ -207,7 +209,7 @@ export class ImageFetcher {
         if (hop) resolve(hop);
         else reject(error);
       };
-      const fail = (message: string): void => settle(new TwinlaneError('image_fetch_failed', `${label} ${message}`));
+      const fail = (message: string): void => settle(new TwinlaneError('image_fetch_failed', `${label} ${message}.`));
       const onAbort = (): void => settle(signal.reason);
 
       // Hands the socket only the vetted addresses, whatever DNS would answer now.
@@ -229,7 +231,7 @@ export class ImageFetcher {
         headers: { host: url.host, accept: 'image/*', 'user-agent': 'twinlane' },
       });
       const connectTimer = setTimeout(() => settle(new TwinlaneError('image_fetch_timeout',
-        `${label} did not connect within ${connectTimeoutMs} ms`)), connectTimeoutMs);
+        `${label} did not connect within ${connectTimeoutMs} ms.`)), connectTimeoutMs);
       req.once('socket', (socket) => socket.once('connect', () => clearTimeout(connectTimer)));
       req.on('error', (error: NodeJS.ErrnoException) => fail(`could not be fetched: ${error.message}`));
       req.on('response', (res: IncomingMessage) => {

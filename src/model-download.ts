@@ -66,30 +66,33 @@ const failed = (message: string, cause?: unknown): ModelError =>
 /** Error text including undici's `cause` (e.g. ECONNREFUSED, "other side closed"), which holds the real reason. */
 function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-  return `${err.message}${cause}`;
+  // Without a closing period: the text is embedded in a sentence that ends with its own.
+  const cause = err.cause instanceof Error ? `: ${err.cause.message.replace(/\.$/, '')}` : '';
+  return `${err.message.replace(/\.$/, '')}${cause}`;
 }
 
 /** Aborts a request that has made no progress for `ms`; kicked on every response and chunk. */
 class Watchdog {
   readonly controller = new AbortController();
   fired = false;
-  private timer: NodeJS.Timeout | undefined;
+  readonly #ms: number;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ms: number) {
+  constructor(ms: number) {
+    this.#ms = ms;
     this.kick();
   }
 
   kick(): void {
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
       this.fired = true;
       this.controller.abort();
-    }, this.ms);
+    }, this.#ms);
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    clearTimeout(this.#timer);
   }
 }
 
@@ -125,7 +128,7 @@ async function hubFetch(url: string, dog: Watchdog): Promise<HubResponse> {
     }
     return { res, linkedSize, linkedEtag };
   }
-  throw failed(`more than ${MAX_REDIRECTS} redirects starting at ${url}`);
+  throw failed(`More than ${MAX_REDIRECTS} redirects starting at ${url}.`);
 }
 
 /** The hub's file list with sizes and LFS sha256, or null when the hub has no usable API (then a fixed list is tried). */
@@ -158,8 +161,8 @@ async function listHubFiles(apiUrl: string, timeoutMs: number): Promise<Map<stri
     return files;
   } catch (err) {
     // Unreachable hub: trying file by file would only repeat the same failure less clearly.
-    if (dog.fired) throw failed(`hub API ${apiUrl} sent nothing for ${timeoutMs} ms`);
-    throw failed(`cannot reach the hub at ${apiUrl}: ${describe(err)} (check TWINLANE_HUB_URL, or set TWINLANE_OFFLINE with the model in TWINLANE_MODELS_DIR)`, err);
+    if (dog.fired) throw failed(`Hub API ${apiUrl} sent nothing for ${timeoutMs} ms.`);
+    throw failed(`Cannot reach the hub at ${apiUrl}: ${describe(err)} (check TWINLANE_HUB_URL, or set TWINLANE_OFFLINE with the model in TWINLANE_MODELS_DIR).`, err);
   } finally {
     dog.stop();
   }
@@ -171,7 +174,7 @@ function planFiles(req: DownloadRequest, listed: Map<string, { size: number | nu
     for (const file of files) {
       const meta = listed?.get(file);
       if (listed !== null && meta === undefined) {
-        if (required) throw failed(`the hub's file list for "${req.id}" at revision ${req.revision} has no ${file}, which a ${req.kind} model needs`);
+        if (required) throw failed(`The hub's file list for "${req.id}" at revision ${req.revision} has no ${file}, which a ${req.kind} model needs.`);
         continue;
       }
       jobs.push({ path: file, required, size: meta?.size ?? null, sha256: meta?.sha256 ?? null });
@@ -192,7 +195,7 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
     }
     if (!res.ok || res.body === null) {
       await res.body?.cancel();
-      throw failed(`${job.path}: the hub answered HTTP ${res.status} for ${url}`);
+      throw failed(`${job.path}: the hub answered HTTP ${res.status} for ${url}.`);
     }
 
     const sizes: [string, number][] = [];
@@ -203,11 +206,11 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
     if (length !== null && /^\d+$/.test(length) && (encoding === null || encoding === 'identity')) sizes.push(['Content-Length', Number(length)]);
     const expectedSize = sizes[0]?.[1] ?? null;
     for (const [source, n] of sizes) {
-      if (n !== expectedSize) throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes (${sizes[0]?.[0]}) but ${source} says ${n}`);
+      if (n !== expectedSize) throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes (${sizes[0]?.[0]}) but ${source} says ${n}.`);
     }
     const etagSha = linkedEtag !== null && SHA256.test(linkedEtag) ? linkedEtag : null;
     if (job.sha256 !== null && etagSha !== null && job.sha256 !== etagSha) {
-      throw failed(`${job.path}: sha256 mismatch, the hub API lists ${job.sha256} but X-Linked-ETag says ${etagSha}`);
+      throw failed(`${job.path}: sha256 mismatch, the hub API lists ${job.sha256} but X-Linked-ETag says ${etagSha}.`);
     }
     const expectedSha = job.sha256 ?? etagSha;
 
@@ -225,7 +228,7 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
         received += value.byteLength;
         if (expectedSize !== null && received > expectedSize) {
           await reader.cancel();
-          throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes but the hub sent more`);
+          throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes but the hub sent more.`);
         }
         hash.update(value);
         await handle.write(value);
@@ -235,11 +238,11 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
       await handle.close();
     }
     if (expectedSize !== null && received !== expectedSize) {
-      throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes, received ${received}`);
+      throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes, received ${received}.`);
     }
     const sha256 = hash.digest('hex');
     if (expectedSha !== null && sha256 !== expectedSha) {
-      throw failed(`${job.path}: sha256 mismatch, expected ${expectedSha}, got ${sha256}`);
+      throw failed(`${job.path}: sha256 mismatch, expected ${expectedSha}, got ${sha256}.`);
     }
     req.progress({ file: job.path, receivedBytes: received, totalBytes: expectedSize, done: true });
     return { path: job.path, size: received, sha256 };
@@ -247,8 +250,8 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
     // Releases the connection of a response we stopped reading (size/hash/disk errors).
     dog.controller.abort();
     if (err instanceof ModelError) throw err;
-    if (dog.fired) throw failed(`${job.path}: no data from ${url} for ${req.fetchTimeoutMs} ms (after ${received} bytes)`, err);
-    throw failed(`${job.path}: download from ${url} failed after ${received} bytes: ${describe(err)}`, err);
+    if (dog.fired) throw failed(`${job.path}: no data from ${url} for ${req.fetchTimeoutMs} ms (after ${received} bytes).`, err);
+    throw failed(`${job.path}: download from ${url} failed after ${received} bytes: ${describe(err)}.`, err);
   } finally {
     dog.stop();
   }
@@ -282,7 +285,7 @@ export async function downloadModel(req: DownloadRequest): Promise<void> {
     await mkdir(tmp);
   } catch (err) {
     await removeEmptyFolders(parent, created);
-    throw failed(`cannot create a download folder in ${parent}: ${describe(err)} (is TWINLANE_MODELS_DIR writable?)`, err);
+    throw failed(`Cannot create a download folder in ${parent}: ${describe(err)} (is TWINLANE_MODELS_DIR writable?).`, err);
   }
   try {
     const listed = await listHubFiles(`${hub}/api/models/${idPath}/revision/${revision}?blobs=true`, req.fetchTimeoutMs);
@@ -312,7 +315,7 @@ export async function downloadModel(req: DownloadRequest): Promise<void> {
     await rm(tmp, { recursive: true, force: true });
     await removeEmptyFolders(parent, created);
     if (err instanceof ModelError) throw err;
-    throw failed(`downloading "${req.id}" into ${req.target} failed: ${describe(err)}`, err);
+    throw failed(`Downloading "${req.id}" into ${req.target} failed: ${describe(err)}.`, err);
   }
 }
 

@@ -104,7 +104,7 @@ function validateId(id: unknown): asserts id is string {
   if (!ok) {
     throw new ModelError(
       'model_invalid',
-      `invalid model id ${JSON.stringify(id)}: expected "name" or "org/name" made of letters, digits, ".", "_" and "-"`,
+      `Invalid model id ${JSON.stringify(id)}: expected "name" or "org/name" made of letters, digits, ".", "_" and "-".`,
     );
   }
 }
@@ -117,7 +117,7 @@ async function folderState(dir: string, kind: ModelKind, dtype: ModelDtype): Pro
     entries = await readdir(dir);
   } catch (err) {
     if (errCode(err) === 'ENOENT') return { state: 'absent' };
-    throw new ModelError('model_invalid', `cannot read model folder ${dir}: ${String(err)}`, { cause: err });
+    throw new ModelError('model_invalid', `Cannot read model folder ${dir}: ${String(err)}.`, { cause: err });
   }
   // An empty folder holds nothing to lose, and rename(2) may replace it, so it counts as absent.
   if (entries.length === 0) return { state: 'absent' };
@@ -131,7 +131,7 @@ async function folderState(dir: string, kind: ModelKind, dtype: ModelDtype): Pro
 
 export async function resolveModel(id: string, kind: ModelKind, options: ResolveOptions): Promise<ModelInfo> {
   validateId(id);
-  if (kind !== 'text' && kind !== 'image') throw new ModelError('model_invalid', `unknown model kind ${JSON.stringify(kind)}`);
+  if (kind !== 'text' && kind !== 'image') throw new ModelError('model_invalid', `Unknown model kind ${JSON.stringify(kind)}.`);
   const modelsDir = path.resolve(options.modelsDir);
   const dir = path.join(modelsDir, ...id.split('/'));
   const dtype = options.dtype ?? 'fp32';
@@ -143,7 +143,7 @@ export async function resolveModel(id: string, kind: ModelKind, options: Resolve
       found.state === 'absent' ? `is not in ${dir}` : `is incomplete in ${dir} (missing ${found.missing.join(', ')})`;
     throw new ModelError(
       'model_missing_offline',
-      `${kind} model "${id}" ${what}, and offline mode (TWINLANE_OFFLINE) forbids downloading it. ` +
+      `The ${kind} model "${id}" ${what}, and offline mode (TWINLANE_OFFLINE) forbids downloading it. ` +
         `Set TWINLANE_MODELS_DIR to a folder that holds ${id}/, or unset TWINLANE_OFFLINE to download it from ${options.hubUrl}.`,
     );
   }
@@ -151,7 +151,7 @@ export async function resolveModel(id: string, kind: ModelKind, options: Resolve
     // Never delete a folder we did not create: it may be someone's hand-made or half-copied model.
     throw new ModelError(
       'model_invalid',
-      `model folder ${dir} exists but lacks ${found.missing.join(', ')}; complete it or remove it so "${id}" can be downloaded again`,
+      `The model folder ${dir} exists but lacks ${found.missing.join(', ')}; complete it or remove it so "${id}" can be downloaded again.`,
     );
   }
 
@@ -195,14 +195,14 @@ export async function resolveTowers(id: string, kind: ModelKind, options: Omit<R
   if (primary.kind === 'text') return { id, text: primary, image: null };
   const fp32Text = await hasTextTower('fp32');
   if (!fp32Text && !(await hasTextTower('q8'))) {
-    if (kind === 'text') throw new ModelError('model_invalid', `${id} is named as a text model but ${dir} has no text tower (${onnxFile('text_model', dtypes.text)})`);
+    if (kind === 'text') throw new ModelError('model_invalid', `${id} is named as a text model but ${dir} has no text tower (${onnxFile('text_model', dtypes.text)}).`);
     return { id, text: null, image: primary };
   }
   if (!(await hasTextTower(dtypes.text))) {
-    throw new ModelError('model_invalid', `${id} has a text tower but no ${onnxFile('text_model', dtypes.text)} for the text lane's dtype ${dtypes.text}; add it, or set TWINLANE_TEXT_DTYPE to ${fp32Text ? 'fp32' : 'q8'}`);
+    throw new ModelError('model_invalid', `${id} has a text tower but no ${onnxFile('text_model', dtypes.text)} for the text lane's dtype ${dtypes.text}; add it, or set TWINLANE_TEXT_DTYPE to ${fp32Text ? 'fp32' : 'q8'}.`);
   }
   const text = await readClipTextInfo(id, primary.dir, dtypes.text);
-  if (text.dims !== primary.dims) throw new ModelError('model_invalid', `${id}: its text tower makes ${text.dims}-d vectors and its vision tower ${primary.dims}-d; one space needs one size`);
+  if (text.dims !== primary.dims) throw new ModelError('model_invalid', `${id}: its text tower makes ${text.dims}-d vectors and its vision tower ${primary.dims}-d; one space needs one size.`);
   return { id, text, image: primary };
 }
 
@@ -224,22 +224,22 @@ async function readJson(file: string, optional: boolean): Promise<Json | null> {
     text = await readFile(file, 'utf8');
   } catch (err) {
     if (optional && errCode(err) === 'ENOENT') return null;
-    throw new ModelError('model_invalid', `cannot read ${file}: ${String(err)}`, { cause: err });
+    throw new ModelError('model_invalid', `Cannot read ${file}: ${String(err)}.`, { cause: err });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new ModelError('model_invalid', `${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new ModelError('model_invalid', `${file} is not valid JSON: ${(err as Error).message}.`, { cause: err });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ModelError('model_invalid', `${file} must hold a JSON object`);
+    throw new ModelError('model_invalid', `${file} must hold a JSON object.`);
   }
   return value as Json;
 }
 
 function bad(file: string, key: string, want: string, value: unknown): ModelError {
-  return new ModelError('model_invalid', `${file}: "${key}" must be ${want}, got ${JSON.stringify(value)}`);
+  return new ModelError('model_invalid', `${file}: "${key}" must be ${want}, got ${JSON.stringify(value)}.`);
 }
 
 function posInt(obj: Json | null, key: string, file: string): number | undefined {
@@ -295,7 +295,7 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
 
   const dims = posInt(poolingCfg, 'word_embedding_dimension', poolingFile) ?? posInt(config, 'hidden_size', configFile);
   if (dims === undefined) {
-    throw new ModelError('model_invalid', `no embedding size: neither ${poolingFile} (word_embedding_dimension) nor ${configFile} (hidden_size) gives one`);
+    throw new ModelError('model_invalid', `No embedding size: neither ${poolingFile} (word_embedding_dimension) nor ${configFile} (hidden_size) gives one.`);
   }
 
   // sentence-transformers truncates at max_seq_length, which is often below the tokenizer's limit.
@@ -306,7 +306,7 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
     else maxTokens = posInt(tok, 'model_max_length', tokFile);
   }
   if (maxTokens === undefined) {
-    throw new ModelError('model_invalid', `no token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one`);
+    throw new ModelError('model_invalid', `No token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one.`);
   }
 
   let pooling: TextPooling = 'mean';
@@ -317,7 +317,7 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
     // Several modes at once mean concatenated vectors, which the lanes do not compute.
     if (on.length === 1 && on[0] === 'pooling_mode_cls_token') pooling = 'cls';
     else if (!(on.length === 1 && on[0] === 'pooling_mode_mean_tokens')) {
-      throw new ModelError('model_invalid', `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}`);
+      throw new ModelError('model_invalid', `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}.`);
     }
   }
   return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('model', dtype)), dtype, dims, maxTokens, pooling, tokenBound: await tokenBoundOf(dir) };
@@ -341,9 +341,9 @@ async function readClipTextInfo(id: string, dir: string, dtype: ModelDtype): Pro
   const [config, tok] = await Promise.all([readJson(configFile, false), readJson(tokFile, false)]);
   const textConfig = config?.['text_config'];
   const dims = posInt(config, 'projection_dim', configFile) ?? (typeof textConfig === 'object' && textConfig !== null ? posInt(textConfig as Json, 'projection_dim', configFile) : undefined);
-  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim for the text tower`);
+  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim for the text tower.`);
   const maxTokens = posInt(tok, 'model_max_length', tokFile);
-  if (maxTokens === undefined || maxTokens >= NO_LIMIT) throw new ModelError('model_invalid', `${tokFile}: CLIP's text tower needs a model_max_length (77)`);
+  if (maxTokens === undefined || maxTokens >= NO_LIMIT) throw new ModelError('model_invalid', `${tokFile}: CLIP's text tower needs a model_max_length (77).`);
   return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('text_model', dtype)), dtype, dims, maxTokens, pooling: 'graph', tokenBound: await tokenBoundOf(dir) };
 }
 
@@ -354,14 +354,14 @@ async function readImageInfo(id: string, dir: string, dtype: ModelDtype): Promis
   const configFile = path.join(dir, 'config.json');
   const preFile = path.join(dir, 'preprocessor_config.json');
   const [config, pre] = await Promise.all([readJson(configFile, false), readJson(preFile, false)]);
-  if (config === null || pre === null) throw new ModelError('model_invalid', `cannot read ${configFile} or ${preFile}`);
+  if (config === null || pre === null) throw new ModelError('model_invalid', `Cannot read ${configFile} or ${preFile}.`);
 
   // A vision-only config has projection_dim at the top; a full CLIP config has it there and in vision_config.
   const vision = config['vision_config'];
   const dims =
     posInt(config, 'projection_dim', configFile) ??
     (typeof vision === 'object' && vision !== null ? posInt(vision as Json, 'projection_dim', configFile) : undefined);
-  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config)`);
+  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config).`);
 
   const rescale = pre['rescale_factor'] ?? 1 / 255;
   if (typeof rescale !== 'number' || !(rescale > 0)) throw bad(preFile, 'rescale_factor', 'a positive number', rescale);
@@ -377,7 +377,7 @@ async function readImageInfo(id: string, dir: string, dtype: ModelDtype): Promis
     convertRgb: bool(pre, 'do_convert_rgb', preFile, true),
   };
   if (!preprocess.crop && !(preprocess.resize && 'height' in preprocess.resize)) {
-    throw new ModelError('model_invalid', `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor`);
+    throw new ModelError('model_invalid', `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor.`);
   }
   return { kind: 'image', id, dir, onnxPath: path.join(dir, onnxFile('vision_model', dtype)), dtype, dims, preprocess };
 }

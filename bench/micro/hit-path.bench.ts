@@ -15,7 +15,7 @@ import { optionalEnum, optionalString, requireObject, textInputs } from '../../s
 import { HotAnswers } from '../../server/hot-answers.js';
 import { float32Bytes, jsonVector } from '../../server/reply.js';
 import { Tally } from '../../src/tally.js';
-import { ROOT } from '../children.js';
+import { ROOT } from '../lib/children.js';
 
 const DIMS = 384;
 const TEXT = 'The young doctor quietly repaired a red bicycle near the train station this morning.';

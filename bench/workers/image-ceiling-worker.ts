@@ -4,9 +4,9 @@
 // preprocessing-only run that times each image on its own.
 import { parentPort, workerData } from 'node:worker_threads';
 import sharp from 'sharp';
-import { createPreprocessor } from '../lanes/image-preprocess.js';
-import type { ImagePreprocess } from '../lanes/protocol.js';
-import { createSession } from '../lanes/session.js';
+import { createPreprocessor } from '../../lanes/image-preprocess.js';
+import type { ImagePreprocess } from '../../lanes/protocol.js';
+import { createSession } from '../../lanes/session.js';
 
 export interface ImageCeilingWorkerData {
   readonly onnxPath: string;

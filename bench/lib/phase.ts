@@ -10,7 +10,7 @@ export const MEASURE_MS = Number(process.env['BENCH_MEASURE_S'] ?? '12') * 1000;
 /** Per batch size of a raw ceiling. */
 export const CEILING_MS = Math.min(3000, MEASURE_MS / 4);
 
-export const progress = (line: string) => process.stderr.write(`[bench:e2e] ${line}\n`);
+export const progress = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 
 export const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : '—');
 export const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '—');

@@ -5,13 +5,13 @@
 //       distinct JPEG as the raw body of every request, so every request is computed,
 //   (g) sharp preprocessing alone, per image, on one thread.
 import os from 'node:os';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { layoutsFor, type Layout } from './ceiling.js';
-import { resolveModel } from '../src/models.js';
+import { resolveModel } from '../../src/models.js';
 import { startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
 import { CEILING_WARMUP_RUNS, measureImageCeiling, measurePreprocessing, type ImageCeilingOptions, type ImageCeilingRow } from './image-ceiling.js';
-import { JPEG_QUALITY, JPEG_SIZES, makeJpegs, withJpegComment, type Jpeg } from './jpegs.js';
+import { JPEG_QUALITY, JPEG_SIZES, makeJpegs, withJpegComment, type Jpeg } from '../fixtures/jpegs.js';
 import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.js';
 import { percentiles } from './load.js';
 import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, pct, phaseRow, progress, resultsHeader, WARMUP_MS, type Phase } from './phase.js';
@@ -144,7 +144,7 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     '',
     `- Model: \`${IMAGE_MODEL}\`; the server runs with both lanes on, as in production`,
     `- Thread budget (server default from \`loadConfig\` with both lanes on): image lane ${config.imageThreads} worker(s) × ${config.imageIntraOpThreads} intra-op thread(s) at nice ${config.imageNice}, max batch ${config.imageMaxBatchItems} images, max queue ${config.imageMaxQueue}; text lane ${config.textThreads} × ${config.textIntraOpThreads} (idle here)`,
-    `- Pictures: distinct synthetic JPEGs (gradient, waves, 3–8 shapes, grain; bench/jpegs.ts), sizes ${sizeMix} in equal shares, quality ${JPEG_QUALITY}, ${f1(meanBytes / 1024)} KiB on average; all generated before the timed windows, and no picture is used twice in the run (${pictures.used} made)${recycled > 0 ? `; **(f) ran past its pool: ${recycled} requests re-sent a picture with a new JPEG comment (new bytes, same pixels)**` : ''}`,
+    `- Pictures: distinct synthetic JPEGs (gradient, waves, 3–8 shapes, grain; bench/fixtures/jpegs.ts), sizes ${sizeMix} in equal shares, quality ${JPEG_QUALITY}, ${f1(meanBytes / 1024)} KiB on average; all generated before the timed windows, and no picture is used twice in the run (${pictures.used} made)${recycled > 0 ? `; **(f) ran past its pool: ${recycled} requests re-sent a picture with a new JPEG comment (new bytes, same pixels)**` : ''}`,
     `- Load: ${CONCURRENCY} closed-loop keep-alive clients, ${WARMUP_MS / 1000} s warm-up not recorded + ${MEASURE_MS / 1000} s measured; every request \`POST /embed/image\` with the JPEG itself as the body (\`Content-Type: image/jpeg\`), answered as JSON (${f.load.lastBodyBytes} bytes); the JSON/base64 form was not measured`,
     '',
     '### Results',

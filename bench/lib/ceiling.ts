@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import type { CeilingReport, CeilingTask, CeilingWorkerData } from './ceiling-worker.js';
+import type { CeilingReport, CeilingTask, CeilingWorkerData } from '../workers/ceiling-worker.js';
 import { cpuMark, cpuSince, type CpuShare } from './cpu.js';
 import { runTask, startWorker } from './worker-calls.js';
 
@@ -18,6 +18,8 @@ export interface CeilingRow {
 
 export interface CeilingOptions {
   readonly modelDir: string;
+  /** The weights below modelDir (default onnx/model.onnx; onnx/model_quantized.onnx for q8). */
+  readonly onnxFile?: string;
   readonly sessions: number;
   readonly intraOpThreads: number;
   readonly batchSizes: readonly number[];
@@ -26,7 +28,7 @@ export interface CeilingOptions {
   readonly minMs: number;
 }
 
-const WORKER = new URL('./ceiling-worker.js', import.meta.url);
+const WORKER = new URL('../workers/ceiling-worker.js', import.meta.url);
 
 export function loadTokenizer(modelDir: string): Tokenizer {
   const json = (file: string) => JSON.parse(readFileSync(path.join(modelDir, file), 'utf8')) as object;
@@ -58,7 +60,7 @@ export function layoutsFor(cores: number): Layout[] {
 
 export async function measureCeiling(options: CeilingOptions): Promise<CeilingRow[]> {
   const tokenizer = loadTokenizer(options.modelDir);
-  const onnxPath = path.join(options.modelDir, 'onnx', 'model.onnx');
+  const onnxPath = path.join(options.modelDir, options.onnxFile ?? 'onnx/model.onnx');
   const workers = await Promise.all(
     Array.from({ length: options.sessions }, () => startWorker(WORKER, { onnxPath, intraOpThreads: options.intraOpThreads } satisfies CeilingWorkerData)),
   );
@@ -89,4 +91,30 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRo
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
+}
+
+export type LayoutRow = CeilingRow & Layout;
+
+export const layoutName = (l: Layout): string => `${l.sessions} × ${l.intraOpThreads}`;
+
+/**
+ * The machine's ceiling: every layout of `layouts` at every batch size, each row reported through
+ * `progress`; the best row is the ceiling.
+ */
+export async function ceilingOverLayouts(
+  base: Omit<CeilingOptions, 'sessions' | 'intraOpThreads' | 'batchSizes'>,
+  layouts: readonly Layout[],
+  batchSizes: readonly number[],
+  progress: (line: string) => void,
+): Promise<{ rows: LayoutRow[]; best: LayoutRow }> {
+  const rows: LayoutRow[] = [];
+  for (const layout of layouts) {
+    progress(`${layoutName(layout)} (sessions × intra-op threads), batches ${batchSizes.join('/')}`);
+    for (const row of await measureCeiling({ ...base, ...layout, batchSizes })) {
+      progress(`${layoutName(layout)} batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
+      rows.push({ ...row, ...layout });
+    }
+  }
+  const best = rows.reduce((a, b) => (b.textsPerSecond > a.textsPerSecond ? b : a));
+  return { rows, best };
 }

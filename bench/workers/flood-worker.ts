@@ -2,8 +2,8 @@
 // large bodies a second does not delay the text clients' event loop in the bench process (their
 // latencies must be the server's, not the generator's).
 import { parentPort, workerData } from 'node:worker_threads';
-import { imageBodies, type BodyKind } from './flood-bodies.js';
-import { runLoad, type LoadOptions } from './load.js';
+import { imageBodies, type BodyKind } from '../fixtures/flood-bodies.js';
+import { runLoad, type LoadOptions } from '../lib/load.js';
 
 export interface FloodTask extends Omit<LoadOptions, 'body'> {
   readonly kind: BodyKind;

@@ -4,13 +4,13 @@
 //   (b) the server with unique texts (every request computed),
 //   (c) the server with repeated texts (every request an L1 cache hit),
 //   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c),
-//   (t) @huggingface/transformers behind node:http (bench/transformers-server.ts) under the loads of
+//   (t) @huggingface/transformers behind node:http (bench/workers/transformers-server.ts) under the loads of
 //       (b) and (c): the common alternative, measured in the same run on the same model folder.
 // The server runs with its defaults, the image lane on but idle, as in production.
 import path from 'node:path';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import os from 'node:os';
-import { layoutsFor, measureCeiling, type CeilingRow, type Layout } from './ceiling.js';
+import { ceilingOverLayouts, layoutName, layoutsFor, measureCeiling, type LayoutRow } from './ceiling.js';
 import { readFileSync } from 'node:fs';
 import { post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
@@ -18,15 +18,13 @@ import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.
 import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, pct, phaseRow, progress, resultsHeader, usPerItem, WARMUP_MS, type Phase } from './phase.js';
 import { IMAGE_MODEL } from './e2e-image.js';
 import { scrape } from './scrape.js';
-import { SentenceSource } from './texts.js';
+import { SentenceSource } from '../fixtures/texts.js';
 
 export const TEXT_MODEL = 'twinlane/minilm-l6-standin';
 const TJS_VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as { version: string }).version;
 const CONCURRENCY = 64;
 const BATCH_SIZES = [1, 4, 8, 16, 32];
 
-type LayoutRow = CeilingRow & Layout;
-const layoutName = (l: Layout) => `${l.sessions} × ${l.intraOpThreads}`;
 const REPEATED_TEXTS = 64;
 const TARGET_COMPUTE = 0.85;
 const TARGET_HTTP = 0.5;
@@ -42,23 +40,8 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   const batchSizes = BATCH_SIZES.filter((b) => b <= config.textMaxBatchItems);
   const layouts = layoutsFor(os.availableParallelism());
   const ceilingTexts = new SentenceSource(0, 50_000 * layouts.length);
-  const ceilingOptions = (layout: Layout, sizes: readonly number[]) => ({
-    modelDir: path.join(modelsDir, TEXT_MODEL),
-    sessions: layout.sessions,
-    intraOpThreads: layout.intraOpThreads,
-    batchSizes: sizes,
-    nextText: () => ceilingTexts.next(),
-    minMs: CEILING_MS,
-  });
-  const ceiling: LayoutRow[] = [];
-  for (const layout of layouts) {
-    progress(`(a) raw ONNX Runtime: ${layoutName(layout)} (sessions × intra-op threads), batches ${batchSizes.join('/')}`);
-    for (const row of await measureCeiling(ceilingOptions(layout, batchSizes))) {
-      progress(`(a) ${layoutName(layout)} batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
-      ceiling.push({ ...row, ...layout });
-    }
-  }
-  const best = ceiling.reduce((a, b) => (b.textsPerSecond > a.textsPerSecond ? b : a));
+  const ceilingOptions = { modelDir: path.join(modelsDir, TEXT_MODEL), nextText: () => ceilingTexts.next(), minMs: CEILING_MS };
+  const { rows: ceiling, best } = await ceilingOverLayouts(ceilingOptions, layouts, batchSizes, (line) => progress(`(a) raw ONNX Runtime: ${line}`));
 
   let server: Child | undefined;
   let echo: Child | undefined;
@@ -95,12 +78,12 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     await stopChild(server);
 
     // Same answer size as the real one, so (d) moves the same bytes as (c).
-    echo = await startChild('dist/bench/echo-server.js', { ...process.env, ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206) });
+    echo = await startChild('dist/bench/workers/echo-server.js', { ...process.env, ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206) });
     turn = 0;
     d = await loadPhase('(d) bare uWebSockets.js echo', echo, { path: '/echo', concurrency: CONCURRENCY, body: repeated });
     await stopChild(echo);
 
-    tjs = await startChild('dist/bench/transformers-server.js', { ...process.env, TJS_MODELS_DIR: modelsDir, TJS_MODEL: TEXT_MODEL });
+    tjs = await startChild('dist/bench/workers/transformers-server.js', { ...process.env, TJS_MODELS_DIR: modelsDir, TJS_MODEL: TEXT_MODEL });
     bt = await loadPhase('(t-b) transformers.js + node:http, unique texts', tjs, { ...openAi, body: () => openAiBody(uniqueTexts.next()) });
     turn = 0;
     ct = await loadPhase('(t-c) transformers.js + node:http, repeated texts', tjs, { ...openAi, body: repeated });
@@ -111,7 +94,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   }
   // The machine is shared and noisy: measuring the best batch again shows how far (a) drifted.
   progress(`(a) re-check of ${layoutName(best)} at batch ${best.batchSize}`);
-  const [recheckRow] = await measureCeiling(ceilingOptions(best, [best.batchSize]));
+  const [recheckRow] = await measureCeiling({ ...ceilingOptions, ...best, batchSizes: [best.batchSize] });
   if (!recheckRow) throw new Error('ceiling re-check returned nothing');
   const recheck: LayoutRow = { ...recheckRow, sessions: best.sessions, intraOpThreads: best.intraOpThreads };
 
@@ -155,7 +138,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     `| c ÷ t-c: repeated texts/s against transformers.js | ${f2(vsTjs.repeated)} | ≥ ${TARGET_VS_TJS.repeated} | ${verdict(vsTjs.repeated, TARGET_VS_TJS.repeated)} |`,
     '',
     `- The winning layout: ${layoutName(aRow)} (sessions × intra-op threads) at batch ${aRow.batchSize}; the server's own layout is ${config.textThreads} × ${config.textIntraOpThreads}.`,
-    `- (t-b), (t-c): \`@huggingface/transformers\` ${TJS_VERSION}'s feature-extraction pipeline (mean pooling, normalised) on the same model folder, one pipeline call per request behind \`node:http\` (bench/transformers-server.ts), ONNX Runtime's default threads, no cache: the same load and bodies as (b) and (c).`,
+    `- (t-b), (t-c): \`@huggingface/transformers\` ${TJS_VERSION}'s feature-extraction pipeline (mean pooling, normalised) on the same model folder, one pipeline call per request behind \`node:http\` (bench/workers/transformers-server.ts), ONNX Runtime's default threads, no cache: the same load and bodies as (b) and (c).`,
     `- Server CPU per answer: ${usPerItem(c.cpu, c.load.throughput)} µs for a cache hit (c) vs ${usPerItem(d.cpu, d.load.throughput)} µs for the bare echo (d); by CPU cost alone c/d would be ${f2(d.cpu.target / d.load.throughput / (c.cpu.target / c.load.throughput))}.`,
     '',
     '### (a) The machine\'s raw ONNX Runtime ceiling, by thread layout and batch size',

@@ -1,11 +1,11 @@
 // The raw image ceiling: images/s of the image lane's work alone (sharp decode + preprocess of JPEG
 // bytes, then ONNX Runtime) on the lane's thread budget, one session per worker thread, and the cost
 // of preprocessing alone per image. Every image is decoded once: pools are sized for each window.
-import type { ImageCeilingReport, ImageCeilingTask, ImageCeilingWorkerData, PreprocessReport, PreprocessTask } from './image-ceiling-worker.js';
+import type { ImageCeilingReport, ImageCeilingTask, ImageCeilingWorkerData, PreprocessReport, PreprocessTask } from '../workers/image-ceiling-worker.js';
 import { cpuMark, cpuSince, type CpuShare } from './cpu.js';
 import { runTask, startWorker } from './worker-calls.js';
 
-const WORKER = new URL('./image-ceiling-worker.js', import.meta.url);
+const WORKER = new URL('../workers/image-ceiling-worker.js', import.meta.url);
 export const CEILING_WARMUP_RUNS = 2;
 const MIN_RUNS = 3;
 const PROBE_RUNS = 6;
