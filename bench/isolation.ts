@@ -72,14 +72,43 @@ async function phase(server: Child, texts: SentenceSource, flood: Flood | null):
   const textBody = () => JSON.stringify({ model: TEXT_MODEL, input: texts.next(), encoding_format: 'base64' });
   const window = { port: server.port, warmupMs: WARMUP_MS, durationMs: MEASURE_MS, contentType: 'application/json' };
   const textLoad = runLoad({ ...window, path: '/v1/embeddings', concurrency: TEXT_CLIENTS, body: textBody });
-  const imageLoad = flood && floodThread({ ...window, path: '/embed/image', concurrency: flood.arrivalsPerSecond ? OPEN_LOOP_SOCKETS : IMAGE_CLIENTS, kind: flood.kind, honorRetryAfter: flood.honorRetryAfter, ...(flood.arrivalsPerSecond ? { arrivalsPerSecond: flood.arrivalsPerSecond } : {}) });
-  const cachedLoad = flood && floodThread({ ...window, path: '/embed/image', concurrency: CACHED_CLIENTS, kind: 'cached', honorRetryAfter: true });
+  const imageLoad =
+    flood &&
+    floodThread({
+      ...window,
+      path: '/embed/image',
+      concurrency: flood.arrivalsPerSecond ? OPEN_LOOP_SOCKETS : IMAGE_CLIENTS,
+      kind: flood.kind,
+      honorRetryAfter: flood.honorRetryAfter,
+      ...(flood.arrivalsPerSecond ? { arrivalsPerSecond: flood.arrivalsPerSecond } : {}),
+    });
+  const cachedLoad =
+    flood &&
+    floodThread({
+      ...window,
+      path: '/embed/image',
+      concurrency: CACHED_CLIENTS,
+      kind: 'cached',
+      honorRetryAfter: true,
+    });
   const [text, image, cached] = await Promise.all([textLoad, imageLoad, cachedLoad]);
   const cpu = cpuSince(mark, server.pid);
   const mainThread = (threadCpuSeconds(server.pid, server.pid) - mainBefore) / ((WARMUP_MS + MEASURE_MS) / 1000);
   const after = await scrape(server.port);
-  const rejected = (labels: Record<string, string>) => value(after, 'twinlane_lane_rejections_total', labels) - value(before, 'twinlane_lane_rejections_total', labels);
-  return { text, image, cached, cpu, mainThread, rejections: { text: rejected({ lane: 'text' }), image: rejected({ lane: 'image' }), shed: rejected({ lane: 'image', reason: 'shed' }) } };
+  const rejected = (labels: Record<string, string>) =>
+    value(after, 'twinlane_lane_rejections_total', labels) - value(before, 'twinlane_lane_rejections_total', labels);
+  return {
+    text,
+    image,
+    cached,
+    cpu,
+    mainThread,
+    rejections: {
+      text: rejected({ lane: 'text' }),
+      image: rejected({ lane: 'image' }),
+      shed: rejected({ lane: 'image', reason: 'shed' }),
+    },
+  };
 }
 
 const f0 = (n: number) => n.toFixed(0);
@@ -89,7 +118,14 @@ const f2 = (n: number) => n.toFixed(2);
 async function main(): Promise<void> {
   const started = Date.now();
   const modelsDir = path.resolve(ROOT, process.env['TWINLANE_MODELS_DIR'] ?? '../shared/models');
-  const env = { ...process.env, TWINLANE_MODELS_DIR: modelsDir, TWINLANE_TEXT_MODEL: TEXT_MODEL, TWINLANE_IMAGE_MODEL: IMAGE_MODEL, TWINLANE_OFFLINE: 'true', TWINLANE_PORT: '0' };
+  const env = {
+    ...process.env,
+    TWINLANE_MODELS_DIR: modelsDir,
+    TWINLANE_TEXT_MODEL: TEXT_MODEL,
+    TWINLANE_IMAGE_MODEL: IMAGE_MODEL,
+    TWINLANE_OFFLINE: 'true',
+    TWINLANE_PORT: '0',
+  };
   const config = loadConfig([], env);
   const cachedBody = await imageBodies('cached');
   const sampleBytes = (await imageBodies('noise'))().length;
@@ -110,7 +146,11 @@ async function main(): Promise<void> {
     progress('phase 3: text under an image flood (clients retry at once)');
     hammered = await phase(server, new SentenceSource(400_000, 200_000), { kind: 'small', honorRetryAfter: false });
     progress(`phase 4: text under an open-loop flood of ${OPEN_LOOP_RATE} image requests/s`);
-    openLoop = await phase(server, new SentenceSource(600_000, 200_000), { kind: 'noise', honorRetryAfter: false, arrivalsPerSecond: OPEN_LOOP_RATE });
+    openLoop = await phase(server, new SentenceSource(600_000, 200_000), {
+      kind: 'noise',
+      honorRetryAfter: false,
+      arrivalsPerSecond: OPEN_LOOP_RATE,
+    });
   } catch (error) {
     killChildren();
     throw error;
@@ -125,11 +165,28 @@ async function main(): Promise<void> {
   const floodLine = (label: string, p: TextPhase) => {
     const image = p.image!;
     const cached = p.cached!;
-    const cachedOk = (cached.statuses['200'] ?? 0) / Math.max(1, Object.values(cached.statuses).reduce((a, b) => a + b, 0));
+    const cachedOk =
+      (cached.statuses['200'] ?? 0) /
+      Math.max(
+        1,
+        Object.values(cached.statuses).reduce((a, b) => a + b, 0),
+      );
     return [
-      `- Image flood during ${label}: ${Object.entries(image.statuses).map(([s, n]) => `${n}× ${s}`).join(', ')} over the phase (warm-up included)${image.notSent > 0 ? `, ${image.notSent} due but not sent (all ${OPEN_LOOP_SOCKETS} sockets busy)` : ''}; lane rejections counted by the server: image ${p.rejections.image} (of which ${p.rejections.shed} shed before their body was read), text ${p.rejections.text}; images embedded ≈ ${f0(((image.statuses['200'] ?? 0) / (WARMUP_MS + MEASURE_MS)) * 1000)}/s.`,
-      `- Cached images during ${label} (${CACHED_CLIENTS} clients honouring Retry-After): ${Object.entries(cached.statuses).map(([s, n]) => `${n}× ${s}`).join(', ')}; **${(cachedOk * 100).toFixed(0)} %** answered 200.`,
-      ...(image.retried.sent > 0 ? [`- Retry-After during ${label}: the flood's clients waited it ${image.retried.sent} times; the next try was answered 200 ${image.retried.ok} times (${((100 * image.retried.ok) / image.retried.sent).toFixed(0)} %).`] : []),
+      `- Image flood during ${label}: ${Object.entries(image.statuses)
+        .map(([s, n]) => `${n}× ${s}`)
+        .join(
+          ', ',
+        )} over the phase (warm-up included)${image.notSent > 0 ? `, ${image.notSent} due but not sent (all ${OPEN_LOOP_SOCKETS} sockets busy)` : ''}; lane rejections counted by the server: image ${p.rejections.image} (of which ${p.rejections.shed} shed before their body was read), text ${p.rejections.text}; images embedded ≈ ${f0(((image.statuses['200'] ?? 0) / (WARMUP_MS + MEASURE_MS)) * 1000)}/s.`,
+      `- Cached images during ${label} (${CACHED_CLIENTS} clients honouring Retry-After): ${Object.entries(
+        cached.statuses,
+      )
+        .map(([s, n]) => `${n}× ${s}`)
+        .join(', ')}; **${(cachedOk * 100).toFixed(0)} %** answered 200.`,
+      ...(image.retried.sent > 0
+        ? [
+            `- Retry-After during ${label}: the flood's clients waited it ${image.retried.sent} times; the next try was answered 200 ${image.retried.ok} times (${((100 * image.retried.ok) / image.retried.sent).toFixed(0)} %).`,
+          ]
+        : []),
     ].join('\n');
   };
   // What a refused image request costs the main thread: its CPU beyond what its text answers cost
@@ -137,7 +194,8 @@ async function main(): Promise<void> {
   // included, as it is charged to the thread that makes the call).
   const seconds = (WARMUP_MS + MEASURE_MS) / 1000;
   const mainPerText = alone.mainThread / alone.text.throughput;
-  const perRefusal = (p: TextPhase) => (Math.max(0, p.mainThread - p.text.throughput * mainPerText) * seconds * 1e6) / Math.max(1, p.rejections.image);
+  const perRefusal = (p: TextPhase) =>
+    (Math.max(0, p.mainThread - p.text.throughput * mainPerText) * seconds * 1e6) / Math.max(1, p.rejections.image);
   const targets = (label: string, p: TextPhase) => {
     const p99 = p.text.latencyMs.p99 / alone.text.latencyMs.p99;
     const throughput = p.text.throughput / alone.text.throughput;
@@ -188,6 +246,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`[bench:isolation] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `[bench:isolation] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exitCode = 1;
 });

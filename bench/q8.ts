@@ -18,7 +18,20 @@ import { ceilingOverLayouts, layoutName, layoutsFor, measureCeiling, type Layout
 import { killChildren, ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { disturbed } from './lib/cpu.js';
 import { machineLines, quietSample } from './lib/machine.js';
-import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, phaseRow, resultsHeader, WARMUP_MS, type Phase } from './lib/phase.js';
+import {
+  CEILING_MS,
+  cpuCells,
+  errorNote,
+  f0,
+  f1,
+  f2,
+  loadPhase,
+  MEASURE_MS,
+  phaseRow,
+  resultsHeader,
+  WARMUP_MS,
+  type Phase,
+} from './lib/phase.js';
 
 const TEXT_MODEL = 'twinlane/minilm-l6-standin';
 const IMAGE_MODEL = 'twinlane/clip-vision-standin';
@@ -43,14 +56,34 @@ interface Ceiling {
   readonly value: number;
 }
 
-async function ceiling(weights: Weights, modelDir: string, texts: SentenceSource, batchSizes: readonly number[]): Promise<Omit<Ceiling, 'recheck' | 'value'>> {
+async function ceiling(
+  weights: Weights,
+  modelDir: string,
+  texts: SentenceSource,
+  batchSizes: readonly number[],
+): Promise<Omit<Ceiling, 'recheck' | 'value'>> {
   const base = { modelDir, onnxFile: weights.file, nextText: () => texts.next(), minMs: CEILING_MS };
-  return ceilingOverLayouts(base, layoutsFor(os.availableParallelism()), batchSizes, (line) => progress(`(${weights.dtype === 'q8' ? 'a8' : 'a'}) raw ${weights.dtype}: ${line}`));
+  return ceilingOverLayouts(base, layoutsFor(os.availableParallelism()), batchSizes, (line) =>
+    progress(`(${weights.dtype === 'q8' ? 'a8' : 'a'}) raw ${weights.dtype}: ${line}`),
+  );
 }
 
-async function recheck(weights: Weights, modelDir: string, texts: SentenceSource, found: Omit<Ceiling, 'recheck' | 'value'>): Promise<Ceiling> {
+async function recheck(
+  weights: Weights,
+  modelDir: string,
+  texts: SentenceSource,
+  found: Omit<Ceiling, 'recheck' | 'value'>,
+): Promise<Ceiling> {
   progress(`re-check of the ${weights.dtype} ceiling: ${layoutName(found.best)} at batch ${found.best.batchSize}`);
-  const [row] = await measureCeiling({ modelDir, onnxFile: weights.file, nextText: () => texts.next(), minMs: CEILING_MS, sessions: found.best.sessions, intraOpThreads: found.best.intraOpThreads, batchSizes: [found.best.batchSize] });
+  const [row] = await measureCeiling({
+    modelDir,
+    onnxFile: weights.file,
+    nextText: () => texts.next(),
+    minMs: CEILING_MS,
+    sessions: found.best.sessions,
+    intraOpThreads: found.best.intraOpThreads,
+    batchSizes: [found.best.batchSize],
+  });
   if (!row) throw new Error('ceiling re-check returned nothing');
   const again: LayoutRow = { ...row, sessions: found.best.sessions, intraOpThreads: found.best.intraOpThreads };
   return { ...found, recheck: again, value: Math.max(found.best.textsPerSecond, again.textsPerSecond) };
@@ -58,7 +91,11 @@ async function recheck(weights: Weights, modelDir: string, texts: SentenceSource
 
 /** Each held-out sentence's vector, from a server or transformers.js, by /v1/embeddings. */
 async function heldOutVectors(child: Child): Promise<Float32Array[]> {
-  const res = await fetch(`http://127.0.0.1:${child.port}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: TEXT_MODEL, input: SEMANTIC_SENTENCES, encoding_format: 'base64' }) });
+  const res = await fetch(`http://127.0.0.1:${child.port}/v1/embeddings`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: TEXT_MODEL, input: SEMANTIC_SENTENCES, encoding_format: 'base64' }),
+  });
   if (res.status !== 200) throw new Error(`held-out sentences got HTTP ${res.status}`);
   const body = (await res.json()) as { data: { embedding: string }[] };
   return body.data.map((d) => new Float32Array(Uint8Array.from(Buffer.from(d.embedding, 'base64')).buffer));
@@ -83,14 +120,22 @@ interface ServerRun {
   readonly vectors: Float32Array[];
 }
 
-async function serverRun(label: string, script: string, env: NodeJS.ProcessEnv, texts: SentenceSource): Promise<ServerRun> {
+async function serverRun(
+  label: string,
+  script: string,
+  env: NodeJS.ProcessEnv,
+  texts: SentenceSource,
+): Promise<ServerRun> {
   let child: Child | undefined;
   try {
     child = await startChild(script, env);
     if (script === 'dist/src/main.js') await waitReady(child.port);
     const vectors = await heldOutVectors(child);
     const body = () => JSON.stringify({ model: TEXT_MODEL, input: texts.next(), encoding_format: 'base64' });
-    return { phase: await loadPhase(label, child, { path: '/v1/embeddings', concurrency: CONCURRENCY, body }), vectors };
+    return {
+      phase: await loadPhase(label, child, { path: '/v1/embeddings', concurrency: CONCURRENCY, body }),
+      vectors,
+    };
   } finally {
     await stopChild(child);
   }
@@ -100,19 +145,50 @@ async function main(): Promise<void> {
   const started = Date.now();
   const modelsDir = path.resolve(ROOT, process.env['TWINLANE_MODELS_DIR'] ?? '../shared/models');
   const modelDir = path.join(modelsDir, TEXT_MODEL);
-  const serverEnv: NodeJS.ProcessEnv = { ...process.env, TWINLANE_PORT: '0', TWINLANE_HOST: '127.0.0.1', TWINLANE_MODELS_DIR: modelsDir, TWINLANE_TEXT_MODEL: TEXT_MODEL, TWINLANE_IMAGE_MODEL: IMAGE_MODEL, TWINLANE_OFFLINE: 'true' };
+  const serverEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    TWINLANE_PORT: '0',
+    TWINLANE_HOST: '127.0.0.1',
+    TWINLANE_MODELS_DIR: modelsDir,
+    TWINLANE_TEXT_MODEL: TEXT_MODEL,
+    TWINLANE_IMAGE_MODEL: IMAGE_MODEL,
+    TWINLANE_OFFLINE: 'true',
+  };
   const config = loadConfig([], serverEnv);
   const batchSizes = BATCH_SIZES.filter((b) => b <= config.textMaxBatchItems);
   const quiet = await quietSample(progress);
 
   const ceilingTexts = new SentenceSource(0, 300_000);
-  const found = { fp32: await ceiling(FP32, modelDir, ceilingTexts, batchSizes), q8: await ceiling(Q8, modelDir, ceilingTexts, batchSizes) };
+  const found = {
+    fp32: await ceiling(FP32, modelDir, ceilingTexts, batchSizes),
+    q8: await ceiling(Q8, modelDir, ceilingTexts, batchSizes),
+  };
   const texts = new SentenceSource(300_000, 700_000);
-  const tjsEnv = (dtype: string) => ({ ...process.env, TJS_MODELS_DIR: modelsDir, TJS_MODEL: TEXT_MODEL, TJS_DTYPE: dtype });
+  const tjsEnv = (dtype: string) => ({
+    ...process.env,
+    TJS_MODELS_DIR: modelsDir,
+    TJS_MODEL: TEXT_MODEL,
+    TJS_DTYPE: dtype,
+  });
   const b = await serverRun('(b) server, fp32 weights', 'dist/src/main.js', serverEnv, texts);
-  const b8 = await serverRun('(b8) server, TWINLANE_TEXT_DTYPE=q8', 'dist/src/main.js', { ...serverEnv, TWINLANE_TEXT_DTYPE: 'q8' }, texts);
-  const t = await serverRun('(t) transformers.js, dtype fp32', 'dist/bench/workers/transformers-server.js', tjsEnv('fp32'), texts);
-  const t8 = await serverRun('(t8) transformers.js, dtype q8', 'dist/bench/workers/transformers-server.js', tjsEnv('q8'), texts);
+  const b8 = await serverRun(
+    '(b8) server, TWINLANE_TEXT_DTYPE=q8',
+    'dist/src/main.js',
+    { ...serverEnv, TWINLANE_TEXT_DTYPE: 'q8' },
+    texts,
+  );
+  const t = await serverRun(
+    '(t) transformers.js, dtype fp32',
+    'dist/bench/workers/transformers-server.js',
+    tjsEnv('fp32'),
+    texts,
+  );
+  const t8 = await serverRun(
+    '(t8) transformers.js, dtype q8',
+    'dist/bench/workers/transformers-server.js',
+    tjsEnv('q8'),
+    texts,
+  );
   const a = await recheck(FP32, modelDir, ceilingTexts, found.fp32);
   const a8 = await recheck(Q8, modelDir, ceilingTexts, found.q8);
 
@@ -144,7 +220,8 @@ interface Figures {
 
 function ceilingRows(c: Ceiling, dtype: string): string[] {
   return [...c.rows, c.recheck].map(
-    (r, i) => `| ${dtype} | ${layoutName(r)} | ${r.batchSize}${i === c.rows.length ? ' (re-check)' : r === c.best ? ' (best)' : ''} | ${f1(r.textsPerSecond)} | ${f1(r.msPerRun)} | ${f1(r.meanTokens)} | ${f2(r.cpu.other)} | ${f2(r.cpu.steal)}${disturbed(r.cpu) ? ' ⚠' : ''} |`,
+    (r, i) =>
+      `| ${dtype} | ${layoutName(r)} | ${r.batchSize}${i === c.rows.length ? ' (re-check)' : r === c.best ? ' (best)' : ''} | ${f1(r.textsPerSecond)} | ${f1(r.msPerRun)} | ${f1(r.meanTokens)} | ${f2(r.cpu.other)} | ${f2(r.cpu.steal)}${disturbed(r.cpu) ? ' ⚠' : ''} |`,
   );
 }
 
@@ -154,7 +231,8 @@ function report(f: Figures): string {
   const p99 = (r: ServerRun) => r.phase.load.latencyMs.p99;
   const ratio = rate(b8) / a8.value;
   const notes = [b, b8, t, t8].map((r) => errorNote(r.phase)).filter((n): n is string => n !== null);
-  const ceilingRow = (label: string, c: Ceiling) => `| ${label}: ${layoutName(c.value === c.best.textsPerSecond ? c.best : c.recheck)}, batch ${c.best.batchSize} | ${f0(c.value)} | — | — | — | — | — | ${cpuCells((c.value === c.best.textsPerSecond ? c.best : c.recheck).cpu, c.value, false)} |`;
+  const ceilingRow = (label: string, c: Ceiling) =>
+    `| ${label}: ${layoutName(c.value === c.best.textsPerSecond ? c.best : c.recheck)}, batch ${c.best.batchSize} | ${f0(c.value)} | — | — | — | — | — | ${cpuCells((c.value === c.best.textsPerSecond ? c.best : c.recheck).cpu, c.value, false)} |`;
   const minOf = (xs: readonly number[]) => Math.min(...xs);
   return [
     '# fp32 vs q8 weights (text lane)',
@@ -207,7 +285,11 @@ function report(f: Figures): string {
   ].join('\n');
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`[bench:q8] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exitCode = 1;
-}).finally(killChildren);
+main()
+  .catch((error: unknown) => {
+    process.stderr.write(
+      `[bench:q8] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  })
+  .finally(killChildren);

@@ -29,7 +29,15 @@ interface Result {
 }
 
 /** Each phase's own range of sentences, so no phase hits another's cache entries when it is meant to miss. */
-const textsOf = (set: number) => Array.from({ length: TEXTS }, (_, i) => `${sentence(set * 100_000 + i).split(' ').slice(0, 6).join(' ')} (item ${set}-${i})`);
+const textsOf = (set: number) =>
+  Array.from(
+    { length: TEXTS },
+    (_, i) =>
+      `${sentence(set * 100_000 + i)
+        .split(' ')
+        .slice(0, 6)
+        .join(' ')} (item ${set}-${i})`,
+  );
 
 async function streamPhase(label: string, server: Child, texts: readonly string[]): Promise<Result> {
   const client = await TwinlaneStream.connect({ url: `http://127.0.0.1:${server.port}` });
@@ -55,7 +63,13 @@ async function streamPhase(label: string, server: Child, texts: readonly string[
   return { label, items, seconds, perItemMs: percentiles(latency.subarray(0, items)), errors, cpu };
 }
 
-async function httpPhase(label: string, server: Child, texts: readonly string[], perRequest: number, concurrency: number): Promise<Result> {
+async function httpPhase(
+  label: string,
+  server: Child,
+  texts: readonly string[],
+  perRequest: number,
+  concurrency: number,
+): Promise<Result> {
   let next = 0;
   const mark = cpuMark(server.pid);
   const load = await runLoad({
@@ -74,7 +88,14 @@ async function httpPhase(label: string, server: Child, texts: readonly string[],
   });
   const cpu = cpuSince(mark, server.pid);
   // Every item of a request arrives with its answer: the request's latency is each item's.
-  return { label, items: texts.length, seconds: load.seconds, perItemMs: load.latencyMs, errors: load.non2xx + load.socketErrors, cpu };
+  return {
+    label,
+    items: texts.length,
+    seconds: load.seconds,
+    perItemMs: load.latencyMs,
+    errors: load.non2xx + load.socketErrors,
+    cpu,
+  };
 }
 
 const row = (r: Result) =>
@@ -99,11 +120,17 @@ async function main(): Promise<void> {
     // Warm-up on texts no phase uses, so the first phase does not pay for lazy initialisation.
     await httpPhase('warm-up', server, textsOf(9).slice(0, 512), 32, 8);
     const forms = [
-      (label: string, texts: readonly string[]) => streamPhase(`${label}: /ws stream, one socket (client helper)`, server, texts),
-      (label: string, texts: readonly string[]) => httpPhase(`${label}: HTTP, 32 texts per request, 8 connections`, server, texts, 32, 8),
-      (label: string, texts: readonly string[]) => httpPhase(`${label}: HTTP, 1 text per request, 64 connections`, server, texts, 1, 64),
+      (label: string, texts: readonly string[]) =>
+        streamPhase(`${label}: /ws stream, one socket (client helper)`, server, texts),
+      (label: string, texts: readonly string[]) =>
+        httpPhase(`${label}: HTTP, 32 texts per request, 8 connections`, server, texts, 32, 8),
+      (label: string, texts: readonly string[]) =>
+        httpPhase(`${label}: HTTP, 1 text per request, 64 connections`, server, texts, 1, 64),
     ];
-    for (const [label, cached] of [['unique', false], ['cached', true]] as const) {
+    for (const [label, cached] of [
+      ['unique', false],
+      ['cached', true],
+    ] as const) {
       for (const [k, form] of forms.entries()) {
         progress(`${label} ${k + 1}/3 …`);
         // Cache hits are fast: each form goes over its texts three times, so the phase lasts long enough to time.
@@ -131,7 +158,7 @@ async function main(): Promise<void> {
     `- Server: \`${TEXT_MODEL}\` (text lane only, default thread layout), in-memory cache; the client and HTTP load generator run in the bench process`,
     `- Workload: ${TEXTS} unique texts of 6 words and an item number per phase (each phase its own texts); the cached phases send each form's texts again, three times over (${3 * TEXTS} cache hits)`,
     '- Vectors travel as binary: /ws binary frames (float32), HTTP `Accept: application/octet-stream`. The stream keeps 256 items in flight in requests of 32; the HTTP forms keep 256 and 64.',
-    '- Time-to-item: from an item leaving the client to its vector arriving (for HTTP, its request\'s latency).',
+    "- Time-to-item: from an item leaving the client to its vector arriving (for HTTP, its request's latency).",
     '',
     '| phase | vectors/s | time-to-item p50 ms | p99 ms | seconds | errors | server (cores) | client (cores) | other programs (cores) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -153,7 +180,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`[bench:stream] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `[bench:stream] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exitCode = 1;
   killChildren();
 });

@@ -9,7 +9,18 @@
 import { decodeStoredVector, encodeBf16 } from './bf16.js';
 import { MemoryTier } from './memory-tier.js';
 import { RedisTier, type RedisTierOptions } from './redis-tier.js';
-import { RequestCancelledError, type CachedVector, type CacheObserver, type CacheStats, type CacheStatus, type Computed, type ComputeMisses, type ResolveOptions, type ResolvedVector, type Unwanted } from './protocol.js';
+import {
+  RequestCancelledError,
+  type CachedVector,
+  type CacheObserver,
+  type CacheStats,
+  type CacheStatus,
+  type Computed,
+  type ComputeMisses,
+  type ResolveOptions,
+  type ResolvedVector,
+  type Unwanted,
+} from './protocol.js';
 
 export interface CacheOptions {
   /** Bound of the in-process LRU in bytes; 0 disables it. */
@@ -155,7 +166,10 @@ export class CacheActor {
     if (stale.length > 0) this.#redis!.refresh(stale);
     if (options.cancellation && waits.length > 0) this.#cancellable(results, waits, options.cancellation.signal);
     if (misses.length > 0) {
-      if (this.#redis && !options.skipRedis) void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) => this.#abandon(keys, misses, owned, error));
+      if (this.#redis && !options.skipRedis)
+        void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) =>
+          this.#abandon(keys, misses, owned, error),
+        );
       else this.#compute(keys, misses, owned, compute);
     }
     return results;
@@ -195,7 +209,11 @@ export class CacheActor {
     if (rest.length === 0 || !this.#redis) return found;
     const values = await this.#redis.lookup(rest.map((i) => keys[i]!));
     if (values === null) return found;
-    const hits = this.#takeRedisValues(rest.map((i) => keys[i]!), values, dims);
+    const hits = this.#takeRedisValues(
+      rest.map((i) => keys[i]!),
+      values,
+      dims,
+    );
     rest.forEach((index, k) => {
       const vector = hits[k];
       if (vector) found[index] = { vector, tokens: null, source: 'redis' };
@@ -207,7 +225,11 @@ export class CacheActor {
    * Decodes MGET answers: hits go into L1 and get their TTL pushed back, corrupt values are deleted
    * and counted. Returns the vector per key, or null for a miss.
    */
-  #takeRedisValues(keys: readonly string[], values: readonly (Buffer | null)[], dims: number | undefined): (Float32Array | null)[] {
+  #takeRedisValues(
+    keys: readonly string[],
+    values: readonly (Buffer | null)[],
+    dims: number | undefined,
+  ): (Float32Array | null)[] {
     const redis = this.#redis!;
     const hitKeys: string[] = [];
     let corruptKeys: string[] | null = null;
@@ -272,7 +294,13 @@ export class CacheActor {
     });
   }
 
-  async #lookup(keys: readonly string[], misses: readonly number[], owned: readonly Flight[], compute: ComputeMisses, dims: number | undefined): Promise<void> {
+  async #lookup(
+    keys: readonly string[],
+    misses: readonly number[],
+    owned: readonly Flight[],
+    compute: ComputeMisses,
+    dims: number | undefined,
+  ): Promise<void> {
     const missKeys = misses.map((i) => keys[i]!);
     const values = await this.#redis!.lookup(missKeys);
     if (values === null) {
@@ -299,7 +327,8 @@ export class CacheActor {
     let promises: readonly Promise<Computed>[];
     try {
       promises = compute(misses, { unwanted: (k) => (owned[k]!.waiters > 0 ? null : owned[k]!.left) });
-      if (promises.length !== misses.length) throw new Error(`compute returned ${promises.length} results for ${misses.length} misses. This is a bug.`);
+      if (promises.length !== misses.length)
+        throw new Error(`compute returned ${promises.length} results for ${misses.length} misses. This is a bug.`);
     } catch (error) {
       promises = misses.map(() => Promise.reject(error));
     }
@@ -348,7 +377,12 @@ export class CacheActor {
   }
 
   stats(): CacheStats {
-    return { l1Entries: this.#l1.entries, l1Bytes: this.#l1.bytes, inFlight: this.#inFlight.size, pendingWrites: this.#redis?.pendingWrites ?? 0 };
+    return {
+      l1Entries: this.#l1.entries,
+      l1Bytes: this.#l1.bytes,
+      inFlight: this.#inFlight.size,
+      pendingWrites: this.#redis?.pendingWrites ?? 0,
+    };
   }
 
   /** Tier states for /ready: Redis being down never makes the server unready; it is only reported. */

@@ -62,7 +62,8 @@ export function decodeBf16(bytes: Uint8Array, endianness: Endianness): Float32Ar
   return out;
 }
 
-export type StoredVector = { readonly ok: true; readonly vector: Float32Array } | { readonly ok: false; readonly reason: CorruptReason };
+export type StoredVector =
+  { readonly ok: true; readonly vector: Float32Array } | { readonly ok: false; readonly reason: CorruptReason };
 
 /**
  * Decodes a Redis value (big-endian BF16) and refuses anything that is not a usable vector: empty,

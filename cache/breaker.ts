@@ -23,7 +23,8 @@ export class CircuitBreaker {
   #disposed = false;
 
   constructor(options: BreakerOptions) {
-    if (!(options.failureThreshold >= 1)) throw new RangeError(`failureThreshold must be at least 1 (got ${options.failureThreshold}).`);
+    if (!(options.failureThreshold >= 1))
+      throw new RangeError(`failureThreshold must be at least 1 (got ${options.failureThreshold}).`);
     this.#options = options;
   }
 

@@ -37,7 +37,15 @@ interface Args {
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args {
   const positional: string[] = [];
-  const args: Args = { command: '', positional, redis: env.TWINLANE_REDIS_URL || undefined, prefix: env.TWINLANE_CACHE_PREFIX || 'twinlane', model: undefined, dryRun: false, scanLimit: 100_000 };
+  const args: Args = {
+    command: '',
+    positional,
+    redis: env.TWINLANE_REDIS_URL || undefined,
+    prefix: env.TWINLANE_CACHE_PREFIX || 'twinlane',
+    model: undefined,
+    dryRun: false,
+    scanLimit: 100_000,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -48,11 +56,21 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args {
       return v;
     };
     switch (flag) {
-      case '--redis': args.redis = value(); break;
-      case '--prefix': args.prefix = value(); break;
-      case '--model': args.model = value(); break;
-      case '--dry-run': args.dryRun = true; break;
-      case '--scan-limit': args.scanLimit = positiveInt(value(), '--scan-limit'); break;
+      case '--redis':
+        args.redis = value();
+        break;
+      case '--prefix':
+        args.prefix = value();
+        break;
+      case '--model':
+        args.model = value();
+        break;
+      case '--dry-run':
+        args.dryRun = true;
+        break;
+      case '--scan-limit':
+        args.scanLimit = positiveInt(value(), '--scan-limit');
+        break;
       default:
         if (arg.startsWith('-')) throw new UsageError(`Unknown option ${flag}.`);
         positional.push(arg);
@@ -95,7 +113,16 @@ function human(bytes: number): string {
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => '  ' + r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map(
+      (r) =>
+        '  ' +
+        r
+          .map((cell, c) => cell.padEnd(widths[c]!))
+          .join('  ')
+          .trimEnd(),
+    )
+    .join('\n');
 }
 
 async function* scanKeys(client: Redis, match: string): AsyncGenerator<string[]> {
@@ -129,16 +156,27 @@ async function stats(client: Redis, args: Args, out: (line: string) => void): Pr
       else groups.set(id, { model: parsed.model, kind: parsed.kind, norm: parsed.norm, keys: 1, sample: key });
     }
   }
-  const sorted = [...groups.values()].sort((a, b) => a.model.localeCompare(b.model) || a.kind.localeCompare(b.kind) || a.norm.localeCompare(b.norm));
+  const sorted = [...groups.values()].sort(
+    (a, b) => a.model.localeCompare(b.model) || a.kind.localeCompare(b.kind) || a.norm.localeCompare(b.norm),
+  );
   const lengths = sorted.length > 0 ? await Promise.all(sorted.map((g) => client.strlen(g.sample))) : [];
   const dbsize = await client.dbsize();
   out(`redis ${redact(args.redis!)}: ${dbsize} keys in this database`);
-  out(`prefix "${args.prefix}": ${total} keys (${total - buckets - other} cache entries in ${sorted.length} groups, ${buckets} rate-limit buckets, ${other} other)`);
+  out(
+    `prefix "${args.prefix}": ${total} keys (${total - buckets - other} cache entries in ${sorted.length} groups, ${buckets} rate-limit buckets, ${other} other)`,
+  );
   if (sorted.length > 0) {
     const rows = [['model', 'kind', 'norm', 'keys', 'dims', 'value bytes (est.)']];
     sorted.forEach((g, i) => {
       const len = lengths[i] ?? 0;
-      rows.push([g.model, g.kind, g.norm, String(g.keys), len > 0 && len % 2 === 0 ? String(len / 2) : '?', human(len * g.keys)]);
+      rows.push([
+        g.model,
+        g.kind,
+        g.norm,
+        String(g.keys),
+        len > 0 && len % 2 === 0 ? String(len / 2) : '?',
+        human(len * g.keys),
+      ]);
     });
     out(table(rows));
   }
@@ -147,7 +185,9 @@ async function stats(client: Redis, args: Args, out: (line: string) => void): Pr
   const peak = Number(infoField(info, 'used_memory_peak') ?? 0);
   const max = Number(infoField(info, 'maxmemory') ?? 0);
   const policy = infoField(info, 'maxmemory_policy') ?? '?';
-  out(`memory: used ${human(used)} (${used} bytes), peak ${human(peak)}, maxmemory ${max === 0 ? 'unlimited' : human(max)}, policy ${policy}`);
+  out(
+    `memory: used ${human(used)} (${used} bytes), peak ${human(peak)}, maxmemory ${max === 0 ? 'unlimited' : human(max)}, policy ${policy}`,
+  );
 }
 
 function describeValue(value: Buffer | null): { dims: string; norm: string; status: string } {
@@ -186,7 +226,9 @@ async function sample(client: Redis, args: Args, out: (line: string) => void): P
       if (seen >= args.scanLimit) break scan;
     }
   }
-  out(`sampled ${reservoir.length} of ${seen} cache keys under prefix "${args.prefix}"${seen >= args.scanLimit ? ` (scan stopped at --scan-limit ${args.scanLimit})` : ''}`);
+  out(
+    `sampled ${reservoir.length} of ${seen} cache keys under prefix "${args.prefix}"${seen >= args.scanLimit ? ` (scan stopped at --scan-limit ${args.scanLimit})` : ''}`,
+  );
   if (reservoir.length === 0) return;
   const pipeline = client.pipeline();
   for (const key of reservoir) {
@@ -199,20 +241,28 @@ async function sample(client: Redis, args: Args, out: (line: string) => void): P
   reservoir.forEach((key, i) => {
     const [getError, value] = results[i * 2] ?? [null, null];
     const [, ttl] = results[i * 2 + 1] ?? [null, -2];
-    const d = getError ? { dims: '-', norm: '-', status: `error: ${(getError as Error).message}` } : describeValue(value as Buffer | null);
+    const d = getError
+      ? { dims: '-', norm: '-', status: `error: ${(getError as Error).message}` }
+      : describeValue(value as Buffer | null);
     if (d.status !== 'ok') bad++;
     const t = Number(ttl);
     rows.push([key, d.dims, 'bf16', d.norm, t >= 0 ? `${t}s` : t === -1 ? 'none' : '-', d.status]);
   });
   out(table(rows));
-  out(bad === 0 ? 'all sampled values decode (finite BF16, big-endian)' : `${bad} sampled value(s) are not usable vectors (the server deletes such values when it reads them)`);
+  out(
+    bad === 0
+      ? 'all sampled values decode (finite BF16, big-endian)'
+      : `${bad} sampled value(s) are not usable vectors (the server deletes such values when it reads them)`,
+  );
 }
 
 async function purge(client: Redis, args: Args, out: (line: string) => void): Promise<void> {
   if (!args.model) throw new UsageError('purge needs --model ID.');
   if (args.model.includes(':')) throw new UsageError('--model must not contain ":".');
   if (args.model === RATE_LIMIT_SEGMENT) {
-    throw new UsageError(`"${RATE_LIMIT_SEGMENT}" is not a model: ${rateLimitKeyPrefix(args.prefix)}… holds the rate limiter's buckets, which purge never deletes.`);
+    throw new UsageError(
+      `"${RATE_LIMIT_SEGMENT}" is not a model: ${rateLimitKeyPrefix(args.prefix)}… holds the rate limiter's buckets, which purge never deletes.`,
+    );
   }
   const match = `${globLiteral(args.prefix)}:${globLiteral(args.model)}:*`;
   let count = 0;
@@ -221,10 +271,16 @@ async function purge(client: Redis, args: Args, out: (line: string) => void): Pr
     if (!args.dryRun) await client.unlink(...keys);
     count += keys.length;
   }
-  out(args.dryRun ? `would delete ${count} keys matching ${match} (dry run)` : `deleted ${count} keys matching ${match}`);
+  out(
+    args.dryRun ? `would delete ${count} keys matching ${match} (dry run)` : `deleted ${count} keys matching ${match}`,
+  );
 }
 
-export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, out: (line: string) => void): Promise<number> {
+export async function run(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  out: (line: string) => void,
+): Promise<number> {
   let args: Args;
   try {
     if (argv.includes('--help') || argv.includes('-h')) {
@@ -232,7 +288,8 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, out: 
       return 0;
     }
     args = parseArgs(argv, env);
-    if (!['stats', 'sample', 'purge'].includes(args.command)) throw new UsageError(args.command ? `Unknown command "${args.command}".` : 'No command given.');
+    if (!['stats', 'sample', 'purge'].includes(args.command))
+      throw new UsageError(args.command ? `Unknown command "${args.command}".` : 'No command given.');
     if (!args.redis) throw new UsageError('No Redis: pass --redis URL or set TWINLANE_REDIS_URL.');
   } catch (error) {
     if (error instanceof UsageError) {
@@ -241,12 +298,20 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, out: 
     }
     throw error;
   }
-  const client = new Redis(args.redis, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, connectTimeout: 3000, connectionName: 'twinlane-cache-cli' });
+  const client = new Redis(args.redis, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+    connectTimeout: 3000,
+    connectionName: 'twinlane-cache-cli',
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (error) {
-    process.stderr.write(`twinlane cache: cannot reach Redis at ${redact(args.redis)}: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `twinlane cache: cannot reach Redis at ${redact(args.redis)}: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
     client.disconnect();
     return 1;
   }
@@ -260,7 +325,9 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv, out: 
       process.stderr.write(`twinlane cache: ${error.message}\n`);
       return 2;
     }
-    process.stderr.write(`twinlane cache: ${args.command} failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(
+      `twinlane cache: ${args.command} failed: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
     return 1;
   } finally {
     await client.quit().catch(() => client.disconnect());
@@ -271,7 +338,9 @@ run(process.argv.slice(2), process.env, (line) => process.stdout.write(line + '\
   // Exit at once: a failed connect leaves ioredis's connect timer pending for seconds.
   (code) => process.exit(code),
   (error: unknown) => {
-    process.stderr.write(`twinlane cache: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `twinlane cache: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     process.exit(1);
   },
 );

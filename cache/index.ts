@@ -3,9 +3,8 @@ import { CacheActor, type CacheOptions } from './actor.js';
 
 export { CacheActor } from './actor.js';
 export type { CacheOptions } from './actor.js';
-export { REDIS_DEFAULTS } from './redis-tier.js';
 export type { RedisTierOptions } from './redis-tier.js';
-export { imageKey, parseKey, RATE_LIMIT_SEGMENT, rateLimitKeyPrefix, textKey } from './keys.js';
+export { imageKey, RATE_LIMIT_SEGMENT, rateLimitKeyPrefix, textKey } from './keys.js';
 export type { ParsedKey } from './keys.js';
 export { SharedBuckets } from './shared-buckets.js';
 export type { BucketReading, SharedBucketsOptions } from './shared-buckets.js';

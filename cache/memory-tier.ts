@@ -15,7 +15,10 @@ export class MemoryTier<V extends CachedVector = CachedVector> {
   readonly #lru: LRUCache<string, V> | null;
 
   constructor(maxBytes: number) {
-    this.#lru = maxBytes > 0 ? new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (value, key) => entryBytes(key, value) }) : null;
+    this.#lru =
+      maxBytes > 0
+        ? new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (value, key) => entryBytes(key, value) })
+        : null;
   }
 
   get(key: string): V | undefined {

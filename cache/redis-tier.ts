@@ -28,7 +28,12 @@ export interface RedisTierOptions {
   readonly refreshScript?: boolean | undefined;
 }
 
-export const REDIS_DEFAULTS = Object.freeze({ timeoutMs: 50, failureThreshold: 5, coolDownMs: 1000, maxPendingWrites: 10_000 });
+const REDIS_DEFAULTS = Object.freeze({
+  timeoutMs: 50,
+  failureThreshold: 5,
+  coolDownMs: 1000,
+  maxPendingWrites: 10_000,
+});
 
 /** EXPIRE of every key given, in one command. Redis caches the compiled script by its SHA. */
 const REFRESH_SCRIPT = "for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end return #KEYS";
@@ -70,7 +75,8 @@ export class RedisTier {
     this.#maxPending = options.maxPendingWrites ?? REDIS_DEFAULTS.maxPendingWrites;
     this.#deadlines = new Deadlines(this.#timeoutMs);
     this.#refreshScript = options.refreshScript ?? true;
-    if (!Number.isInteger(this.#ttl) || this.#ttl < 1) throw new RangeError(`ttlSeconds must be a whole number ≥ 1 (got ${this.#ttl}).`);
+    if (!Number.isInteger(this.#ttl) || this.#ttl < 1)
+      throw new RangeError(`ttlSeconds must be a whole number ≥ 1 (got ${this.#ttl}).`);
     this.#client = connectRedis(options.url, 'twinlane-cache');
     for (const event of ['ready', 'close', 'end', 'reconnecting']) this.#client.on(event, () => this.#publish());
     this.#breaker = new CircuitBreaker({
@@ -236,7 +242,11 @@ export class RedisTier {
       this.#probeTimeouts = 0;
     } catch (error) {
       this.#observer?.onCacheError('redis', errorReason(error));
-      if (error instanceof RedisTimeoutError && this.#client.status === 'ready' && ++this.#probeTimeouts >= PROBE_TIMEOUTS_BEFORE_RECONNECT) {
+      if (
+        error instanceof RedisTimeoutError &&
+        this.#client.status === 'ready' &&
+        ++this.#probeTimeouts >= PROBE_TIMEOUTS_BEFORE_RECONNECT
+      ) {
         this.#probeTimeouts = 0;
         this.#client.disconnect(true);
       }

@@ -71,7 +71,8 @@ export class SharedBuckets {
   #closed = false;
 
   constructor(options: SharedBucketsOptions) {
-    if (!(options.rate > 0) || !(options.burst > 0)) throw new RangeError(`rate and burst must be positive (got ${options.rate}, ${options.burst}).`);
+    if (!(options.rate > 0) || !(options.burst > 0))
+      throw new RangeError(`rate and burst must be positive (got ${options.rate}, ${options.burst}).`);
     this.#options = options;
     const client = connectRedis(options.url, 'twinlane-ratelimit');
     // ioredis sends EVALSHA and falls back to EVAL when Redis does not know the script yet.
@@ -97,7 +98,9 @@ export class SharedBuckets {
     if (this.#closed || !this.#breaker.closed || this.#client.status !== 'ready') return null;
     const { keyPrefix, rate, burst } = this.#options;
     try {
-      const [allowed, tokens] = await this.#deadlines.race(this.#client.twinlaneTake(keyPrefix + client, rate, burst, cost));
+      const [allowed, tokens] = await this.#deadlines.race(
+        this.#client.twinlaneTake(keyPrefix + client, rate, burst, cost),
+      );
       this.#breaker.success();
       return { allowed: allowed === 1, tokens: Number(tokens) };
     } catch {

@@ -27,10 +27,17 @@ export interface WebSocketLike {
   readonly readyState: number;
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
-  addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (event: { data?: unknown; code?: number; reason?: string; message?: string }) => void): void;
+  addEventListener(
+    type: 'open' | 'message' | 'close' | 'error',
+    listener: (event: { data?: unknown; code?: number; reason?: string; message?: string }) => void,
+  ): void;
 }
 
-export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: { headers?: Record<string, string> }) => WebSocketLike;
+export type WebSocketConstructor = new (
+  url: string,
+  protocols?: string | string[],
+  options?: { headers?: Record<string, string> },
+) => WebSocketLike;
 
 export interface ConnectOptions {
   /** `ws://host:port/ws`; an `http(s)://host:port` base URL works too. */
@@ -61,7 +68,11 @@ export interface StreamOptions extends EmbedOptions {
   readonly requestSize?: number;
   /** Times a request refused for load is sent again (after the server's retry hint). */
   readonly retries?: number;
-  readonly onProgress?: (progress: { readonly sent: number; readonly answered: number; readonly failed: number }) => void;
+  readonly onProgress?: (progress: {
+    readonly sent: number;
+    readonly answered: number;
+    readonly failed: number;
+  }) => void;
 }
 
 export type StreamResult =
@@ -124,7 +135,16 @@ export class TwinlaneStream {
     this.#socket = socket;
     socket.binaryType = 'arraybuffer';
     socket.addEventListener('message', (event) => this.#message(event.data));
-    socket.addEventListener('close', (event) => this.#fail(new TwinlaneStreamError(`The socket closed (${event.code ?? 'no code'}${event.reason ? `: ${event.reason}` : ''}).`, 'socket_closed', null, event.code ?? null)));
+    socket.addEventListener('close', (event) =>
+      this.#fail(
+        new TwinlaneStreamError(
+          `The socket closed (${event.code ?? 'no code'}${event.reason ? `: ${event.reason}` : ''}).`,
+          'socket_closed',
+          null,
+          event.code ?? null,
+        ),
+      ),
+    );
   }
 
   /**
@@ -140,11 +160,28 @@ export class TwinlaneStream {
     const headersAllowed = Impl !== global;
     const key = options.apiKey;
     const protocols = [WS_SUBPROTOCOL, ...(key && !headersAllowed ? [`${WS_BEARER_PREFIX}${key}`] : [])];
-    const socket = new Impl(url.toString(), protocols, key && headersAllowed ? { headers: { authorization: `Bearer ${key}` } } : undefined);
+    const socket = new Impl(
+      url.toString(),
+      protocols,
+      key && headersAllowed ? { headers: { authorization: `Bearer ${key}` } } : undefined,
+    );
     await new Promise<void>((resolve, reject) => {
       socket.addEventListener('open', () => resolve());
-      socket.addEventListener('error', (event) => reject(new TwinlaneStreamError(`Could not open ${url}: ${event.message ?? 'connection failed'}.`, 'socket_closed')));
-      socket.addEventListener('close', (event) => reject(new TwinlaneStreamError(`The server closed ${url} (${event.code ?? 'no code'}).`, 'socket_closed', null, event.code ?? null)));
+      socket.addEventListener('error', (event) =>
+        reject(
+          new TwinlaneStreamError(`Could not open ${url}: ${event.message ?? 'connection failed'}.`, 'socket_closed'),
+        ),
+      );
+      socket.addEventListener('close', (event) =>
+        reject(
+          new TwinlaneStreamError(
+            `The server closed ${url} (${event.code ?? 'no code'}).`,
+            'socket_closed',
+            null,
+            event.code ?? null,
+          ),
+        ),
+      );
     });
     return new TwinlaneStream(socket);
   }
@@ -152,7 +189,9 @@ export class TwinlaneStream {
   #message(data: unknown): void {
     if (typeof data !== 'string') {
       const frame = decodeVectorFrame(toBytes(data));
-      this.#pending.get(frame.id)?.item(frame.index, { ok: true, index: frame.index, embedding: frame.vector, cached: frame.cached });
+      this.#pending
+        .get(frame.id)
+        ?.item(frame.index, { ok: true, index: frame.index, embedding: frame.vector, cached: frame.cached });
       return;
     }
     const message = JSON.parse(data) as ServerMessage;
@@ -160,10 +199,16 @@ export class TwinlaneStream {
     if (!pending) return;
     if ('done' in message) pending.done();
     else if ('index' in message && 'embedding' in message) {
-      const embedding = typeof message.embedding === 'string' ? decodeBase64(message.embedding) : Float32Array.from(message.embedding);
+      const embedding =
+        typeof message.embedding === 'string' ? decodeBase64(message.embedding) : Float32Array.from(message.embedding);
       pending.item(message.index, { ok: true, index: message.index, embedding, cached: message.cached });
-    } else if ('index' in message) pending.item(message.index, { ok: false, index: message.index, error: message.error });
-    else pending.failed(new TwinlaneStreamError(message.error.message, message.error.code, message.error), message.retry_after);
+    } else if ('index' in message)
+      pending.item(message.index, { ok: false, index: message.index, error: message.error });
+    else
+      pending.failed(
+        new TwinlaneStreamError(message.error.message, message.error.code, message.error),
+        message.retry_after,
+      );
   }
 
   #fail(error: TwinlaneStreamError): void {
@@ -188,11 +233,21 @@ export class TwinlaneStream {
       },
     });
     const lane = options.lane ?? (typeof inputs[0] === 'string' ? 'text' : 'image');
-    const fields = { lane, model: options.model, normalize: options.normalize, truncate: options.truncate, dimensions: options.dimensions, format: options.format ?? 'binary', dtype: options.dtype };
+    const fields = {
+      lane,
+      model: options.model,
+      normalize: options.normalize,
+      truncate: options.truncate,
+      dimensions: options.dimensions,
+      format: options.format ?? 'binary',
+      dtype: options.dtype,
+    };
     const binary = lane === 'image' && inputs.every((i) => i instanceof Uint8Array);
     if (binary) {
       this.#socket.send(JSON.stringify({ id, ...fields, binary_inputs: inputs.length }));
-      inputs.forEach((bytes, index) => this.#socket.send(encodeImageFrame(id, index, inputs.length, bytes as Uint8Array)));
+      inputs.forEach((bytes, index) =>
+        this.#socket.send(encodeImageFrame(id, index, inputs.length, bytes as Uint8Array)),
+      );
     } else {
       const json = inputs.map((i) => (i instanceof Uint8Array ? { b64: encodeBase64(i) } : i));
       this.#socket.send(JSON.stringify({ id, ...fields, inputs: json }));
@@ -212,8 +267,16 @@ export class TwinlaneStream {
         },
         failed: (error) => reject(error),
         done: () => {
-          if (firstError && !firstError.ok) reject(new TwinlaneStreamError(`Item ${firstError.index}: ${firstError.error.message}`, firstError.error.code, firstError.error));
-          else if (vectors.some((v) => v === undefined)) reject(new TwinlaneStreamError('The request ended before every item was answered.', 'incomplete'));
+          if (firstError && !firstError.ok)
+            reject(
+              new TwinlaneStreamError(
+                `Item ${firstError.index}: ${firstError.error.message}`,
+                firstError.error.code,
+                firstError.error,
+              ),
+            );
+          else if (vectors.some((v) => v === undefined))
+            reject(new TwinlaneStreamError('The request ended before every item was answered.', 'incomplete'));
           else resolve(vectors as Float32Array[]);
         },
       });
@@ -224,7 +287,10 @@ export class TwinlaneStream {
    * Streams `source` in requests of `requestSize`, with at most `maxInFlight` items unanswered, and
    * yields each result once, as it arrives (indices count from 0 over the whole source).
    */
-  async *stream(source: Iterable<StreamInput> | AsyncIterable<StreamInput>, options: StreamOptions = {}): AsyncGenerator<StreamResult> {
+  async *stream(
+    source: Iterable<StreamInput> | AsyncIterable<StreamInput>,
+    options: StreamOptions = {},
+  ): AsyncGenerator<StreamResult> {
     const maxInFlight = options.maxInFlight ?? 1024;
     const requestSize = Math.max(1, Math.min(options.requestSize ?? 64, maxInFlight));
     const progress = { sent: 0, answered: 0, failed: 0 };
@@ -239,38 +305,46 @@ export class TwinlaneStream {
     /** Sends `items` (source index and input); a request refused for load is sent again, minus what it answered. */
     const send = (items: readonly (readonly [number, StreamInput])[], attempt: number) => {
       const answered = new Set<number>();
-      this.#send(items.map(([, input]) => input), options, {
-        count: items.length,
-        item: (k, result) => {
-          if (answered.has(k)) return;
-          answered.add(k);
-          if (result.ok) progress.answered++;
-          else progress.failed++;
-          inFlight--;
-          ready.push({ ...result, index: items[k]![0] });
-          options.onProgress?.(progress);
-          notify();
-        },
-        failed: (error, retryAfter) => {
-          const rest = items.filter((_, k) => !answered.has(k));
-          if (!RETRYABLE.has(error.code) || attempt >= (options.retries ?? 5)) {
-            failure = error;
+      this.#send(
+        items.map(([, input]) => input),
+        options,
+        {
+          count: items.length,
+          item: (k, result) => {
+            if (answered.has(k)) return;
+            answered.add(k);
+            if (result.ok) progress.answered++;
+            else progress.failed++;
+            inFlight--;
+            ready.push({ ...result, index: items[k]![0] });
+            options.onProgress?.(progress);
             notify();
-            return;
-          }
-          setTimeout(() => {
-            try {
-              if (rest.length > 0) send(rest, attempt + 1);
-            } catch (sendError) {
-              failure = sendError as TwinlaneStreamError;
+          },
+          failed: (error, retryAfter) => {
+            const rest = items.filter((_, k) => !answered.has(k));
+            if (!RETRYABLE.has(error.code) || attempt >= (options.retries ?? 5)) {
+              failure = error;
               notify();
+              return;
             }
-          }, (retryAfter ?? 1) * 1000);
+            setTimeout(
+              () => {
+                try {
+                  if (rest.length > 0) send(rest, attempt + 1);
+                } catch (sendError) {
+                  failure = sendError as TwinlaneStreamError;
+                  notify();
+                }
+              },
+              (retryAfter ?? 1) * 1000,
+            );
+          },
+          done: notify,
         },
-        done: notify,
-      });
+      );
     };
-    const iterator = (Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()) as AsyncIterator<StreamInput> | Iterator<StreamInput>;
+    const iterator = (Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]()) as
+      AsyncIterator<StreamInput> | Iterator<StreamInput>;
     let exhausted = false;
     while (!exhausted || inFlight > 0 || ready.length > 0) {
       while (ready.length > 0) yield ready.shift()!;

@@ -16,7 +16,12 @@ async function* texts() {
 }
 const started = performance.now();
 let received = 0;
-for await (const result of client.stream(texts(), { maxInFlight: 512, onProgress: (p) => { if (p.answered % 2000 === 0) console.log(p); } })) {
+for await (const result of client.stream(texts(), {
+  maxInFlight: 512,
+  onProgress: (p) => {
+    if (p.answered % 2000 === 0) console.log(p);
+  },
+})) {
   if (!result.ok) console.error(`item ${result.index}: ${result.error.code}`);
   received++;
 }

@@ -25,6 +25,18 @@ export interface BatchOutcome<E> {
   readonly inferenceMs: number;
   /** The padded cost the worker really ran (its own tokenisation); absent: the batcher's estimate stands. */
   readonly paddedCost?: number;
+  /** How the worker spent its time and what it really ran, when it reports them. */
+  readonly worker?: WorkerReport;
+}
+
+/** A worker's own account of one batch. */
+export interface WorkerReport {
+  /** Text: tokenising. Images: decoding and preprocessing. */
+  readonly prepareMs: number;
+  /** Inside the model runtime. */
+  readonly modelMs: number;
+  /** Text: real tokens over the batch's items, special tokens included; images: 0. */
+  readonly tokens: number;
 }
 
 export interface BatchInfo {
@@ -35,7 +47,9 @@ export interface BatchInfo {
   readonly paddedCost: number;
   /** Longest wait of the batch's items, per priority present in the batch. */
   readonly queueMs: Readonly<Partial<Record<Priority, number>>>;
+  /** Seen from the main thread: the batch handed to its worker until its result came back. */
   readonly runMs: number;
+  readonly worker?: WorkerReport | undefined;
 }
 
 export interface BatcherOptions<I, E> {
@@ -110,7 +124,11 @@ class RequestSlot<E> {
     this.#inferenceMs = Math.max(this.#inferenceMs, inferenceMs);
     this.#options.onItem?.(index, outcome, { queueMs, inferenceMs });
     if (--this.#pending === 0) {
-      this.#resolve({ items: this.outcomes as ItemOutcome<E>[], queueMs: this.#queueMs, inferenceMs: this.#inferenceMs });
+      this.#resolve({
+        items: this.outcomes as ItemOutcome<E>[],
+        queueMs: this.#queueMs,
+        inferenceMs: this.#inferenceMs,
+      });
     }
   }
 
@@ -208,7 +226,15 @@ export class Batcher<I, E> {
     const { cost, group } = this.#options;
     items.forEach((item, index) => {
       const g = group?.(item) ?? 0;
-      this.#queuesOf(g)[priority].push({ item, index, cost: Math.max(1, cost(item)), group: g, priority, slot, enqueuedAt: now });
+      this.#queuesOf(g)[priority].push({
+        item,
+        index,
+        cost: Math.max(1, cost(item)),
+        group: g,
+        priority,
+        slot,
+        enqueuedAt: now,
+      });
     });
     this.#queuedAt[priority] += items.length;
     this.#pump();
@@ -246,7 +272,8 @@ export class Batcher<I, E> {
     const dropped: Record<DropReason, number> = { cancelled: 0, deadline: 0 };
     const queues = this.#nextGroup(dropped);
     const batch = queues ? this.#fill(queues, dropped) : [];
-    for (const reason of ['cancelled', 'deadline'] as const) if (dropped[reason] > 0) this.#options.onDropped?.(dropped[reason], reason);
+    for (const reason of ['cancelled', 'deadline'] as const)
+      if (dropped[reason] > 0) this.#options.onDropped?.(dropped[reason], reason);
     return batch;
   }
 
@@ -320,8 +347,11 @@ export class Batcher<I, E> {
         paddedCost: outcome.paddedCost ?? batch.length * Math.max(...batch.map((e) => e.cost)),
         queueMs,
         runMs: performance.now() - started,
+        worker: outcome.worker,
       });
-      batch.forEach((entry, k) => entry.slot.settle(entry.index, outcome.items[k]!, started - entry.enqueuedAt, outcome.inferenceMs));
+      batch.forEach((entry, k) =>
+        entry.slot.settle(entry.index, outcome.items[k]!, started - entry.enqueuedAt, outcome.inferenceMs),
+      );
     } catch (error) {
       for (const entry of batch) entry.slot.fail(error);
     } finally {

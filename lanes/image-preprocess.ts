@@ -34,23 +34,37 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
   const { rescaleFactor: scale, mean, std, kernel } = config;
   // CLIP's own case in one sharp call: shortest edge to the crop's side, then the centre crop, is
   // exactly sharp's `cover` fit.
-  const coverFit = config.resize !== null && 'shortestEdge' in config.resize && config.crop !== null
-    && config.resize.shortestEdge === height && config.resize.shortestEdge === width;
+  const coverFit =
+    config.resize !== null &&
+    'shortestEdge' in config.resize &&
+    config.crop !== null &&
+    config.resize.shortestEdge === height &&
+    config.resize.shortestEdge === width;
 
   /** Resize as configured, then centre-crop (padding with black where the image is smaller, as transformers does). */
   async function resizeAndCrop(pipeline: Sharp): Promise<Buffer> {
     if (coverFit) return pipeline.resize(width, height, { fit: 'cover', kernel }).raw().toBuffer();
     const { resize, crop } = config;
-    if (resize && 'shortestEdge' in resize) pipeline.resize(resize.shortestEdge, resize.shortestEdge, { fit: 'outside', kernel });
+    if (resize && 'shortestEdge' in resize)
+      pipeline.resize(resize.shortestEdge, resize.shortestEdge, { fit: 'outside', kernel });
     else if (resize) pipeline.resize(resize.width, resize.height, { fit: 'fill', kernel });
     const resized = await pipeline.raw().toBuffer({ resolveWithObject: true });
     if (!crop) return resized.data;
-    let { data, info: { width: w, height: h } } = resized;
+    let {
+      data,
+      info: { width: w, height: h },
+    } = resized;
     if (w < width || h < height) {
       const padY = Math.max(0, height - h);
       const padX = Math.max(0, width - w);
       data = await sharp(data, { raw: { width: w, height: h, channels: 3 } })
-        .extend({ top: Math.floor(padY / 2), bottom: Math.ceil(padY / 2), left: Math.floor(padX / 2), right: Math.ceil(padX / 2), background: { r: 0, g: 0, b: 0 } })
+        .extend({
+          top: Math.floor(padY / 2),
+          bottom: Math.ceil(padY / 2),
+          left: Math.floor(padX / 2),
+          right: Math.ceil(padX / 2),
+          background: { r: 0, g: 0, b: 0 },
+        })
         .raw()
         .toBuffer();
       h += padY;
@@ -74,11 +88,17 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
       throw new ImageRejected('unsupported_image', `The image could not be read: ${(error as Error).message}.`);
     }
     if (!meta.format || !RASTER_FORMATS.has(meta.format)) {
-      throw new ImageRejected('unsupported_image', `Image format ${meta.format ?? 'unknown'} is not accepted; send JPEG, PNG, WebP, GIF or AVIF.`);
+      throw new ImageRejected(
+        'unsupported_image',
+        `Image format ${meta.format ?? 'unknown'} is not accepted; send JPEG, PNG, WebP, GIF or AVIF.`,
+      );
     }
     const pixels = (meta.width ?? 0) * (meta.pageHeight ?? meta.height ?? 0);
     if (pixels > maxPixels) {
-      throw new ImageRejected('image_too_large', `The image is ${meta.width}×${meta.pageHeight ?? meta.height} pixels; the limit is ${maxPixels} pixels.`);
+      throw new ImageRejected(
+        'image_too_large',
+        `The image is ${meta.width}×${meta.pageHeight ?? meta.height} pixels; the limit is ${maxPixels} pixels.`,
+      );
     }
     // transformers' convert_to_rgb composites transparency onto white; dropping alpha instead would
     // turn transparent areas into whatever colour their hidden pixels happen to hold.
@@ -90,7 +110,8 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
       return await resizeAndCrop(pipeline);
     } catch (error) {
       const message = (error as Error).message;
-      if (/pixel limit/i.test(message)) throw new ImageRejected('image_too_large', `The image is over the limit of ${maxPixels} pixels.`);
+      if (/pixel limit/i.test(message))
+        throw new ImageRejected('image_too_large', `The image is over the limit of ${maxPixels} pixels.`);
       throw new ImageRejected('unsupported_image', `The image could not be decoded: ${message}.`);
     }
   }
@@ -100,7 +121,8 @@ export function createPreprocessor(config: ImagePreprocess, maxPixels: number): 
     width,
     async into(bytes, out, offset) {
       const rgb = await decode(bytes);
-      if (rgb.length !== plane * 3) throw new Error(`preprocessing produced ${rgb.length} bytes, expected ${plane * 3}. This is a bug.`);
+      if (rgb.length !== plane * 3)
+        throw new Error(`preprocessing produced ${rgb.length} bytes, expected ${plane * 3}. This is a bug.`);
       for (let c = 0; c < 3; c++) {
         const base = offset + c * plane;
         const m = mean[c]!;

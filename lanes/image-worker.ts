@@ -4,7 +4,15 @@
 import sharp from 'sharp';
 import { workerData } from 'piscina';
 import { createPreprocessor, ImageRejected, type Preprocessor } from './image-preprocess.js';
-import type { BatchResult, ImageItem, ImageWorkerData, ImageWorkerModel, ItemError, LaneResult, LaneTask } from './protocol.js';
+import type {
+  BatchResult,
+  ImageItem,
+  ImageWorkerData,
+  ImageWorkerModel,
+  ItemError,
+  LaneResult,
+  LaneTask,
+} from './protocol.js';
 import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
 const data = workerData as ImageWorkerData;
@@ -24,13 +32,18 @@ interface LoadedModel {
 // One after another: loading sessions at once would only raise the peak memory of start-up.
 const models: LoadedModel[] = [];
 for (const spec of data.models) {
-  models.push({ spec, session: await createSession(spec.onnxPath, data.intraOpThreads, data.provider), preprocessor: createPreprocessor(spec.preprocess, data.maxPixels) });
+  models.push({
+    spec,
+    session: await createSession(spec.onnxPath, data.intraOpThreads, data.provider),
+    preprocessor: createPreprocessor(spec.preprocess, data.maxPixels),
+  });
 }
 
 async function embedBatch(batchId: number, modelIndex: number, items: readonly ImageItem[]): Promise<BatchResult> {
   const started = performance.now();
   const model = models[modelIndex];
-  if (!model || items.some((item) => item.model !== modelIndex)) throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
+  if (!model || items.some((item) => item.model !== modelIndex))
+    throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
   const { session, preprocessor } = model;
   const { dims } = model.spec;
   const itemFloats = 3 * preprocessor.height * preprocessor.width;
@@ -48,12 +61,20 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly I
   }
   const vectors = new Float32Array(items.length * dims);
   const tokens = new Int32Array(items.length);
+  const prepareMs = performance.now() - started;
+  let modelMs = 0;
   if (good.length > 0) {
     const shape = [good.length, 3, preprocessor.height, preprocessor.width];
-    const output = await session.run({ pixel_values: session.tensor('float32', pixels.subarray(0, good.length * itemFloats), shape) });
+    const runStarted = performance.now();
+    const output = await session.run({
+      pixel_values: session.tensor('float32', pixels.subarray(0, good.length * itemFloats), shape),
+    });
+    modelMs = performance.now() - runStarted;
     const embeds = output['image_embeds'];
     if (!embeds || embeds.length !== good.length * dims) {
-      throw new Error(`image model ${model.spec.id} returned ${embeds?.length ?? 'no'} image_embeds values, expected ${good.length * dims}. This is a bug or a wrong model.`);
+      throw new Error(
+        `image model ${model.spec.id} returned ${embeds?.length ?? 'no'} image_embeds values, expected ${good.length * dims}. This is a bug or a wrong model.`,
+      );
     }
     good.forEach((index, row) => {
       const vector = vectors.subarray(index * dims, (index + 1) * dims);
@@ -61,11 +82,26 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly I
       if (items[index]!.normalize) l2NormalizeRows(vector, dims);
     });
   }
-  return { type: 'batch-result', batchId, vectors, dims, tokens, errors, paddedTokens: good.length, inferenceMs: performance.now() - started };
+  return {
+    type: 'batch-result',
+    batchId,
+    vectors,
+    dims,
+    tokens,
+    errors,
+    paddedTokens: good.length,
+    inferenceMs: performance.now() - started,
+    prepareMs,
+    modelMs,
+  };
 }
 
 /** A 64×64 grey PNG, made here so warm-up needs no file and exercises the whole decode path. */
-const warmupImage = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toBuffer();
+const warmupImage = await sharp({
+  create: { width: 64, height: 64, channels: 3, background: { r: 128, g: 128, b: 128 } },
+})
+  .png()
+  .toBuffer();
 
 export default async function run(task: LaneTask): Promise<LaneResult> {
   switch (task.type) {
@@ -75,7 +111,8 @@ export default async function run(task: LaneTask): Promise<LaneResult> {
       const dims: number[] = [];
       for (const [model] of models.entries()) {
         const result = await embedBatch(task.batchId, model, [{ model, bytes: warmupImage, normalize: true }]);
-        if (result.errors.length > 0) throw new Error(`warm-up image was refused: ${result.errors[0]!.message}. This is a bug.`);
+        if (result.errors.length > 0)
+          throw new Error(`warm-up image was refused: ${result.errors[0]!.message}. This is a bug.`);
         dims.push(result.dims);
       }
       return { type: 'warmup-result', batchId: task.batchId, dims };

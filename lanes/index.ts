@@ -1,9 +1,18 @@
 // The lanes' public surface: model execution on isolated worker pools. Nothing outside lanes/ may
 // import onnxruntime-node or reach into these files directly.
-export { Lane, LaneRejectedError, QUEUE_SHARE } from './lane.js';
+export { Lane, LaneRejectedError } from './lane.js';
 export type { LaneHandle, LaneName, LaneObserver, LaneRequest, LaneStats, RejectReason } from './lane.js';
 export { PRIORITIES } from './batcher.js';
-export type { BatchInfo, DropReason, ItemOutcome, ItemTiming, Priority, SubmitOptions, SubmitOutcome } from './batcher.js';
+export type {
+  BatchInfo,
+  WorkerReport,
+  DropReason,
+  ItemOutcome,
+  ItemTiming,
+  Priority,
+  SubmitOptions,
+  SubmitOutcome,
+} from './batcher.js';
 export type { ItemError, ItemErrorCode, TextItem, TextPooling } from './protocol.js';
 export { createTextLane } from './text-lane.js';
 export type { TextLane, TextLaneModel, TextLaneOptions } from './text-lane.js';

@@ -4,7 +4,17 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { Batcher, PRIORITIES, type BatchInfo, type BatchOutcome, type DropReason, type ItemOutcome, type Priority, type SubmitOptions, type SubmitOutcome } from './batcher.js';
+import {
+  Batcher,
+  PRIORITIES,
+  type BatchInfo,
+  type BatchOutcome,
+  type DropReason,
+  type ItemOutcome,
+  type Priority,
+  type SubmitOptions,
+  type SubmitOutcome,
+} from './batcher.js';
 import type { ItemError, LaneResult, LaneTask } from './protocol.js';
 
 export type LaneName = 'text' | 'image';
@@ -15,7 +25,7 @@ export type RejectReason = 'queue_full' | 'deadline' | 'closed';
  * The share of the queue bound each priority may fill: low is refused first, at half the bound, and
  * high may go past it, so a full lane still takes what matters most.
  */
-export const QUEUE_SHARE: Readonly<Record<Priority, number>> = { high: 1.5, normal: 1, low: 0.5 };
+const QUEUE_SHARE: Readonly<Record<Priority, number>> = { high: 1.5, normal: 1, low: 0.5 };
 
 /** How fast recently refused items stop counting toward Retry-After. */
 const REFUSED_HALF_LIFE_MS = 2000;
@@ -40,8 +50,10 @@ export class LaneRejectedError extends Error {
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     super(
-      reason === 'closed' ? `The ${lane} lane is shutting down.`
-        : reason === 'deadline' ? `The ${lane} lane's backlog would take longer than the request's deadline; retry later or allow more time.`
+      reason === 'closed'
+        ? `The ${lane} lane is shutting down.`
+        : reason === 'deadline'
+          ? `The ${lane} lane's backlog would take longer than the request's deadline; retry later or allow more time.`
           : `The ${lane} lane is at capacity; retry after ${retryAfterSeconds} s.`,
     );
     Error.stackTraceLimit = stackTraceLimit;
@@ -119,7 +131,14 @@ function toOutcomes(result: LaneResult, batchId: number, size: number): BatchOut
         : { ok: true, vector: result.vectors.slice(i * result.dims, (i + 1) * result.dims), tokens: result.tokens[i]! },
     );
   }
-  return { items, inferenceMs: result.inferenceMs, paddedCost: result.paddedTokens };
+  let tokens = 0;
+  for (const n of result.tokens) tokens += n;
+  return {
+    items,
+    inferenceMs: result.inferenceMs,
+    paddedCost: result.paddedTokens,
+    worker: { prepareMs: result.prepareMs, modelMs: result.modelMs, tokens },
+  };
 }
 
 export class Lane<I> implements LaneHandle {
@@ -174,8 +193,17 @@ export class Lane<I> implements LaneHandle {
   }
 
   stats(): LaneStats {
-    const queuedByPriority = Object.fromEntries(PRIORITIES.map((p) => [p, this.#batcher.queuedAt(p)])) as Record<Priority, number>;
-    return { queued: this.#batcher.queued, queuedByPriority, running: this.#batcher.running, maxQueue: this.#settings.maxQueue, ready: this.#ready };
+    const queuedByPriority = Object.fromEntries(PRIORITIES.map((p) => [p, this.#batcher.queuedAt(p)])) as Record<
+      Priority,
+      number
+    >;
+    return {
+      queued: this.#batcher.queued,
+      queuedByPriority,
+      running: this.#batcher.running,
+      maxQueue: this.#settings.maxQueue,
+      ready: this.#ready,
+    };
   }
 
   /** True while a new normal-priority item would be refused: the queue is at its bound (or the lane is closing). */
@@ -233,7 +261,8 @@ export class Lane<I> implements LaneHandle {
     const priority = request.priority ?? 'normal';
     if (this.#closed) return this.#refuse('closed', priority, items.length);
     const queued = this.#batcher.queued;
-    if (queued > 0 && queued + items.length > this.#settings.maxQueue * QUEUE_SHARE[priority]) return this.#refuse('queue_full', priority, items.length);
+    if (queued > 0 && queued + items.length > this.#settings.maxQueue * QUEUE_SHARE[priority])
+      return this.#refuse('queue_full', priority, items.length);
     if (request.deadline !== undefined && this.#throughput > 0) {
       const doneAt = performance.now() + ((this.#batcher.ahead(priority) + items.length) / this.#throughput) * 1000;
       if (doneAt > request.deadline) return this.#refuse('deadline', priority, items.length);
@@ -247,7 +276,8 @@ export class Lane<I> implements LaneHandle {
       Array.from({ length: this.#settings.threads }, async () => {
         const batchId = this.#nextBatchId++;
         const result = await this.#pool.run({ type: 'warmup', batchId });
-        if (result.type !== 'warmup-result' || result.batchId !== batchId) throw new Error(`warm-up got ${result.type}. This is a bug.`);
+        if (result.type !== 'warmup-result' || result.batchId !== batchId)
+          throw new Error(`warm-up got ${result.type}. This is a bug.`);
       }),
     );
     this.#ready = true;

@@ -133,7 +133,12 @@ export interface BatchResult {
   readonly errors: readonly ItemError[];
   /** Positions the model really ran over: text, the padded tokens of its ONNX calls (rows × longest, summed over length groups); images, the images. */
   readonly paddedTokens: number;
+  /** The worker's whole time for the batch: prepareMs + modelMs + pooling and normalising. */
   readonly inferenceMs: number;
+  /** Text: tokenising and truncating. Images: decoding and preprocessing. */
+  readonly prepareMs: number;
+  /** Inside the model runtime's run calls (every length group of a text batch). */
+  readonly modelMs: number;
 }
 
 export interface WarmupResult {

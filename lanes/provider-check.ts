@@ -30,7 +30,9 @@ export function ortBinaryDir(): string {
 
 /** The libraries ONNX Runtime's log says the dynamic loader could not open, in order, without repeats. */
 export function missingLibraries(log: string): string[] {
-  const found = [...log.matchAll(/([\w.+-]+\.so(?:\.[\d.]+)?): cannot open shared object file/g)].map((m) => path.basename(m[1]!));
+  const found = [...log.matchAll(/([\w.+-]+\.so(?:\.[\d.]+)?): cannot open shared object file/g)].map((m) =>
+    path.basename(m[1]!),
+  );
   return [...new Set(found)];
 }
 
@@ -39,18 +41,28 @@ export function describeProbeFailure(provider: Provider, log: string): string {
   const missing = missingLibraries(log);
   const name = `TWINLANE_EXECUTION_PROVIDER=cuda:${provider.deviceId}`;
   if (missing.length > 0) {
-    return `${name}: ONNX Runtime's CUDA provider could not load ${missing.join(', ')}. ` +
-      'onnxruntime-node 1.30 needs CUDA 12.x and cuDNN 9 installed, with their lib folders on LD_LIBRARY_PATH (see the README, "GPU").';
+    return (
+      `${name}: ONNX Runtime's CUDA provider could not load ${missing.join(', ')}. ` +
+      'onnxruntime-node 1.30 needs CUDA 12.x and cuDNN 9 installed, with their lib folders on LD_LIBRARY_PATH (see the README, "GPU").'
+    );
   }
-  const lines = log.split('\n').map((l) => stripVTControlCharacters(l).trim()).filter((l) => l !== '');
+  const lines = log
+    .split('\n')
+    .map((l) => stripVTControlCharacters(l).trim())
+    .filter((l) => l !== '');
   return `${name}: ONNX Runtime could not start its CUDA provider: ${lines.slice(-3).join(' | ') || 'no message'}`;
 }
 
 function probe(onnxPath: string, provider: Provider): Promise<{ ok: boolean; log: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [workerPath('provider-probe'), onnxPath, String(provider.deviceId)], { timeout: 120_000 }, (error, stdout, stderr) => {
-      resolve({ ok: error === null, log: `${stderr}\n${stdout}` });
-    });
+    execFile(
+      process.execPath,
+      [workerPath('provider-probe'), onnxPath, String(provider.deviceId)],
+      { timeout: 120_000 },
+      (error, stdout, stderr) => {
+        resolve({ ok: error === null, log: `${stderr}\n${stdout}` });
+      },
+    );
   });
 }
 
@@ -58,7 +70,9 @@ function probe(onnxPath: string, provider: Provider): Promise<{ ok: boolean; log
 export async function checkProvider(provider: Provider, onnxPath: string): Promise<void> {
   if (provider.name === 'cpu') return;
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new ProviderUnavailableError(`TWINLANE_EXECUTION_PROVIDER=cuda: onnxruntime-node ships CUDA support for linux/x64 only (this is ${process.platform}/${process.arch}).`);
+    throw new ProviderUnavailableError(
+      `TWINLANE_EXECUTION_PROVIDER=cuda: onnxruntime-node ships CUDA support for linux/x64 only (this is ${process.platform}/${process.arch}).`,
+    );
   }
   const dir = ortBinaryDir();
   const absent = CUDA_PROVIDER_LIBRARIES.filter((lib) => !existsSync(path.join(dir, lib)));

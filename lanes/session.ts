@@ -17,7 +17,11 @@ export interface ModelSession {
   run(feeds: Record<string, ort.Tensor>): Promise<Record<string, Float32Array>>;
 }
 
-export async function createSession(onnxPath: string, intraOpThreads: number, provider: Provider): Promise<ModelSession> {
+export async function createSession(
+  onnxPath: string,
+  intraOpThreads: number,
+  provider: Provider,
+): Promise<ModelSession> {
   const session = await ort.InferenceSession.create(onnxPath, {
     intraOpNumThreads: intraOpThreads,
     // One graph at a time per worker: parallelism comes from workers and intra-op threads, so the

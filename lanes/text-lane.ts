@@ -28,7 +28,14 @@ export function createTextLane(options: TextLaneOptions): TextLane {
   if (models.length === 0) throw new Error('a text lane needs at least one model. This is a bug.');
   const workerData: TextWorkerData = {
     kind: 'text',
-    models: models.map(({ id, modelDir, onnxPath, dims, maxTokens, pooling }) => ({ id, modelDir, onnxPath, dims, maxTokens, pooling })),
+    models: models.map(({ id, modelDir, onnxPath, dims, maxTokens, pooling }) => ({
+      id,
+      modelDir,
+      onnxPath,
+      dims,
+      maxTokens,
+      pooling,
+    })),
     nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,

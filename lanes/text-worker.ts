@@ -5,7 +5,15 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { workerData } from 'piscina';
-import type { BatchResult, ItemError, LaneResult, LaneTask, TextItem, TextWorkerData, TextWorkerModel } from './protocol.js';
+import type {
+  BatchResult,
+  ItemError,
+  LaneResult,
+  LaneTask,
+  TextItem,
+  TextWorkerData,
+  TextWorkerModel,
+} from './protocol.js';
 import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
 const data = workerData as TextWorkerData;
@@ -32,10 +40,19 @@ interface LoadedModel {
 }
 
 async function load(spec: TextWorkerModel): Promise<LoadedModel> {
-  const tokenizer = new Tokenizer(await readJson(spec.modelDir, 'tokenizer.json'), await readJson(spec.modelDir, 'tokenizer_config.json'));
+  const tokenizer = new Tokenizer(
+    await readJson(spec.modelDir, 'tokenizer.json'),
+    await readJson(spec.modelDir, 'tokenizer_config.json'),
+  );
   const session = await createSession(spec.onnxPath, data.intraOpThreads, data.provider);
   const empty = tokenizer.encode('').ids;
-  return { spec, tokenizer, session, endId: empty.length > 0 ? empty.at(-1) : undefined, typeIds: session.inputNames.includes('token_type_ids') };
+  return {
+    spec,
+    tokenizer,
+    session,
+    endId: empty.length > 0 ? empty.at(-1) : undefined,
+    typeIds: session.inputNames.includes('token_type_ids'),
+  };
 }
 
 // One after another: loading sessions at once would only raise the peak memory of start-up.
@@ -56,7 +73,11 @@ function encode(model: LoadedModel, item: TextItem, index: number): Encoded {
   if (!item.truncate) {
     return {
       ids: [],
-      error: { index, code: 'input_too_long', message: `Input ${index} has ${ids.length} tokens; the model's limit is ${maxTokens} and truncate is false.` },
+      error: {
+        index,
+        code: 'input_too_long',
+        message: `Input ${index} has ${ids.length} tokens; the model's limit is ${maxTokens} and truncate is false.`,
+      },
     };
   }
   const cut = ids.slice(0, maxTokens);
@@ -100,8 +121,13 @@ function lengthGroups(rows: readonly Row[]): Row[][] {
   return groups;
 }
 
-/** One ONNX call over `rows`, right-padded to the longest; pooled vectors land in `vectors` at each row's index. Returns padded tokens. */
-async function runGroup(model: LoadedModel, rows: readonly Row[], items: readonly TextItem[], vectors: Float32Array): Promise<number> {
+/** One ONNX call over `rows`, right-padded to the longest; pooled vectors land in `vectors` at each row's index. */
+async function runGroup(
+  model: LoadedModel,
+  rows: readonly Row[],
+  items: readonly TextItem[],
+  vectors: Float32Array,
+): Promise<{ paddedTokens: number; modelMs: number }> {
   const { dims } = model.spec;
   const longest = Math.max(...rows.map((r) => r.ids.length));
   const size = rows.length * longest;
@@ -115,27 +141,39 @@ async function runGroup(model: LoadedModel, rows: readonly Row[], items: readonl
   });
   const { session } = model;
   const shape = [rows.length, longest];
+  const runStarted = performance.now();
   const output = await session.run({
     input_ids: session.tensor('int64', inputIds, shape),
     attention_mask: session.tensor('int64', mask, shape),
     ...(model.typeIds ? { token_type_ids: session.tensor('int64', new BigInt64Array(size), shape) } : {}),
   });
+  const modelMs = performance.now() - runStarted;
   rows.forEach((row, r) => {
     const vector = vectors.subarray(row.index * dims, (row.index + 1) * dims);
     pool(model, output, rows.length, longest, r, row, vector);
     if (items[row.index]!.normalize) l2NormalizeRows(vector, dims);
   });
-  return size;
+  return { paddedTokens: size, modelMs };
 }
 
 /** Row `r`'s vector from the model's outputs, as its pooling says. */
-function pool(model: LoadedModel, output: Record<string, Float32Array>, rowCount: number, longest: number, r: number, row: Row, vector: Float32Array): void {
+function pool(
+  model: LoadedModel,
+  output: Record<string, Float32Array>,
+  rowCount: number,
+  longest: number,
+  r: number,
+  row: Row,
+  vector: Float32Array,
+): void {
   const { dims, pooling, id } = model.spec;
   const name = pooling === 'graph' ? 'text_embeds' : 'last_hidden_state';
   const values = output[name];
   const expected = pooling === 'graph' ? rowCount * dims : rowCount * longest * dims;
   if (!values || values.length !== expected) {
-    throw new Error(`text model ${id} returned ${values?.length ?? 'no'} ${name} values, expected ${expected}. This is a bug or a wrong model.`);
+    throw new Error(
+      `text model ${id} returned ${values?.length ?? 'no'} ${name} values, expected ${expected}. This is a bug or a wrong model.`,
+    );
   }
   if (pooling === 'graph') {
     // Pooled inside the graph, at the row's end-of-text token (CLIP): padding never reaches it.
@@ -158,16 +196,35 @@ function pool(model: LoadedModel, output: Record<string, Float32Array>, rowCount
 async function embedBatch(batchId: number, modelIndex: number, items: readonly TextItem[]): Promise<BatchResult> {
   const started = performance.now();
   const model = models[modelIndex];
-  if (!model || items.some((item) => item.model !== modelIndex)) throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
+  if (!model || items.some((item) => item.model !== modelIndex))
+    throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
   const encoded = items.map((item, index) => encode(model, item, index));
   const errors = encoded.flatMap((e) => (e.error ? [e.error] : []));
   const rows = encoded.flatMap((e, index) => (e.error ? [] : [{ index, ids: e.ids }]));
   const { dims } = model.spec;
   const vectors = new Float32Array(items.length * dims);
   const tokens = Int32Array.from(encoded, (e) => e.ids.length);
+  const prepareMs = performance.now() - started;
   let paddedTokens = 0;
-  if (rows.length > 0) for (const group of lengthGroups(rows)) paddedTokens += await runGroup(model, group, items, vectors);
-  return { type: 'batch-result', batchId, vectors, dims, tokens, errors, paddedTokens, inferenceMs: performance.now() - started };
+  let modelMs = 0;
+  if (rows.length > 0)
+    for (const group of lengthGroups(rows)) {
+      const run = await runGroup(model, group, items, vectors);
+      paddedTokens += run.paddedTokens;
+      modelMs += run.modelMs;
+    }
+  return {
+    type: 'batch-result',
+    batchId,
+    vectors,
+    dims,
+    tokens,
+    errors,
+    paddedTokens,
+    inferenceMs: performance.now() - started,
+    prepareMs,
+    modelMs,
+  };
 }
 
 export default async function run(task: LaneTask): Promise<LaneResult> {
@@ -176,7 +233,10 @@ export default async function run(task: LaneTask): Promise<LaneResult> {
       return embedBatch(task.batchId, task.model, task.items);
     case 'warmup': {
       const dims: number[] = [];
-      for (const [model] of models.entries()) dims.push((await embedBatch(task.batchId, model, [{ model, text: 'warm up', normalize: true, truncate: true }])).dims);
+      for (const [model] of models.entries())
+        dims.push(
+          (await embedBatch(task.batchId, model, [{ model, text: 'warm up', normalize: true, truncate: true }])).dims,
+        );
       return { type: 'warmup-result', batchId: task.batchId, dims };
     }
     case 'image-batch':

@@ -6,7 +6,9 @@ import type { Exchange } from './exchange.js';
 export function readBody(ex: Exchange, limit: number): Promise<Buffer> {
   const declared = Number(ex.header('content-length') ?? Number.NaN);
   if (declared > limit) {
-    return Promise.reject(new TwinlaneError('payload_too_large', `The body has ${declared} bytes; the limit is ${limit}.`));
+    return Promise.reject(
+      new TwinlaneError('payload_too_large', `The body has ${declared} bytes; the limit is ${limit}.`),
+    );
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -57,5 +59,8 @@ export function requireJson(ex: Exchange): void {
   if (type === undefined || type === '') return;
   const media = type.split(';')[0]!.trim().toLowerCase();
   if (media === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(media)) return;
-  throw new TwinlaneError('unsupported_media_type', `Content-Type ${media} is not accepted here; send application/json.`);
+  throw new TwinlaneError(
+    'unsupported_media_type',
+    `Content-Type ${media} is not accepted here; send application/json.`,
+  );
 }

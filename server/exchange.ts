@@ -1,7 +1,7 @@
 // One HTTP request/response pair. uWS invalidates the request object at the first await and frees
 // an aborted response, so everything from the request is copied here synchronously and every write
 // checks `aborted` first. This is the only object that writes to a uWS response.
-import type { Metrics } from '../src/index.js';
+import type { Metrics, RequestLane } from '../src/index.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface ExchangeTracker {
@@ -29,7 +29,16 @@ export function requestIdOf(given: string | undefined): string {
 }
 
 /** The request headers any route reads; copying only these keeps the hot path short. */
-const READ_HEADERS = ['content-type', 'content-length', 'transfer-encoding', 'accept', 'authorization', 'x-request-id', 'x-priority', 'x-request-timeout-ms'] as const;
+const READ_HEADERS = [
+  'content-type',
+  'content-length',
+  'transfer-encoding',
+  'accept',
+  'authorization',
+  'x-request-id',
+  'x-priority',
+  'x-request-timeout-ms',
+] as const;
 /** What a WebSocket upgrade also needs. */
 export const UPGRADE_HEADERS = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'] as const;
 
@@ -37,9 +46,19 @@ type HeaderName = (typeof READ_HEADERS)[number] | (typeof UPGRADE_HEADERS)[numbe
 
 const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
   Object.entries({
-    200: 'OK', 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
-    413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 426: 'Upgrade Required', 429: 'Too Many Requests',
-    500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+    200: 'OK',
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    413: 'Payload Too Large',
+    415: 'Unsupported Media Type',
+    422: 'Unprocessable Entity',
+    426: 'Upgrade Required',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    503: 'Service Unavailable',
+    504: 'Gateway Timeout',
   }).map(([code, text]) => [code, `${code} ${text}`]),
 );
 
@@ -56,6 +75,8 @@ export class Exchange {
   client: string | null = null;
   /** The client's rate-limit budget was charged for this request (server/guard.ts). */
   charged = false;
+  /** The lane the request is for, set by its route once known; its metrics carry it. */
+  lane: RequestLane = 'none';
   #finished = false;
   /** Headers every answer of this exchange carries, whatever its status (rate-limit budget). */
   #extraHeaders: Readonly<Record<string, string>> | null = null;
@@ -137,7 +158,8 @@ export class Exchange {
       this.res.writeStatus(STATUS_LINE[status] ?? String(status));
       this.res.writeHeader('x-request-id', this.requestId);
       for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
-      if (this.#extraHeaders !== null) for (const [key, value] of Object.entries(this.#extraHeaders)) this.res.writeHeader(key, value);
+      if (this.#extraHeaders !== null)
+        for (const [key, value] of Object.entries(this.#extraHeaders)) this.res.writeHeader(key, value);
       this.res.end(body, this.tracker.draining);
     });
     this.#finish(status);
@@ -146,7 +168,15 @@ export class Exchange {
   /** Switches the connection to a WebSocket (status 101) carrying `userData`; a no-op once the client is gone. */
   upgrade<T>(userData: T, protocol: string, context: us_socket_context_t): void {
     if (this.aborted || this.#finished) return;
-    this.res.cork(() => this.res.upgrade(userData, this.header('sec-websocket-key') ?? '', protocol, this.header('sec-websocket-extensions') ?? '', context));
+    this.res.cork(() =>
+      this.res.upgrade(
+        userData,
+        this.header('sec-websocket-key') ?? '',
+        protocol,
+        this.header('sec-websocket-extensions') ?? '',
+        context,
+      ),
+    );
     this.#finish(101);
   }
 
@@ -154,7 +184,7 @@ export class Exchange {
     if (this.#finished) return;
     this.#finished = true;
     const seconds = (performance.now() - this.started) / 1000;
-    this.tracker.metrics.request(this.route, status, seconds);
+    this.tracker.metrics.request(this.route, this.lane, status, seconds);
     this.tracker.closed(this, status, seconds);
   }
 }

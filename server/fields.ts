@@ -52,7 +52,9 @@ export function optionalEnum<T extends string>(body: JsonObject, param: string, 
   const value = optionalString(body, param);
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) {
-    throw new TwinlaneError('invalid_request', `'${param}' must be one of ${allowed.join(', ')} (got '${value}').`, { param });
+    throw new TwinlaneError('invalid_request', `'${param}' must be one of ${allowed.join(', ')} (got '${value}').`, {
+      param,
+    });
   }
   return value as T;
 }

@@ -43,7 +43,14 @@ export class FrontGate {
   #window(name: LaneName, lane: LaneHandle, now: number): LaneWindow {
     let window = this.#windows.get(name);
     if (!window) {
-      window = { startedAt: now, rejectionsAtStart: lane.rejections, shed: 0, stormed: false, probeTokens: this.#options.probesPerSecond, probeAt: now };
+      window = {
+        startedAt: now,
+        rejectionsAtStart: lane.rejections,
+        shed: 0,
+        stormed: false,
+        probeTokens: this.#options.probesPerSecond,
+        probeAt: now,
+      };
       this.#windows.set(name, window);
     } else if (now - window.startedAt >= WINDOW_MS) {
       const refused = lane.rejections - window.rejectionsAtStart + window.shed;
@@ -57,7 +64,10 @@ export class FrontGate {
 
   #probe(window: LaneWindow, now: number): boolean {
     const { probesPerSecond } = this.#options;
-    window.probeTokens = Math.min(probesPerSecond, window.probeTokens + ((now - window.probeAt) / 1000) * probesPerSecond);
+    window.probeTokens = Math.min(
+      probesPerSecond,
+      window.probeTokens + ((now - window.probeAt) / 1000) * probesPerSecond,
+    );
     window.probeAt = now;
     if (window.probeTokens < 1) return false;
     window.probeTokens--;
@@ -87,8 +97,12 @@ export class FrontGate {
   }
 }
 
-export function shedError(lane: LaneName, retryAfterSeconds: number): TwinlaneError {
-  return new TwinlaneError('lane_overloaded', `The ${lane} lane is at capacity and refusing a flood of requests; retry after ${retryAfterSeconds} s.`, { retryAfterSeconds });
+function shedError(lane: LaneName, retryAfterSeconds: number): TwinlaneError {
+  return new TwinlaneError(
+    'lane_overloaded',
+    `The ${lane} lane is at capacity and refusing a flood of requests; retry after ${retryAfterSeconds} s.`,
+    { retryAfterSeconds },
+  );
 }
 
 /**
@@ -118,9 +132,14 @@ export class ShedReplies {
     }
     const retryAfter = String(retryAfterSeconds);
     res.cork(() => {
-      res.writeStatus('429 Too Many Requests').writeHeader('x-request-id', requestId).writeHeader('content-type', 'application/json').writeHeader('retry-after', retryAfter).end(body);
+      res
+        .writeStatus('429 Too Many Requests')
+        .writeHeader('x-request-id', requestId)
+        .writeHeader('content-type', 'application/json')
+        .writeHeader('retry-after', retryAfter)
+        .end(body);
     });
-    this.#metrics.request(route, 429, 0);
+    this.#metrics.request(route, lane, 429, 0);
     this.#metrics.error(route, 'lane_overloaded');
   }
 }

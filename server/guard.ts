@@ -61,7 +61,11 @@ export class Guard {
     const decision = await limiter.spend(this.clientOf(ex), Math.max(1, items));
     ex.setHeaders(rateHeaders(decision));
     if (!decision.allowed) {
-      throw new TwinlaneError('rate_limited', `This client's budget of ${decision.limit} items (refilling at the configured rate) cannot cover ${items} item(s) now; retry after ${decision.retryAfterSeconds} s.`, { retryAfterSeconds: decision.retryAfterSeconds });
+      throw new TwinlaneError(
+        'rate_limited',
+        `This client's budget of ${decision.limit} items (refilling at the configured rate) cannot cover ${items} item(s) now; retry after ${decision.retryAfterSeconds} s.`,
+        { retryAfterSeconds: decision.retryAfterSeconds },
+      );
     }
   }
 

@@ -27,7 +27,10 @@ export interface HotAnswer {
 }
 
 const answerBytes = (answer: HotAnswer, key: string): number =>
-  key.length * 2 + (typeof answer.body === 'string' ? answer.body.length * 2 : answer.body.length) + answer.cacheKeys.reduce((n, k) => n + k.length * 2, 0) + ENTRY_OVERHEAD_BYTES;
+  key.length * 2 +
+  (typeof answer.body === 'string' ? answer.body.length * 2 : answer.body.length) +
+  answer.cacheKeys.reduce((n, k) => n + k.length * 2, 0) +
+  ENTRY_OVERHEAD_BYTES;
 
 export class HotAnswers {
   readonly #lru: LRUCache<string, HotAnswer>;
@@ -69,21 +72,31 @@ export interface HotRoute {
 export async function answerHot(ex: Exchange, key: string | null, route: HotRoute): Promise<boolean> {
   const answer = key === null ? undefined : route.hot?.get(key);
   if (!answer) return false;
+  ex.lane = answer.lane;
   await route.guard.spend(ex, answer.cacheKeys.length);
   if (!route.orchestrator.touchCached(answer.lane, answer.cacheKeys)) return false;
-  ex.send(200, {
-    'content-type': answer.contentType,
-    ...answer.headers,
-    'x-queue-time': '0.00',
-    'x-inference-time': '0.00',
-    'x-total-time': (performance.now() - ex.started).toFixed(2),
-    'x-cache-hits': String(answer.cacheKeys.length),
-  }, answer.body);
+  ex.send(
+    200,
+    {
+      'content-type': answer.contentType,
+      ...answer.headers,
+      'x-queue-time': '0.00',
+      'x-inference-time': '0.00',
+      'x-total-time': (performance.now() - ex.started).toFixed(2),
+      'x-cache-hits': String(answer.cacheKeys.length),
+    },
+    answer.body,
+  );
   return true;
 }
 
 /** Keeps the answer just sent when every item of it was a cache hit. */
-export function keepHot(route: HotRoute, key: string | null, result: EmbedResult, answer: Omit<HotAnswer, 'lane' | 'cacheKeys'>): void {
+export function keepHot(
+  route: HotRoute,
+  key: string | null,
+  result: EmbedResult,
+  answer: Omit<HotAnswer, 'lane' | 'cacheKeys'>,
+): void {
   if (key === null || route.hot === null || result.hotKeys === null) return;
   route.hot.set(key, { ...answer, lane: result.lane, cacheKeys: result.hotKeys });
 }

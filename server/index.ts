@@ -14,7 +14,15 @@ import { openAiEmbeddings } from './routes/embeddings.js';
 import * as ops from './routes/ops.js';
 import { tokenize } from './routes/tokenize.js';
 import { registerWebSocket, type WsOptions } from './ws/index.js';
-import { assertNativeUws, listenOn, uWS, type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from './uws.js';
+import {
+  assertNativeUws,
+  listenOn,
+  uWS,
+  type HttpRequest,
+  type HttpResponse,
+  type TemplatedApp,
+  type us_listen_socket,
+} from './uws.js';
 
 export { assertNativeUws, UwsFallbackError } from './uws.js';
 
@@ -82,23 +90,78 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
   const { orchestrator, metrics, maxBodyBytes } = options;
   const imageLaneOn = orchestrator.registry.imageTowers().length > 0;
   const hot = options.hotAnswerBytes > 0 ? new HotAnswers(options.hotAnswerBytes) : null;
-  const openAi = { orchestrator, guard, hot, gate, maxBodyBytes, readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes };
-  const opsOptions: ops.OpsRouteOptions = { orchestrator, metrics, version: options.version, limits: options.limits, startedAt: Date.now(), draining: () => drain.draining };
+  const openAi = {
+    orchestrator,
+    guard,
+    hot,
+    gate,
+    maxBodyBytes,
+    readLimitBytes: imageLaneOn ? Math.max(maxBodyBytes, options.maxImageBodyBytes) : maxBodyBytes,
+  };
+  const opsOptions: ops.OpsRouteOptions = {
+    orchestrator,
+    metrics,
+    version: options.version,
+    limits: options.limits,
+    startedAt: Date.now(),
+    draining: () => drain.draining,
+  };
   return [
-    { path: '/v1/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
-    { path: '/embeddings', method: 'post', embedding: true, access: 'api', handler: (ex) => openAiEmbeddings(ex, openAi) },
-    { path: '/embed/text', method: 'post', embedding: true, access: 'api', lane: 'text', handler: (ex) => embedText(ex, { orchestrator, guard, hot, maxBodyBytes }) },
-    { path: '/embed/image', method: 'post', embedding: true, access: 'api', lane: 'image', handler: (ex) => embedImage(ex, { orchestrator, guard, hot: null, maxBodyBytes: options.maxImageBodyBytes }) },
-    { path: '/tokenize', method: 'post', embedding: true, access: 'api', handler: (ex) => tokenize(ex, { orchestrator, guard, maxBodyBytes }) },
+    {
+      path: '/v1/embeddings',
+      method: 'post',
+      embedding: true,
+      access: 'api',
+      handler: (ex) => openAiEmbeddings(ex, openAi),
+    },
+    {
+      path: '/embeddings',
+      method: 'post',
+      embedding: true,
+      access: 'api',
+      handler: (ex) => openAiEmbeddings(ex, openAi),
+    },
+    {
+      path: '/embed/text',
+      method: 'post',
+      embedding: true,
+      access: 'api',
+      lane: 'text',
+      handler: (ex) => embedText(ex, { orchestrator, guard, hot, maxBodyBytes }),
+    },
+    {
+      path: '/embed/image',
+      method: 'post',
+      embedding: true,
+      access: 'api',
+      lane: 'image',
+      handler: (ex) => embedImage(ex, { orchestrator, guard, hot: null, maxBodyBytes: options.maxImageBodyBytes }),
+    },
+    {
+      path: '/tokenize',
+      method: 'post',
+      embedding: true,
+      access: 'api',
+      handler: (ex) => tokenize(ex, { orchestrator, guard, maxBodyBytes }),
+    },
     { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },
     { path: '/ready', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.ready(ex, opsOptions) },
     { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
     { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
     { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
     // Reached only by a GET /ws that is not a WebSocket upgrade (upgrades go to server/ws).
-    { path: '/ws', method: 'get', embedding: false, access: 'open', handler: () => {
-      throw new TwinlaneError('upgrade_required', 'GET /ws is a WebSocket route: send Connection: Upgrade and Upgrade: websocket.');
-    } },
+    {
+      path: '/ws',
+      method: 'get',
+      embedding: false,
+      access: 'open',
+      handler: () => {
+        throw new TwinlaneError(
+          'upgrade_required',
+          'GET /ws is a WebSocket route: send Connection: Upgrade and Upgrade: websocket.',
+        );
+      },
+    },
   ];
 }
 
@@ -112,7 +175,15 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
     opened: () => drain.opened(),
     closed(ex, status, seconds) {
       drain.closed();
-      if (accessLog) log.info('request', { requestId: ex.requestId, method: ex.method, url: ex.url, route: ex.route, status, ms: Number((seconds * 1000).toFixed(2)) });
+      if (accessLog)
+        log.info('request', {
+          requestId: ex.requestId,
+          method: ex.method,
+          url: ex.url,
+          route: ex.route,
+          status,
+          ms: Number((seconds * 1000).toFixed(2)),
+        });
     },
   };
 }
@@ -135,7 +206,8 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: Exchan
     void (async () => {
       try {
         guard.authenticate(ex, route.access);
-        if (route.embedding && drain.refusing) throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
+        if (route.embedding && drain.refusing)
+          throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
         // With rate limits the shed is answered here instead, with the client's budget headers.
         if (route.lane && guard.rateLimited) gate.admit(route.lane);
         await route.handler(ex);
@@ -155,13 +227,32 @@ function registerRoutes(app: TemplatedApp, routes: readonly Route[], dispatch: R
     methodsByPath.set(route.path, [...(methodsByPath.get(route.path) ?? []), route.method.toUpperCase()]);
   }
   for (const [path, methods] of methodsByPath) {
-    app.any(path, dispatch({ path, embedding: false, access: 'open', handler: (ex) => {
-      throw new TwinlaneError('method_not_allowed', `${ex.method} is not allowed on ${path}; use ${methods.join(' or ')}.`);
-    } }));
+    app.any(
+      path,
+      dispatch({
+        path,
+        embedding: false,
+        access: 'open',
+        handler: (ex) => {
+          throw new TwinlaneError(
+            'method_not_allowed',
+            `${ex.method} is not allowed on ${path}; use ${methods.join(' or ')}.`,
+          );
+        },
+      }),
+    );
   }
-  app.any('/*', dispatch({ path: 'unknown', embedding: false, access: 'open', handler: (ex) => {
-    throw new TwinlaneError('not_found', `No route for ${ex.method} ${ex.url}.`);
-  } }));
+  app.any(
+    '/*',
+    dispatch({
+      path: 'unknown',
+      embedding: false,
+      access: 'open',
+      handler: (ex) => {
+        throw new TwinlaneError('not_found', `No route for ${ex.method} ${ex.url}.`);
+      },
+    }),
+  );
 }
 
 /** uWS only says that listening failed; binding the same address with Node says why (in use, not available, no permission). */
@@ -170,7 +261,10 @@ function listenFailure(host: string, port: number): Promise<ListenError> {
     const probe = net.createServer();
     const explain = (reason: string) => resolve(new ListenError(`Could not listen on ${host}:${port}: ${reason}.`));
     probe.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') explain('address in use (another process holds the port; set TWINLANE_REUSE_PORT=true only to share it on purpose)');
+      if (error.code === 'EADDRINUSE')
+        explain(
+          'address in use (another process holds the port; set TWINLANE_REUSE_PORT=true only to share it on purpose)',
+        );
       else explain(`${error.code ?? 'error'} (${error.message})`);
     });
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => explain('the address could not be bound')));
@@ -195,11 +289,24 @@ interface App {
 /** The uWS app with every HTTP route and the WebSocket route registered, sharing one guard, drain and gate. */
 function buildApp(options: ServerOptions): App {
   const drain = new Drain();
-  const guard = new Guard({ apiKeys: null, limiter: null, authOps: false, ...options.access, metrics: options.metrics });
+  const guard = new Guard({
+    apiKeys: null,
+    limiter: null,
+    authOps: false,
+    ...options.access,
+    metrics: options.metrics,
+  });
   const app = uWS.App();
   const tracker = exchangeTracker(drain, options.metrics, options.accessLog ?? false);
   const gate = new FrontGate((name) => options.orchestrator.lane(name), options.frontGate, options.metrics);
-  const ws = registerWebSocket(app, { ...options.ws, orchestrator: options.orchestrator, metrics: options.metrics, guard, drain, tracker });
+  const ws = registerWebSocket(app, {
+    ...options.ws,
+    orchestrator: options.orchestrator,
+    metrics: options.metrics,
+    guard,
+    drain,
+    tracker,
+  });
   registerRoutes(app, routeTable(options, guard, drain, gate), dispatcher(guard, drain, gate, tracker));
   return { app, drain, ws };
 }

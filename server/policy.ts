@@ -12,13 +12,21 @@ const MAX_TIMEOUT_MS = 3_600_000;
 export function requestPolicy(ex: Exchange): RequestPolicy {
   const priority = ex.header('x-priority')?.trim().toLowerCase() ?? 'normal';
   if (!PRIORITY_VALUES.has(priority)) {
-    throw new TwinlaneError('invalid_request', `x-priority must be high, normal or low (got '${priority.slice(0, 40)}').`, { param: 'x-priority' });
+    throw new TwinlaneError(
+      'invalid_request',
+      `x-priority must be high, normal or low (got '${priority.slice(0, 40)}').`,
+      { param: 'x-priority' },
+    );
   }
   const timeout = ex.header('x-request-timeout-ms')?.trim();
   if (timeout === undefined) return { priority: priority as Priority, startedAt: ex.started };
   const ms = /^\d{1,7}$/.test(timeout) ? Number(timeout) : Number.NaN;
   if (!(ms >= 1 && ms <= MAX_TIMEOUT_MS)) {
-    throw new TwinlaneError('invalid_request', `x-request-timeout-ms must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS} (got '${timeout.slice(0, 40)}').`, { param: 'x-request-timeout-ms' });
+    throw new TwinlaneError(
+      'invalid_request',
+      `x-request-timeout-ms must be a whole number of milliseconds from 1 to ${MAX_TIMEOUT_MS} (got '${timeout.slice(0, 40)}').`,
+      { param: 'x-request-timeout-ms' },
+    );
   }
   return { priority: priority as Priority, startedAt: ex.started, timeoutMs: ms };
 }

@@ -7,11 +7,17 @@ import { log } from '../src/index.js';
 import type { Exchange } from './exchange.js';
 import { quantize, type Quantization } from './quantize.js';
 
-if (os.endianness() !== 'LE') throw new Error('twinlane writes float32 vectors straight from memory and needs a little-endian CPU.');
+if (os.endianness() !== 'LE')
+  throw new Error('twinlane writes float32 vectors straight from memory and needs a little-endian CPU.');
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 
-export function replyJson(ex: Exchange, status: number, value: unknown, headers: Readonly<Record<string, string>> = {}): void {
+export function replyJson(
+  ex: Exchange,
+  status: number,
+  value: unknown,
+  headers: Readonly<Record<string, string>> = {},
+): void {
   ex.send(status, { ...JSON_TYPE, ...headers }, JSON.stringify(value));
 }
 
@@ -20,14 +26,25 @@ export function replyError(ex: Exchange, thrown: unknown): void {
   const error = asTwinlaneError(thrown);
   ex.tracker.metrics.error(ex.route, error.code);
   if (error.code === 'internal_error') {
-    log.error('internal error', { requestId: ex.requestId, route: ex.route, error: error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause) });
+    log.error('internal error', {
+      requestId: ex.requestId,
+      route: ex.route,
+      error: error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause),
+    });
   }
   const headers: Record<string, string> = { ...JSON_TYPE };
   if (error.retryAfterSeconds !== undefined) headers['retry-after'] = String(error.retryAfterSeconds);
   // RFC 9110: a 401 names the scheme the client should use.
   if (error.code === 'invalid_api_key') headers['www-authenticate'] = 'Bearer realm="twinlane"';
   const requestId = ex.requestId;
-  const body = JSON.stringify({ error: { message: error.code === 'internal_error' ? `Internal error (request ${requestId}).` : error.message, type: error.type, code: error.code, param: error.param } });
+  const body = JSON.stringify({
+    error: {
+      message: error.code === 'internal_error' ? `Internal error (request ${requestId}).` : error.message,
+      type: error.type,
+      code: error.code,
+      param: error.param,
+    },
+  });
   // Even an answer sent before the body was read whole (a 413, a 415) keeps the connection: uWS
   // still parses and drops the rest of that body, and closing early would make clients that are
   // still uploading see a reset instead of the answer.
@@ -86,17 +103,33 @@ export interface EncodedVectors {
  * with a quantized `encoding` (JSON only), `{"encoding", "embeddings": [[…]], "scales": […]}` (scales
  * for int8 and uint8; server/quantize.ts says what the integers mean).
  */
-export function encodeVectors(result: EmbedResult, format: VectorFormat, encoding: 'float' | Quantization = 'float'): EncodedVectors {
+export function encodeVectors(
+  result: EmbedResult,
+  format: VectorFormat,
+  encoding: 'float' | Quantization = 'float',
+): EncodedVectors {
   if (encoding !== 'float') {
     const quantized = result.vectors.map((v) => quantize(v, encoding));
     const scales = quantized[0]?.scale === null ? '' : `,"scales":[${quantized.map((q) => q.scale).join(',')}]`;
-    return { contentType: JSON_TYPE['content-type'], headers: {}, body: `{"encoding":"${encoding}","embeddings":[${quantized.map((q) => `[${q.values.join(',')}]`).join(',')}]${scales}}` };
+    return {
+      contentType: JSON_TYPE['content-type'],
+      headers: {},
+      body: `{"encoding":"${encoding}","embeddings":[${quantized.map((q) => `[${q.values.join(',')}]`).join(',')}]${scales}}`,
+    };
   }
-  if (format === 'json') return { contentType: JSON_TYPE['content-type'], headers: {}, body: `[${result.vectors.map(jsonVector).join(',')}]` };
+  if (format === 'json')
+    return {
+      contentType: JSON_TYPE['content-type'],
+      headers: {},
+      body: `[${result.vectors.map(jsonVector).join(',')}]`,
+    };
   return {
     contentType: format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16',
     headers: { 'x-embedding-dims': String(result.dims), 'x-embedding-count': String(result.vectors.length) },
-    body: format === 'f32' ? float32Bytes(result.vectors, result.dims) : Buffer.concat(result.vectors.map((v) => encodeBf16(v, 'little'))),
+    body:
+      format === 'f32'
+        ? float32Bytes(result.vectors, result.dims)
+        : Buffer.concat(result.vectors.map((v) => encodeBf16(v, 'little'))),
   };
 }
 

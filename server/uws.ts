@@ -27,10 +27,28 @@ type ListenCallback = (socket: uWS.us_listen_socket | false) => void;
  * silently split connections with the first; `exclusive` asks for LIBUS_LISTEN_EXCLUSIVE_PORT.
  * The native binding takes (host, port, options, callback), an overload its typings leave out.
  */
-export function listenOn(app: uWS.TemplatedApp, host: string, port: number, exclusive: boolean, callback: ListenCallback): void {
-  const listen = app.listen as unknown as (host: string, port: number, options: number, callback: ListenCallback) => void;
+export function listenOn(
+  app: uWS.TemplatedApp,
+  host: string,
+  port: number,
+  exclusive: boolean,
+  callback: ListenCallback,
+): void {
+  const listen = app.listen as unknown as (
+    host: string,
+    port: number,
+    options: number,
+    callback: ListenCallback,
+  ) => void;
   listen.call(app, host, port, exclusive ? 1 : 0, callback);
 }
 
 export { uWS };
-export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket, us_socket_context_t } from 'uWebSockets.js';
+export type {
+  HttpRequest,
+  HttpResponse,
+  TemplatedApp,
+  WebSocket,
+  us_listen_socket,
+  us_socket_context_t,
+} from 'uWebSockets.js';

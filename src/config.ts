@@ -93,7 +93,12 @@ export class ConfigError extends Error {
 const str = (raw: string): string => raw;
 const nullableStr = (raw: string): string | null => (raw === '' ? null : raw);
 const list = (raw: string): readonly string[] =>
-  Object.freeze(raw.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+  Object.freeze(
+    raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== ''),
+  );
 
 function bool(raw: string, env: string): boolean {
   const v = raw.toLowerCase();
@@ -145,7 +150,8 @@ function modelId(raw: string, env: string): string {
     throw new ConfigError(`${env} must be model ids like "org/name", separated by commas (got "${raw}").`);
   }
   // Cache keys start {prefix}:{modelId}:, and this segment already holds the rate limiter's buckets.
-  if (raw === RATE_LIMIT_SEGMENT) throw new ConfigError(`${env} cannot be "${RATE_LIMIT_SEGMENT}": that key segment holds rate-limit buckets.`);
+  if (raw === RATE_LIMIT_SEGMENT)
+    throw new ConfigError(`${env} cannot be "${RATE_LIMIT_SEGMENT}": that key segment holds rate-limit buckets.`);
   return raw;
 }
 
@@ -154,7 +160,8 @@ function modelIds(allowNone: boolean) {
   return (raw: string, env: string): readonly string[] => {
     if (allowNone && raw === 'none') return Object.freeze([]);
     const ids = list(raw).map((id) => modelId(id, env));
-    if (ids.length === 0) throw new ConfigError(`${env} must name at least one model${allowNone ? ' (or be "none")' : ''}.`);
+    if (ids.length === 0)
+      throw new ConfigError(`${env} must name at least one model${allowNone ? ' (or be "none")' : ''}.`);
     const twice = ids.find((id, i) => ids.indexOf(id) !== i);
     if (twice !== undefined) throw new ConfigError(`${env} names ${twice} twice.`);
     return Object.freeze(ids);
@@ -169,75 +176,516 @@ function dtype(raw: string, env: string): ModelDtype {
 const DERIVED = 'derived';
 
 export const OPTIONS: readonly Option[] = [
-  { key: 'host', env: 'TWINLANE_HOST', default: '127.0.0.1', unit: 'address', why: 'Listen address; loopback by default so nothing is exposed by accident.', parse: str },
-  { key: 'port', env: 'TWINLANE_PORT', default: '8080', unit: 'port', why: 'Listen port; 0 picks a free port, which is logged.', parse: int(0, 65535) },
-  { key: 'reusePort', env: 'TWINLANE_REUSE_PORT', default: 'false', unit: 'boolean', why: 'Share the port with other processes (SO_REUSEPORT; the kernel spreads new connections over them). Off: the port is taken exclusively and a second instance fails start-up with "address in use".', parse: bool },
-  { key: 'modelsDir', env: 'TWINLANE_MODELS_DIR', default: '~/.cache/twinlane/models', unit: 'path', why: 'Model folders, one per model id (org/name).', parse: (raw) => path.resolve(raw.replace(/^~(?=$|\/)/, os.homedir())) },
-  { key: 'textModels', env: 'TWINLANE_TEXT_MODEL', default: 'sentence-transformers/all-MiniLM-L6-v2', unit: 'model ids', why: 'Text lane models, comma-separated; the first is the default of /v1/embeddings and /embed/text. A CLIP-style model (text and vision towers) named here or in TWINLANE_IMAGE_MODEL serves both lanes under one id.', parse: modelIds(false) },
-  { key: 'imageModels', env: 'TWINLANE_IMAGE_MODEL', default: 'Xenova/clip-vit-base-patch32', unit: 'model ids', why: 'Image lane models, comma-separated; the first is the default of /embed/image. `none`: no image lane (unless a text model has a vision tower).', parse: modelIds(true) },
-  { key: 'textDtype', env: 'TWINLANE_TEXT_DTYPE', default: 'fp32', unit: 'fp32 | q8', why: 'Weights of the text towers: `onnx/<name>.onnx` (fp32) or `onnx/<name>_quantized.onnx` (q8, dynamic int8). Part of the cache key (`model@q8`), so variants never share vectors.', parse: dtype },
-  { key: 'imageDtype', env: 'TWINLANE_IMAGE_DTYPE', default: 'fp32', unit: 'fp32 | q8', why: 'Weights of the vision towers, as TWINLANE_TEXT_DTYPE.', parse: dtype },
-  { key: 'hubUrl', env: 'TWINLANE_HUB_URL', default: 'https://huggingface.co', unit: 'URL', why: 'Where missing models are downloaded from (Hugging Face URL layout).', parse: url },
-  { key: 'offline', env: 'TWINLANE_OFFLINE', default: 'false', unit: 'boolean', why: 'Never download; a missing model fails start-up with a clear message.', parse: bool },
-  { key: 'redisUrl', env: 'TWINLANE_REDIS_URL', default: '', unit: 'URL', why: 'Redis for the shared cache tier; unset = in-process cache only.', parse: nullableStr },
-  { key: 'cachePrefix', env: 'TWINLANE_CACHE_PREFIX', default: 'twinlane', unit: 'string', why: 'First segment of every cache key, so deployments can share a Redis.', parse: (raw, env) => { if (!/^[A-Za-z0-9._-]+$/.test(raw)) throw new ConfigError(`${env} must be letters, digits, ".", "_" or "-" (got "${raw}").`); return raw; } },
-  { key: 'cacheTtlSeconds', env: 'TWINLANE_CACHE_TTL_SECONDS', default: '86400', unit: 'seconds', why: 'Redis entry lifetime; a Redis hit pushes it back at once, an L1 hit at most once per tenth of it.', parse: int(1) },
-  { key: 'redisTimeoutMs', env: 'TWINLANE_REDIS_TIMEOUT_MS', default: '50', unit: 'ms', why: 'Budget of one Redis lookup; slower answers count as misses and, repeated, open the circuit breaker.', parse: int(1, 60000) },
-  { key: 'redisFailureThreshold', env: 'TWINLANE_REDIS_FAILURE_THRESHOLD', default: '5', unit: 'failures', why: 'Consecutive failed or timed-out Redis calls that open the circuit breaker (cache and shared rate limits each keep their own), after which requests stop waiting on Redis.', parse: int(1, 1000) },
-  { key: 'redisCoolDownMs', env: 'TWINLANE_REDIS_COOL_DOWN_MS', default: '1000', unit: 'ms', why: 'How long an open circuit skips Redis before one probe checks whether it is back.', parse: int(1, 600000) },
-  { key: 'l1Bytes', env: 'TWINLANE_L1_BYTES', default: '268435456', unit: 'bytes', why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.', parse: int(0) },
-  { key: 'apiKeys', env: 'TWINLANE_API_KEYS', default: '', unit: 'list', why: 'Comma-separated API keys; unset = no authentication.', parse: list },
-  { key: 'authOps', env: 'TWINLANE_AUTH_OPS', default: 'false', unit: 'boolean', why: 'Also require an API key on /health, /ready and /metrics (open by default so probes and scrapers need no secret).', parse: bool },
-  { key: 'imageFetchAllowlist', env: 'TWINLANE_IMAGE_FETCH_ALLOWLIST', default: '', unit: 'list', why: 'Hosts (host or host:port) exempt from the private-address refusal when fetching image URLs.', parse: list },
-  { key: 'executionProvider', env: 'TWINLANE_EXECUTION_PROVIDER', default: 'cpu', unit: 'cpu|cuda[:id]', why: 'ONNX Runtime execution provider for both lanes.', parse: provider },
-  { key: 'textThreads', env: 'TWINLANE_TEXT_THREADS', default: DERIVED, unit: 'threads', why: 'Text lane worker threads (each owns one ONNX session); derived from the core budget.', parse: int(1, 256) },
-  { key: 'textIntraOpThreads', env: 'TWINLANE_TEXT_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per text worker; workers × this is the lane\'s core budget.', parse: int(1, 256) },
-  { key: 'textMaxQueue', env: 'TWINLANE_TEXT_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Items that may wait for the text lane before requests get 429 (default: 8 full batches per worker).', parse: int(1) },
-  { key: 'textMaxBatchItems', env: 'TWINLANE_TEXT_MAX_BATCH_ITEMS', default: '32', unit: 'items', why: 'Most texts coalesced into one ONNX Runtime call.', parse: int(1, 4096) },
-  { key: 'textMaxBatchTokens', env: 'TWINLANE_TEXT_MAX_BATCH_TOKENS', default: '8192', unit: 'tokens', why: 'Most padded tokens (items × longest) in one call, bounding the memory and latency of a batch.', parse: int(1) },
-  { key: 'textNice', env: 'TWINLANE_TEXT_NICE', default: '0', unit: 'nice (0–19)', why: 'CPU priority of the text lane\'s threads below the main thread (which answers cache hits and owns the sockets); 0 = equal.', parse: int(0, 19) },
-  { key: 'textQueueTimeoutMs', env: 'TWINLANE_TEXT_QUEUE_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'Default deadline of a text request (x-request-timeout-ms overrides it): items still queued when it passes are dropped and the request gets 504 deadline_exceeded; 0 = none.', parse: timeout },
-  { key: 'imageQueueTimeoutMs', env: 'TWINLANE_IMAGE_QUEUE_TIMEOUT_MS', default: '60000', unit: 'ms', why: 'Default deadline of an image request, as for text (URL fetching counts against it too); 0 = none.', parse: timeout },
-  { key: 'imageThreads', env: 'TWINLANE_IMAGE_THREADS', default: DERIVED, unit: 'threads', why: 'Image lane worker threads.', parse: int(1, 256) },
-  { key: 'imageIntraOpThreads', env: 'TWINLANE_IMAGE_INTRA_OP_THREADS', default: DERIVED, unit: 'threads', why: 'ONNX Runtime intra-op threads per image worker.', parse: int(1, 256) },
-  { key: 'imageMaxQueue', env: 'TWINLANE_IMAGE_MAX_QUEUE', default: DERIVED, unit: 'items', why: 'Images that may wait for the image lane before requests get 429.', parse: int(1) },
-  { key: 'imageMaxBatchItems', env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS', default: '8', unit: 'items', why: 'Most images coalesced into one ONNX Runtime call.', parse: int(1, 1024) },
-  { key: 'imageNice', env: 'TWINLANE_IMAGE_NICE', default: '19', unit: 'nice (0–19)', why: 'CPU priority of the image lane\'s threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.', parse: int(0, 19) },
-  { key: 'maxBodyBytes', env: 'TWINLANE_MAX_BODY_BYTES', default: '4194304', unit: 'bytes', why: 'Request bodies over this get 413 while streaming, before they are buffered whole.', parse: int(1) },
-  { key: 'maxImageBodyBytes', env: 'TWINLANE_MAX_IMAGE_BODY_BYTES', default: '33554432', unit: 'bytes', why: 'Body limit of /embed/image (raw images, or JSON carrying base64 images), which need more room than text.', parse: int(1) },
-  { key: 'maxImageBytes', env: 'TWINLANE_MAX_IMAGE_BYTES', default: '20971520', unit: 'bytes', why: 'Bytes per image, however it arrives (raw, base64, data URI, or fetched from a URL, where it is enforced while streaming).', parse: int(1) },
-  { key: 'maxImagePixels', env: 'TWINLANE_MAX_IMAGE_PIXELS', default: '40000000', unit: 'pixels', why: 'Images declaring more pixels are refused from their header, before decoding (decompression bombs).', parse: int(1) },
-  { key: 'imageFetchTimeoutMs', env: 'TWINLANE_IMAGE_FETCH_TIMEOUT_MS', default: '10000', unit: 'ms', why: 'Total time for fetching one image URL: DNS, connect, redirects and body.', parse: int(1) },
-  { key: 'imageFetchConnectTimeoutMs', env: 'TWINLANE_IMAGE_FETCH_CONNECT_TIMEOUT_MS', default: '3000', unit: 'ms', why: 'Time to connect to an image URL\'s host.', parse: int(1) },
-  { key: 'imageFetchMaxRedirects', env: 'TWINLANE_IMAGE_FETCH_MAX_REDIRECTS', default: '3', unit: 'redirects', why: 'Redirects followed per image URL; every hop is checked again by the SSRF guard.', parse: int(0, 20) },
-  { key: 'maxInputs', env: 'TWINLANE_MAX_INPUTS', default: '2048', unit: 'items', why: 'Items per request (OpenAI\'s own limit is 2048).', parse: int(1) },
-  { key: 'maxChars', env: 'TWINLANE_MAX_CHARS', default: '32768', unit: 'characters', why: 'Characters per text; longer texts get 422 before tokenisation costs anything.', parse: int(1) },
-  { key: 'rateLimit', env: 'TWINLANE_RATE_LIMIT', default: '', unit: 'items/s', why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.', parse: optionalPositive },
-  { key: 'rateBurst', env: 'TWINLANE_RATE_BURST', default: '', unit: 'items', why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.', parse: optionalPositive },
-  { key: 'hotAnswerBytes', env: 'TWINLANE_HOT_ANSWER_BYTES', default: '16777216', unit: 'bytes', why: 'Encoded answers kept for requests repeated byte for byte whose every item was a cache hit (text routes, bodies up to 4 KiB), sent again while their items stay in L1; 0 keeps none.', parse: int(0) },
-  { key: 'shedAfterRefusalsPerSecond', env: 'TWINLANE_SHED_AFTER_REFUSALS_PER_S', default: '50', unit: 'requests/s', why: 'A lane at its queue bound that refused more requests than this in the last second is stormed: its requests are refused (429) before their bodies are read, so refusing costs the shared main thread microseconds.', parse: int(1) },
-  { key: 'shedProbesPerSecond', env: 'TWINLANE_SHED_PROBES_PER_S', default: '20', unit: 'requests/s', why: 'Requests of a stormed lane still read in full each second, so cached items keep being answered while it is stormed.', parse: int(0) },
-  { key: 'wsMaxFrameBytes', env: 'TWINLANE_WS_MAX_FRAME_BYTES', default: '16777216', unit: 'bytes', why: 'Largest /ws frame (a JSON request, or one binary image); a larger frame closes the socket with 1009. JSON text requests are also held to TWINLANE_MAX_BODY_BYTES (error payload_too_large).', parse: int(1024, 1 << 30) },
-  { key: 'wsMaxInFlightItems', env: 'TWINLANE_WS_MAX_IN_FLIGHT_ITEMS', default: '4096', unit: 'items', why: 'Items a /ws socket may have unanswered; a request that would pass it is refused at once with too_many_in_flight (a socket with nothing in flight takes any request within TWINLANE_MAX_INPUTS).', parse: int(1) },
-  { key: 'wsMaxQueuedBytes', env: 'TWINLANE_WS_MAX_QUEUED_BYTES', default: '16777216', unit: 'bytes', why: 'Input bytes (texts, images) a /ws socket may hold unanswered; past it requests and binary images are refused with too_many_in_flight.', parse: int(1024) },
-  { key: 'wsWindowBatches', env: 'TWINLANE_WS_WINDOW_BATCHES', default: '4', unit: 'batches', why: 'Items of one /ws socket in a lane at once, in that lane\'s full batches: enough to keep the lane busy, while the rest waits at the socket where it can still be cancelled.', parse: int(1, 1024) },
-  { key: 'wsHighWaterBytes', env: 'TWINLANE_WS_HIGH_WATER_BYTES', default: '1048576', unit: 'bytes', why: 'Unsent answer bytes above which a /ws socket stops sending work to the lanes until the client reads (resumes on drain).', parse: int(1) },
-  { key: 'wsMaxBackpressureBytes', env: 'TWINLANE_WS_MAX_BACKPRESSURE_BYTES', default: '16777216', unit: 'bytes', why: 'Hard bound of unsent bytes per /ws socket: past it uWebSockets.js closes the socket at once (memory per socket stays bounded whatever the client does).', parse: int(1024) },
-  { key: 'wsSlowReaderMs', env: 'TWINLANE_WS_SLOW_READER_MS', default: '10000', unit: 'ms', why: 'A /ws socket that stays above TWINLANE_WS_HIGH_WATER_BYTES this long is closed with 4008; what it was owed is dropped.', parse: int(1) },
-  { key: 'wsIdleTimeoutSeconds', env: 'TWINLANE_WS_IDLE_TIMEOUT_SECONDS', default: '120', unit: 'seconds', why: 'A /ws socket that neither sends nor answers pings this long is closed (the server pings idle sockets; 0 = never).', parse: int(0, 960) },
-  { key: 'wsMaxConnections', env: 'TWINLANE_WS_MAX_CONNECTIONS', default: '1024', unit: 'sockets', why: 'Open /ws sockets; further upgrades get 503 too_many_connections.', parse: int(1) },
-  { key: 'accessLog', env: 'TWINLANE_ACCESS_LOG', default: 'false', unit: 'boolean', why: 'One JSON log line per answer: request id (x-request-id), method, path, status, milliseconds. Off by default: at tens of thousands of answers a second the log would cost more than the answers.', parse: bool },
-  { key: 'drainDelayMs', env: 'TWINLANE_DRAIN_DELAY_MS', default: '0', unit: 'ms', why: 'After SIGTERM, how long /ready answers 503 while every request is still served, so a balancer stops routing here before the port closes (set it above the balancer\'s health-check interval × fall count).', parse: int(0, 600000) },
-  { key: 'shutdownTimeoutMs', env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS', default: '30000', unit: 'ms', why: 'How long SIGTERM waits for in-flight requests (after the drain delay) before exiting anyway.', parse: int(0) },
+  {
+    key: 'host',
+    env: 'TWINLANE_HOST',
+    default: '127.0.0.1',
+    unit: 'address',
+    why: 'Listen address; loopback by default so nothing is exposed by accident.',
+    parse: str,
+  },
+  {
+    key: 'port',
+    env: 'TWINLANE_PORT',
+    default: '8080',
+    unit: 'port',
+    why: 'Listen port; 0 picks a free port, which is logged.',
+    parse: int(0, 65535),
+  },
+  {
+    key: 'reusePort',
+    env: 'TWINLANE_REUSE_PORT',
+    default: 'false',
+    unit: 'boolean',
+    why: 'Share the port with other processes (SO_REUSEPORT; the kernel spreads new connections over them). Off: the port is taken exclusively and a second instance fails start-up with "address in use".',
+    parse: bool,
+  },
+  {
+    key: 'modelsDir',
+    env: 'TWINLANE_MODELS_DIR',
+    default: '~/.cache/twinlane/models',
+    unit: 'path',
+    why: 'Model folders, one per model id (org/name).',
+    parse: (raw) => path.resolve(raw.replace(/^~(?=$|\/)/, os.homedir())),
+  },
+  {
+    key: 'textModels',
+    env: 'TWINLANE_TEXT_MODEL',
+    default: 'sentence-transformers/all-MiniLM-L6-v2',
+    unit: 'model ids',
+    why: 'Text lane models, comma-separated; the first is the default of /v1/embeddings and /embed/text. A CLIP-style model (text and vision towers) named here or in TWINLANE_IMAGE_MODEL serves both lanes under one id.',
+    parse: modelIds(false),
+  },
+  {
+    key: 'imageModels',
+    env: 'TWINLANE_IMAGE_MODEL',
+    default: 'Xenova/clip-vit-base-patch32',
+    unit: 'model ids',
+    why: 'Image lane models, comma-separated; the first is the default of /embed/image. `none`: no image lane (unless a text model has a vision tower).',
+    parse: modelIds(true),
+  },
+  {
+    key: 'textDtype',
+    env: 'TWINLANE_TEXT_DTYPE',
+    default: 'fp32',
+    unit: 'fp32 | q8',
+    why: 'Weights of the text towers: `onnx/<name>.onnx` (fp32) or `onnx/<name>_quantized.onnx` (q8, dynamic int8). Part of the cache key (`model@q8`), so variants never share vectors.',
+    parse: dtype,
+  },
+  {
+    key: 'imageDtype',
+    env: 'TWINLANE_IMAGE_DTYPE',
+    default: 'fp32',
+    unit: 'fp32 | q8',
+    why: 'Weights of the vision towers, as TWINLANE_TEXT_DTYPE.',
+    parse: dtype,
+  },
+  {
+    key: 'hubUrl',
+    env: 'TWINLANE_HUB_URL',
+    default: 'https://huggingface.co',
+    unit: 'URL',
+    why: 'Where missing models are downloaded from (Hugging Face URL layout).',
+    parse: url,
+  },
+  {
+    key: 'offline',
+    env: 'TWINLANE_OFFLINE',
+    default: 'false',
+    unit: 'boolean',
+    why: 'Never download; a missing model fails start-up with a clear message.',
+    parse: bool,
+  },
+  {
+    key: 'redisUrl',
+    env: 'TWINLANE_REDIS_URL',
+    default: '',
+    unit: 'URL',
+    why: 'Redis for the shared cache tier; unset = in-process cache only.',
+    parse: nullableStr,
+  },
+  {
+    key: 'cachePrefix',
+    env: 'TWINLANE_CACHE_PREFIX',
+    default: 'twinlane',
+    unit: 'string',
+    why: 'First segment of every cache key, so deployments can share a Redis.',
+    parse: (raw, env) => {
+      if (!/^[A-Za-z0-9._-]+$/.test(raw))
+        throw new ConfigError(`${env} must be letters, digits, ".", "_" or "-" (got "${raw}").`);
+      return raw;
+    },
+  },
+  {
+    key: 'cacheTtlSeconds',
+    env: 'TWINLANE_CACHE_TTL_SECONDS',
+    default: '86400',
+    unit: 'seconds',
+    why: 'Redis entry lifetime; a Redis hit pushes it back at once, an L1 hit at most once per tenth of it.',
+    parse: int(1),
+  },
+  {
+    key: 'redisTimeoutMs',
+    env: 'TWINLANE_REDIS_TIMEOUT_MS',
+    default: '50',
+    unit: 'ms',
+    why: 'Budget of one Redis lookup; slower answers count as misses and, repeated, open the circuit breaker.',
+    parse: int(1, 60000),
+  },
+  {
+    key: 'redisFailureThreshold',
+    env: 'TWINLANE_REDIS_FAILURE_THRESHOLD',
+    default: '5',
+    unit: 'failures',
+    why: 'Consecutive failed or timed-out Redis calls that open the circuit breaker (cache and shared rate limits each keep their own), after which requests stop waiting on Redis.',
+    parse: int(1, 1000),
+  },
+  {
+    key: 'redisCoolDownMs',
+    env: 'TWINLANE_REDIS_COOL_DOWN_MS',
+    default: '1000',
+    unit: 'ms',
+    why: 'How long an open circuit skips Redis before one probe checks whether it is back.',
+    parse: int(1, 600000),
+  },
+  {
+    key: 'l1Bytes',
+    env: 'TWINLANE_L1_BYTES',
+    default: '268435456',
+    unit: 'bytes',
+    why: 'Bound of the in-process LRU (vector bytes plus key and bookkeeping estimate); 0 disables it.',
+    parse: int(0),
+  },
+  {
+    key: 'apiKeys',
+    env: 'TWINLANE_API_KEYS',
+    default: '',
+    unit: 'list',
+    why: 'Comma-separated API keys; unset = no authentication.',
+    parse: list,
+  },
+  {
+    key: 'authOps',
+    env: 'TWINLANE_AUTH_OPS',
+    default: 'false',
+    unit: 'boolean',
+    why: 'Also require an API key on /health, /ready and /metrics (open by default so probes and scrapers need no secret).',
+    parse: bool,
+  },
+  {
+    key: 'imageFetchAllowlist',
+    env: 'TWINLANE_IMAGE_FETCH_ALLOWLIST',
+    default: '',
+    unit: 'list',
+    why: 'Hosts (host or host:port) exempt from the private-address refusal when fetching image URLs.',
+    parse: list,
+  },
+  {
+    key: 'executionProvider',
+    env: 'TWINLANE_EXECUTION_PROVIDER',
+    default: 'cpu',
+    unit: 'cpu|cuda[:id]',
+    why: 'ONNX Runtime execution provider for both lanes.',
+    parse: provider,
+  },
+  {
+    key: 'textThreads',
+    env: 'TWINLANE_TEXT_THREADS',
+    default: DERIVED,
+    unit: 'threads',
+    why: 'Text lane worker threads (each owns one ONNX session); derived from the core budget.',
+    parse: int(1, 256),
+  },
+  {
+    key: 'textIntraOpThreads',
+    env: 'TWINLANE_TEXT_INTRA_OP_THREADS',
+    default: DERIVED,
+    unit: 'threads',
+    why: "ONNX Runtime intra-op threads per text worker; workers × this is the lane's core budget.",
+    parse: int(1, 256),
+  },
+  {
+    key: 'textMaxQueue',
+    env: 'TWINLANE_TEXT_MAX_QUEUE',
+    default: DERIVED,
+    unit: 'items',
+    why: 'Items that may wait for the text lane before requests get 429 (default: 8 full batches per worker).',
+    parse: int(1),
+  },
+  {
+    key: 'textMaxBatchItems',
+    env: 'TWINLANE_TEXT_MAX_BATCH_ITEMS',
+    default: '32',
+    unit: 'items',
+    why: 'Most texts coalesced into one ONNX Runtime call.',
+    parse: int(1, 4096),
+  },
+  {
+    key: 'textMaxBatchTokens',
+    env: 'TWINLANE_TEXT_MAX_BATCH_TOKENS',
+    default: '8192',
+    unit: 'tokens',
+    why: 'Most padded tokens (items × longest) in one call, bounding the memory and latency of a batch.',
+    parse: int(1),
+  },
+  {
+    key: 'textNice',
+    env: 'TWINLANE_TEXT_NICE',
+    default: '0',
+    unit: 'nice (0–19)',
+    why: "CPU priority of the text lane's threads below the main thread (which answers cache hits and owns the sockets); 0 = equal.",
+    parse: int(0, 19),
+  },
+  {
+    key: 'textQueueTimeoutMs',
+    env: 'TWINLANE_TEXT_QUEUE_TIMEOUT_MS',
+    default: '30000',
+    unit: 'ms',
+    why: 'Default deadline of a text request (x-request-timeout-ms overrides it): items still queued when it passes are dropped and the request gets 504 deadline_exceeded; 0 = none.',
+    parse: timeout,
+  },
+  {
+    key: 'imageQueueTimeoutMs',
+    env: 'TWINLANE_IMAGE_QUEUE_TIMEOUT_MS',
+    default: '60000',
+    unit: 'ms',
+    why: 'Default deadline of an image request, as for text (URL fetching counts against it too); 0 = none.',
+    parse: timeout,
+  },
+  {
+    key: 'imageThreads',
+    env: 'TWINLANE_IMAGE_THREADS',
+    default: DERIVED,
+    unit: 'threads',
+    why: 'Image lane worker threads.',
+    parse: int(1, 256),
+  },
+  {
+    key: 'imageIntraOpThreads',
+    env: 'TWINLANE_IMAGE_INTRA_OP_THREADS',
+    default: DERIVED,
+    unit: 'threads',
+    why: 'ONNX Runtime intra-op threads per image worker.',
+    parse: int(1, 256),
+  },
+  {
+    key: 'imageMaxQueue',
+    env: 'TWINLANE_IMAGE_MAX_QUEUE',
+    default: DERIVED,
+    unit: 'items',
+    why: 'Images that may wait for the image lane before requests get 429.',
+    parse: int(1),
+  },
+  {
+    key: 'imageMaxBatchItems',
+    env: 'TWINLANE_IMAGE_MAX_BATCH_ITEMS',
+    default: '8',
+    unit: 'items',
+    why: 'Most images coalesced into one ONNX Runtime call.',
+    parse: int(1, 1024),
+  },
+  {
+    key: 'imageNice',
+    env: 'TWINLANE_IMAGE_NICE',
+    default: '19',
+    unit: 'nice (0–19)',
+    why: "CPU priority of the image lane's threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.",
+    parse: int(0, 19),
+  },
+  {
+    key: 'maxBodyBytes',
+    env: 'TWINLANE_MAX_BODY_BYTES',
+    default: '4194304',
+    unit: 'bytes',
+    why: 'Request bodies over this get 413 while streaming, before they are buffered whole.',
+    parse: int(1),
+  },
+  {
+    key: 'maxImageBodyBytes',
+    env: 'TWINLANE_MAX_IMAGE_BODY_BYTES',
+    default: '33554432',
+    unit: 'bytes',
+    why: 'Body limit of /embed/image (raw images, or JSON carrying base64 images), which need more room than text.',
+    parse: int(1),
+  },
+  {
+    key: 'maxImageBytes',
+    env: 'TWINLANE_MAX_IMAGE_BYTES',
+    default: '20971520',
+    unit: 'bytes',
+    why: 'Bytes per image, however it arrives (raw, base64, data URI, or fetched from a URL, where it is enforced while streaming).',
+    parse: int(1),
+  },
+  {
+    key: 'maxImagePixels',
+    env: 'TWINLANE_MAX_IMAGE_PIXELS',
+    default: '40000000',
+    unit: 'pixels',
+    why: 'Images declaring more pixels are refused from their header, before decoding (decompression bombs).',
+    parse: int(1),
+  },
+  {
+    key: 'imageFetchTimeoutMs',
+    env: 'TWINLANE_IMAGE_FETCH_TIMEOUT_MS',
+    default: '10000',
+    unit: 'ms',
+    why: 'Total time for fetching one image URL: DNS, connect, redirects and body.',
+    parse: int(1),
+  },
+  {
+    key: 'imageFetchConnectTimeoutMs',
+    env: 'TWINLANE_IMAGE_FETCH_CONNECT_TIMEOUT_MS',
+    default: '3000',
+    unit: 'ms',
+    why: "Time to connect to an image URL's host.",
+    parse: int(1),
+  },
+  {
+    key: 'imageFetchMaxRedirects',
+    env: 'TWINLANE_IMAGE_FETCH_MAX_REDIRECTS',
+    default: '3',
+    unit: 'redirects',
+    why: 'Redirects followed per image URL; every hop is checked again by the SSRF guard.',
+    parse: int(0, 20),
+  },
+  {
+    key: 'maxInputs',
+    env: 'TWINLANE_MAX_INPUTS',
+    default: '2048',
+    unit: 'items',
+    why: "Items per request (OpenAI's own limit is 2048).",
+    parse: int(1),
+  },
+  {
+    key: 'maxChars',
+    env: 'TWINLANE_MAX_CHARS',
+    default: '32768',
+    unit: 'characters',
+    why: 'Characters per text; longer texts get 422 before tokenisation costs anything.',
+    parse: int(1),
+  },
+  {
+    key: 'rateLimit',
+    env: 'TWINLANE_RATE_LIMIT',
+    default: '',
+    unit: 'items/s',
+    why: 'Per-client budget in items (texts or images) per second, per API key, else per client address; shared through Redis when TWINLANE_REDIS_URL is set; unset = off.',
+    parse: optionalPositive,
+  },
+  {
+    key: 'rateBurst',
+    env: 'TWINLANE_RATE_BURST',
+    default: '',
+    unit: 'items',
+    why: 'Per-client bucket size in items: how many a client may send at once after being idle; defaults to the rate.',
+    parse: optionalPositive,
+  },
+  {
+    key: 'hotAnswerBytes',
+    env: 'TWINLANE_HOT_ANSWER_BYTES',
+    default: '16777216',
+    unit: 'bytes',
+    why: 'Encoded answers kept for requests repeated byte for byte whose every item was a cache hit (text routes, bodies up to 4 KiB), sent again while their items stay in L1; 0 keeps none.',
+    parse: int(0),
+  },
+  {
+    key: 'shedAfterRefusalsPerSecond',
+    env: 'TWINLANE_SHED_AFTER_REFUSALS_PER_S',
+    default: '50',
+    unit: 'requests/s',
+    why: 'A lane at its queue bound that refused more requests than this in the last second is stormed: its requests are refused (429) before their bodies are read, so refusing costs the shared main thread microseconds.',
+    parse: int(1),
+  },
+  {
+    key: 'shedProbesPerSecond',
+    env: 'TWINLANE_SHED_PROBES_PER_S',
+    default: '20',
+    unit: 'requests/s',
+    why: 'Requests of a stormed lane still read in full each second, so cached items keep being answered while it is stormed.',
+    parse: int(0),
+  },
+  {
+    key: 'wsMaxFrameBytes',
+    env: 'TWINLANE_WS_MAX_FRAME_BYTES',
+    default: '16777216',
+    unit: 'bytes',
+    why: 'Largest /ws frame (a JSON request, or one binary image); a larger frame closes the socket with 1009. JSON text requests are also held to TWINLANE_MAX_BODY_BYTES (error payload_too_large).',
+    parse: int(1024, 1 << 30),
+  },
+  {
+    key: 'wsMaxInFlightItems',
+    env: 'TWINLANE_WS_MAX_IN_FLIGHT_ITEMS',
+    default: '4096',
+    unit: 'items',
+    why: 'Items a /ws socket may have unanswered; a request that would pass it is refused at once with too_many_in_flight (a socket with nothing in flight takes any request within TWINLANE_MAX_INPUTS).',
+    parse: int(1),
+  },
+  {
+    key: 'wsMaxQueuedBytes',
+    env: 'TWINLANE_WS_MAX_QUEUED_BYTES',
+    default: '16777216',
+    unit: 'bytes',
+    why: 'Input bytes (texts, images) a /ws socket may hold unanswered; past it requests and binary images are refused with too_many_in_flight.',
+    parse: int(1024),
+  },
+  {
+    key: 'wsWindowBatches',
+    env: 'TWINLANE_WS_WINDOW_BATCHES',
+    default: '4',
+    unit: 'batches',
+    why: "Items of one /ws socket in a lane at once, in that lane's full batches: enough to keep the lane busy, while the rest waits at the socket where it can still be cancelled.",
+    parse: int(1, 1024),
+  },
+  {
+    key: 'wsHighWaterBytes',
+    env: 'TWINLANE_WS_HIGH_WATER_BYTES',
+    default: '1048576',
+    unit: 'bytes',
+    why: 'Unsent answer bytes above which a /ws socket stops sending work to the lanes until the client reads (resumes on drain).',
+    parse: int(1),
+  },
+  {
+    key: 'wsMaxBackpressureBytes',
+    env: 'TWINLANE_WS_MAX_BACKPRESSURE_BYTES',
+    default: '16777216',
+    unit: 'bytes',
+    why: 'Hard bound of unsent bytes per /ws socket: past it uWebSockets.js closes the socket at once (memory per socket stays bounded whatever the client does).',
+    parse: int(1024),
+  },
+  {
+    key: 'wsSlowReaderMs',
+    env: 'TWINLANE_WS_SLOW_READER_MS',
+    default: '10000',
+    unit: 'ms',
+    why: 'A /ws socket that stays above TWINLANE_WS_HIGH_WATER_BYTES this long is closed with 4008; what it was owed is dropped.',
+    parse: int(1),
+  },
+  {
+    key: 'wsIdleTimeoutSeconds',
+    env: 'TWINLANE_WS_IDLE_TIMEOUT_SECONDS',
+    default: '120',
+    unit: 'seconds',
+    why: 'A /ws socket that neither sends nor answers pings this long is closed (the server pings idle sockets; 0 = never).',
+    parse: int(0, 960),
+  },
+  {
+    key: 'wsMaxConnections',
+    env: 'TWINLANE_WS_MAX_CONNECTIONS',
+    default: '1024',
+    unit: 'sockets',
+    why: 'Open /ws sockets; further upgrades get 503 too_many_connections.',
+    parse: int(1),
+  },
+  {
+    key: 'accessLog',
+    env: 'TWINLANE_ACCESS_LOG',
+    default: 'false',
+    unit: 'boolean',
+    why: 'One JSON log line per answer: request id (x-request-id), method, path, status, milliseconds. Off by default: at tens of thousands of answers a second the log would cost more than the answers.',
+    parse: bool,
+  },
+  {
+    key: 'drainDelayMs',
+    env: 'TWINLANE_DRAIN_DELAY_MS',
+    default: '0',
+    unit: 'ms',
+    why: "After SIGTERM, how long /ready answers 503 while every request is still served, so a balancer stops routing here before the port closes (set it above the balancer's health-check interval × fall count).",
+    parse: int(0, 600000),
+  },
+  {
+    key: 'shutdownTimeoutMs',
+    env: 'TWINLANE_SHUTDOWN_TIMEOUT_MS',
+    default: '30000',
+    unit: 'ms',
+    why: 'How long SIGTERM waits for in-flight requests (after the drain delay) before exiting anyway.',
+    parse: int(0),
+  },
 ];
 
-export function flagName(option: Option): string {
-  return '--' + option.env.replace(/^TWINLANE_/, '').toLowerCase().replace(/_/g, '-');
+function flagName(option: Option): string {
+  return (
+    '--' +
+    option.env
+      .replace(/^TWINLANE_/, '')
+      .toLowerCase()
+      .replace(/_/g, '-')
+  );
 }
 
 export function helpText(): string {
-  const rows = OPTIONS.map((o) => `  ${flagName(o).padEnd(28)} ${o.env.padEnd(32)} default: ${o.default === '' ? 'unset' : o.default} (${o.unit})\n      ${o.why}`);
-  return ['Usage: twinlane [--option value]...', '', 'Every option is also an environment variable; flags win over the environment.', '', ...rows, '  --help', ''].join('\n');
+  const rows = OPTIONS.map(
+    (o) =>
+      `  ${flagName(o).padEnd(28)} ${o.env.padEnd(32)} default: ${o.default === '' ? 'unset' : o.default} (${o.unit})\n      ${o.why}`,
+  );
+  return [
+    'Usage: twinlane [--option value]...',
+    '',
+    'Every option is also an environment variable; flags win over the environment.',
+    '',
+    ...rows,
+    '  --help',
+    '',
+  ].join('\n');
 }
 
 /** Flags win over env; both are raw strings until validated. */
@@ -271,7 +719,7 @@ const MAX_DEFAULT_WORKERS = 8;
  * session gets the extra cores as intra-op threads. Both lanes get the whole machine: either alone can
  * use every core, and under mixed load the image lane's lower CPU priority keeps text first.
  */
-export function defaultLayout(cores: number): { threads: number; intraOp: number } {
+function defaultLayout(cores: number): { threads: number; intraOp: number } {
   const threads = Math.max(1, Math.min(cores, MAX_DEFAULT_WORKERS));
   return { threads, intraOp: Math.max(1, Math.floor(cores / threads)) };
 }
@@ -293,7 +741,11 @@ export function configWarnings(config: Readonly<Config>, cores = os.availablePar
   return warnings;
 }
 
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, cores = os.availableParallelism()): Readonly<Config> {
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cores = os.availableParallelism(),
+): Readonly<Config> {
   const raw = collectRaw(argv, env);
   const values: Partial<Record<keyof Config, Parsed>> = {};
   for (const option of OPTIONS) {

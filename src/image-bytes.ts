@@ -30,7 +30,12 @@ export class ImageBytes {
   /** Why these bytes cannot be embedded (none, or over the limit), or null. */
   refusal(bytes: Buffer, param: string): TwinlaneError | null {
     if (bytes.length === 0) return new TwinlaneError('empty_input', `${param} has no bytes.`, { param });
-    if (bytes.length > this.#maxBytes) return new TwinlaneError('payload_too_large', `${param} has ${bytes.length} bytes; the limit is ${this.#maxBytes}.`, { param });
+    if (bytes.length > this.#maxBytes)
+      return new TwinlaneError(
+        'payload_too_large',
+        `${param} has ${bytes.length} bytes; the limit is ${this.#maxBytes}.`,
+        { param },
+      );
     return null;
   }
 
@@ -38,7 +43,9 @@ export class ImageBytes {
     try {
       return (await this.#source.fetch(url)).bytes;
     } catch (error) {
-      throw error instanceof TwinlaneError ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error }) : error;
+      throw error instanceof TwinlaneError
+        ? new TwinlaneError(error.code, `${param}: ${error.message}`, { param, cause: error })
+        : error;
     }
   }
 }

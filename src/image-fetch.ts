@@ -34,7 +34,10 @@ const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 function blockList(ipv4: readonly string[], ipv6: readonly string[]): BlockList {
   const list = new BlockList();
-  for (const [entries, family] of [[ipv4, 'ipv4'], [ipv6, 'ipv6']] as const) {
+  for (const [entries, family] of [
+    [ipv4, 'ipv4'],
+    [ipv6, 'ipv6'],
+  ] as const) {
     for (const cidr of entries) {
       const [network = '', prefix = ''] = cidr.split('/');
       list.addSubnet(network, Number(prefix), family);
@@ -55,13 +58,19 @@ const REFUSED: readonly (readonly [string, BlockList])[] = [
   ['IETF protocol assignment', blockList(['192.0.0.0/24'], [])],
   ['benchmarking', blockList(['198.18.0.0/15'], [])],
   // Teredo hides the IPv4 address it reaches (XOR-ed), so it cannot be judged: refused whole.
-  ['tunnelled (Teredo) or documentation', blockList(['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24'], ['2001::/32', '2001:db8::/32', '100::/64'])],
+  [
+    'tunnelled (Teredo) or documentation',
+    blockList(['192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24'], ['2001::/32', '2001:db8::/32', '100::/64']),
+  ],
 ];
 
 /** The eight 16-bit groups of a valid IPv6 address (a trailing dotted quad is allowed). */
 function ipv6Groups(address: string): number[] {
-  const hex = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a: string, b: string, c: string, d: string) =>
-    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`);
+  const hex = address.replace(
+    /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+    (_, a: string, b: string, c: string, d: string) =>
+      `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`,
+  );
   const [head = '', tail] = hex.split('::');
   const parse = (part: string | undefined): number[] => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
   const front = parse(head);
@@ -132,18 +141,29 @@ export class ImageFetcher {
 
   async #fetchOnce(url: string): Promise<FetchedImage> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new TwinlaneError('image_fetch_timeout',
-      `Image URL ${shown(url)} did not finish within ${this.#options.totalTimeoutMs} ms.`)), this.#options.totalTimeoutMs);
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          new TwinlaneError(
+            'image_fetch_timeout',
+            `Image URL ${shown(url)} did not finish within ${this.#options.totalTimeoutMs} ms.`,
+          ),
+        ),
+      this.#options.totalTimeoutMs,
+    );
     try {
       let current = url;
       for (let redirects = 0; ; redirects += 1) {
-        const label = current === url ? `Image URL ${shown(url)}` : `Image URL ${shown(url)} (redirected to ${shown(current)})`;
+        const label =
+          current === url ? `Image URL ${shown(url)}` : `Image URL ${shown(url)} (redirected to ${shown(current)})`;
         const target = await this.#vet(current, label, controller.signal);
         const hop = await this.#request(target, label, controller.signal);
         if ('image' in hop) return hop.image;
         if (redirects >= this.#options.maxRedirects) {
-          throw new TwinlaneError('image_fetch_failed',
-            `Image URL ${shown(url)} redirected more than ${this.#options.maxRedirects} times (too many redirects).`);
+          throw new TwinlaneError(
+            'image_fetch_failed',
+            `Image URL ${shown(url)} redirected more than ${this.#options.maxRedirects} times (too many redirects).`,
+          );
         }
         current = hop.redirect;
       }
@@ -180,16 +200,21 @@ export class ImageFetcher {
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         const code = (error as NodeJS.ErrnoException).code ?? String(error);
-        throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} could not be resolved (${code}).`, { cause: error });
+        throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} could not be resolved (${code}).`, {
+          cause: error,
+        });
       }
-      if (addresses.length === 0) throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} has no addresses.`);
+      if (addresses.length === 0)
+        throw new TwinlaneError('image_fetch_failed', `${label}: host ${bare} has no addresses.`);
     }
     if (!allowed) {
       for (const { address } of addresses) {
         const kind = refusedAddressKind(address);
         if (kind !== null) {
-          throw forbid(`${literal ? 'points at' : 'resolves to'} ${address}, a ${kind} address; ` +
-            `add "${host}" or "${host}:${port}" to ${ALLOWLIST_VARIABLE} to allow it`);
+          throw forbid(
+            `${literal ? 'points at' : 'resolves to'} ${address}, a ${kind} address; ` +
+              `add "${host}" or "${host}:${port}" to ${ALLOWLIST_VARIABLE} to allow it`,
+          );
         }
       }
     }
@@ -215,9 +240,14 @@ export class ImageFetcher {
       // Hands the socket only the vetted addresses, whatever DNS would answer now.
       const pinned: LookupFunction = (_hostname, lookupOptions, callback) => {
         const first = addresses[0] ?? { address: '', family: 4 };
-        process.nextTick(() => lookupOptions.all
-          ? callback(null, addresses.map((a) => ({ address: a.address, family: a.family })))
-          : callback(null, first.address, first.family));
+        process.nextTick(() =>
+          lookupOptions.all
+            ? callback(
+                null,
+                addresses.map((a) => ({ address: a.address, family: a.family })),
+              )
+            : callback(null, first.address, first.family),
+        );
       };
       const bare = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
       const req = (url.protocol === 'https:' ? https : http).request({
@@ -230,8 +260,11 @@ export class ImageFetcher {
         lookup: pinned,
         headers: { host: url.host, accept: 'image/*', 'user-agent': 'twinlane' },
       });
-      const connectTimer = setTimeout(() => settle(new TwinlaneError('image_fetch_timeout',
-        `${label} did not connect within ${connectTimeoutMs} ms.`)), connectTimeoutMs);
+      const connectTimer = setTimeout(
+        () =>
+          settle(new TwinlaneError('image_fetch_timeout', `${label} did not connect within ${connectTimeoutMs} ms.`)),
+        connectTimeoutMs,
+      );
       req.once('socket', (socket) => socket.once('connect', () => clearTimeout(connectTimer)));
       req.on('error', (error: NodeJS.ErrnoException) => fail(`could not be fetched: ${error.message}`));
       req.on('response', (res: IncomingMessage) => {
@@ -250,8 +283,10 @@ export class ImageFetcher {
         if (status < 200 || status > 299) return fail(`answered HTTP ${status}`);
         const contentType = (res.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
         if (!/^image\/[^/\s]+$/.test(contentType) && contentType !== 'application/octet-stream') {
-          return fail(`answered with ${contentType ? `content type ${contentType}` : 'no content type'}; ` +
-            'expected image/* or application/octet-stream');
+          return fail(
+            `answered with ${contentType ? `content type ${contentType}` : 'no content type'}; ` +
+              'expected image/* or application/octet-stream',
+          );
         }
         const declared = Number(res.headers['content-length']);
         if (Number.isFinite(declared) && declared > maxBytes) {
@@ -265,7 +300,9 @@ export class ImageFetcher {
           chunks.push(chunk);
         });
         res.on('error', (error) => fail(`could not be fetched: ${error.message}`));
-        res.on('end', () => settle(null, { image: { bytes: Buffer.concat(chunks, received), contentType, finalUrl: url.href } }));
+        res.on('end', () =>
+          settle(null, { image: { bytes: Buffer.concat(chunks, received), contentType, finalUrl: url.href } }),
+        );
         res.on('close', () => fail('closed the connection before the body was complete'));
       });
       if (signal.aborted) return onAbort();

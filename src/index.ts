@@ -1,10 +1,19 @@
 // What src/ offers the transports in server/: the request flow, its errors, metrics and logging.
 // The entry point (main.ts) is not exported: it wires everything and nothing imports it.
-export { ERROR_CODES, TwinlaneError, asTwinlaneError, isErrorCode } from './errors.js';
+export { TwinlaneError, asTwinlaneError } from './errors.js';
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
-export { Metrics, METRIC } from './metrics.js';
+export { Metrics } from './metrics.js';
+export type { RequestLane } from './metrics.js';
 export { Orchestrator } from './orchestrator.js';
-export type { EmbedInput, EmbedResult, ImageEmbedRequest, MixedEmbedRequest, RequestPolicy, TextEmbedRequest, TokenizeResult } from './orchestrator.js';
+export type {
+  EmbedInput,
+  EmbedResult,
+  ImageEmbedRequest,
+  MixedEmbedRequest,
+  RequestPolicy,
+  TextEmbedRequest,
+  TokenizeResult,
+} from './orchestrator.js';
 export type { OffsetUnit } from './tokenize.js';
 export type { ImageInput } from './image-bytes.js';
 export type { Readiness } from './readiness.js';

@@ -3,7 +3,15 @@
 // whole requests (orchestrator.ts) and streams (stream.ts). A lane's refusal becomes the error its
 // requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
 import { RequestCancelledError, type Computed, type ComputeMisses, type Unwanted } from '../cache/index.js';
-import { LaneRejectedError, type ItemError, type ItemOutcome, type ItemTiming, type Lane, type LaneName, type Priority } from '../lanes/index.js';
+import {
+  LaneRejectedError,
+  type ItemError,
+  type ItemOutcome,
+  type ItemTiming,
+  type Lane,
+  type LaneName,
+  type Priority,
+} from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
 
 /** What a request brings to a lane's admission: its priority and its deadline. */
@@ -13,7 +21,7 @@ export interface LaneAdmission {
   readonly deadline?: number | undefined;
 }
 
-export function laneError(error: unknown): unknown {
+function laneError(error: unknown): unknown {
   if (!(error instanceof LaneRejectedError)) return error;
   if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
   if (error.reason === 'deadline') return new TwinlaneError('deadline_exceeded', error.message);
@@ -33,7 +41,8 @@ export function abortError(signal: AbortSignal | undefined): Error {
 
 /** The lane's word on one item, in the cache actor's terms. */
 function asComputed(outcome: ItemOutcome<ItemError>, timing: ItemTiming, lane: LaneName, param: string): Computed {
-  if (outcome.ok) return { ok: true, value: { vector: outcome.vector, tokens: lane === 'text' ? outcome.tokens : null }, timing };
+  if (outcome.ok)
+    return { ok: true, value: { vector: outcome.vector, tokens: lane === 'text' ? outcome.tokens : null }, timing };
   if ('dropped' in outcome) return { ok: false, dropped: true };
   return { ok: false, error: new TwinlaneError(outcome.error.code, outcome.error.message, { param }) };
 }
@@ -58,17 +67,25 @@ function deferred<T>(): Deferred<T> {
  * A ComputeMisses over `lane`: `item(i)` is the lane item of the request's index i, `paramAt(i)` the
  * request field its errors name (`input[3]`). Each item settles with its vector and its own timing.
  */
-export function laneCompute<I>(lane: Lane<I>, item: (index: number) => I, paramAt: (index: number) => string, admission: LaneAdmission = {}): ComputeMisses {
+export function laneCompute<I>(
+  lane: Lane<I>,
+  item: (index: number) => I,
+  paramAt: (index: number) => string,
+  admission: LaneAdmission = {},
+): ComputeMisses {
   return (indices, control) => {
     const answers = indices.map(() => deferred<Computed>());
-    lane.embed(indices.map(item), {
-      ...admission,
-      unwanted: control.unwanted,
-      onItem: (k, outcome, timing) => answers[k]!.resolve(asComputed(outcome, timing, lane.name, paramAt(indices[k]!))),
-    }).catch((error: unknown) => {
-      const failure = laneError(error);
-      for (const answer of answers) answer.reject(failure);
-    });
+    lane
+      .embed(indices.map(item), {
+        ...admission,
+        unwanted: control.unwanted,
+        onItem: (k, outcome, timing) =>
+          answers[k]!.resolve(asComputed(outcome, timing, lane.name, paramAt(indices[k]!))),
+      })
+      .catch((error: unknown) => {
+        const failure = laneError(error);
+        for (const answer of answers) answer.reject(failure);
+      });
     return answers.map((a) => a.promise);
   };
 }

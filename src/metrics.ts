@@ -2,23 +2,46 @@
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
 import { Tally } from './tally.js';
-import { PRIORITIES, type BatchInfo, type DropReason, type LaneName, type LaneObserver, type LaneStats, type RejectReason } from '../lanes/index.js';
+import {
+  PRIORITIES,
+  type BatchInfo,
+  type DropReason,
+  type LaneName,
+  type LaneObserver,
+  type LaneStats,
+  type RejectReason,
+} from '../lanes/index.js';
 import type { AuthFailure } from './auth.js';
 import type { RateLimitObserver, RateStore } from './rate-limit.js';
-import type { BreakerState, CacheErrorReason, CacheObserver, CacheSource, CacheStats, CacheTier, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../cache/index.js';
+import type {
+  BreakerState,
+  CacheErrorReason,
+  CacheObserver,
+  CacheSource,
+  CacheStats,
+  CacheTier,
+  CorruptReason,
+  LookupResult,
+  RedisState,
+  WriteDropReason,
+} from '../cache/index.js';
 
 export const METRIC = Object.freeze({
   requests: 'twinlane_http_requests_total',
   requestDuration: 'twinlane_http_request_duration_seconds',
   errors: 'twinlane_http_errors_total',
   queueTime: 'twinlane_lane_queue_seconds',
-  inferenceTime: 'twinlane_lane_inference_seconds',
+  batchTime: 'twinlane_lane_batch_seconds',
+  prepareTime: 'twinlane_worker_prepare_seconds',
+  modelTime: 'twinlane_model_run_seconds',
   batchSize: 'twinlane_lane_batch_size',
+  batchTokens: 'twinlane_lane_batch_tokens',
   batchPaddedCost: 'twinlane_lane_batch_padded_tokens',
   computedItems: 'twinlane_lane_items_computed_total',
   modelBatches: 'twinlane_model_batches_total',
   modelItems: 'twinlane_model_items_computed_total',
   queueDepth: 'twinlane_lane_queue_depth',
+  queueCapacity: 'twinlane_lane_queue_capacity',
   inFlight: 'twinlane_lane_in_flight',
   laneRejections: 'twinlane_lane_rejections_total',
   droppedItems: 'twinlane_lane_items_dropped_total',
@@ -34,6 +57,7 @@ export const METRIC = Object.freeze({
   cacheCorrupt: 'twinlane_cache_corrupt_values_total',
   cacheWritesDropped: 'twinlane_cache_writes_dropped_total',
   redisUp: 'twinlane_cache_redis_up',
+  redisConfigured: 'twinlane_cache_redis_configured',
   // WebSocket streaming (server/ws)
   wsConnections: 'twinlane_ws_connections',
   wsMessages: 'twinlane_ws_messages_total',
@@ -47,8 +71,13 @@ export const METRIC = Object.freeze({
 
 // Latency buckets from 0.5 ms (an L1 hit) to 10 s (a long batch under overload).
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// Inside a worker, from a short text's tokenising (≈ 0.1 ms) to a large batch of big images.
+const WORKER_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const TOKEN_BUCKETS = [16, 64, 256, 1024, 4096, 16384, 65536];
+
+/** The lane label of an HTTP request: `mixed` for /v1/embeddings lists of texts and images. */
+export type RequestLane = LaneName | 'mixed' | 'none';
 
 export interface MetricsSources {
   lanes(): readonly { readonly name: LaneName; readonly stats: LaneStats }[];
@@ -57,12 +86,15 @@ export interface MetricsSources {
 
 export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly registry = new client.Registry();
-  readonly #requests: Tally<'route' | 'status'>;
-  readonly #duration: client.Histogram<'route'>;
+  readonly #requests: Tally<'route' | 'lane' | 'status'>;
+  readonly #duration: client.Histogram<'route' | 'lane'>;
   readonly #errors: client.Counter<'route' | 'code'>;
   readonly #queueTime: client.Histogram<'lane' | 'priority'>;
-  readonly #inferenceTime: client.Histogram<'lane'>;
+  readonly #batchTime: client.Histogram<'lane'>;
+  readonly #prepareTime: client.Histogram<'lane' | 'model'>;
+  readonly #modelTime: client.Histogram<'lane' | 'model'>;
   readonly #batchSize: client.Histogram<'lane'>;
+  readonly #batchTokens: client.Histogram<'lane'>;
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
   readonly #modelBatches: client.Counter<'lane' | 'model'>;
@@ -79,6 +111,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #cacheCorrupt: client.Counter<'reason'>;
   readonly #cacheWritesDropped: client.Counter<'reason'>;
   readonly #redisUp: client.Gauge;
+  readonly #redisConfigured: client.Gauge;
   readonly #breakerState: client.Gauge;
   // WebSocket streaming
   readonly #wsConnections: client.Gauge;
@@ -92,61 +125,266 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: 'twinlane_' });
-    this.#requests = new Tally({ name: METRIC.requests, help: 'HTTP and WebSocket requests by route and status.', labelNames: ['route', 'status'], registers });
-    this.#duration = new client.Histogram({ name: METRIC.requestDuration, help: 'Time from request start to the last byte of the answer.', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers });
-    this.#errors = new client.Counter({ name: METRIC.errors, help: 'Error answers by route and error code (every rejection, with its reason).', labelNames: ['route', 'code'], registers });
-    this.#queueTime = new client.Histogram({ name: METRIC.queueTime, help: 'Longest wait of a batch\'s items of each priority before the batch started.', labelNames: ['lane', 'priority'], buckets: LATENCY_BUCKETS, registers });
-    this.#inferenceTime = new client.Histogram({ name: METRIC.inferenceTime, help: 'Time a batch spent in its worker (tokenise or decode, model, pooling).', labelNames: ['lane'], buckets: LATENCY_BUCKETS, registers });
-    this.#batchSize = new client.Histogram({ name: METRIC.batchSize, help: 'Items per model call.', labelNames: ['lane'], buckets: BATCH_BUCKETS, registers });
-    this.#batchCost = new client.Histogram({ name: METRIC.batchPaddedCost, help: 'Positions a model call ran over: text, the padded tokens the worker fed its ONNX calls; images, the images.', labelNames: ['lane'], buckets: TOKEN_BUCKETS, registers });
-    this.#computed = new client.Counter({ name: METRIC.computedItems, help: 'Items a lane computed (each model run of an item counts once).', labelNames: ['lane'], registers });
-    this.#modelBatches = new client.Counter({ name: METRIC.modelBatches, help: 'Model calls (batches) by lane and model; a batch holds one model\'s items.', labelNames: ['lane', 'model'], registers });
-    this.#modelItems = new client.Counter({ name: METRIC.modelItems, help: 'Items computed by lane and model.', labelNames: ['lane', 'model'], registers });
-    this.#rejections = new client.Counter({ name: METRIC.laneRejections, help: 'Requests a lane refused, by reason: queue_full (its priority\'s share of the queue bound), deadline (the backlog could not meet it), closed (draining), shed (refused before its body was read while the lane was stormed).', labelNames: ['lane', 'reason'], registers });
-    this.#dropped = new client.Counter({ name: METRIC.droppedItems, help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).', labelNames: ['lane', 'reason'], registers });
-    this.#fallbacks = new client.Counter({ name: METRIC.fallbacks, help: 'Times a slower path stood in for the usual one, by reason.', labelNames: ['reason'], registers });
-    this.#authFailures = new client.Counter({ name: METRIC.authFailures, help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.', labelNames: ['reason'], registers });
-    this.#rateDecisions = new client.Counter({ name: METRIC.rateDecisions, help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).', labelNames: ['store', 'result'], registers });
-    this.#cacheItems = new Tally({ name: METRIC.cacheItems, help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).', labelNames: ['lane', 'result'], registers });
+    // prom-client names these three gauges `_total`, which Prometheus keeps for counters (promtool
+    // check metrics refuses them); their `type`-labelled twins without the suffix carry the same counts.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total'])
+      this.registry.removeSingleMetric(`twinlane_nodejs_${name}`);
+    this.#requests = new Tally({
+      name: METRIC.requests,
+      help: 'HTTP requests (and /ws upgrades) by route, lane (text, image, mixed, none) and status.',
+      labelNames: ['route', 'lane', 'status'],
+      registers,
+    });
+    this.#duration = new client.Histogram({
+      name: METRIC.requestDuration,
+      help: 'Time from request start to the last byte of the answer, by route and lane (text, image, mixed, none).',
+      labelNames: ['route', 'lane'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#errors = new client.Counter({
+      name: METRIC.errors,
+      help: 'Error answers by route and error code (every rejection, with its reason).',
+      labelNames: ['route', 'code'],
+      registers,
+    });
+    this.#queueTime = new client.Histogram({
+      name: METRIC.queueTime,
+      help: "Longest wait of a batch's items of each priority before the batch started.",
+      labelNames: ['lane', 'priority'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#batchTime = new client.Histogram({
+      name: METRIC.batchTime,
+      help: "A batch's round trip seen from the main thread: handed to its worker until its vectors came back (worker time plus messaging).",
+      labelNames: ['lane'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#prepareTime = new client.Histogram({
+      name: METRIC.prepareTime,
+      help: "A batch's preparation inside its worker: tokenising (text) or decoding and preprocessing (images).",
+      labelNames: ['lane', 'model'],
+      buckets: WORKER_BUCKETS,
+      registers,
+    });
+    this.#modelTime = new client.Histogram({
+      name: METRIC.modelTime,
+      help: "A batch's time inside the model runtime (ONNX Runtime run calls; a text batch's length groups summed).",
+      labelNames: ['lane', 'model'],
+      buckets: WORKER_BUCKETS,
+      registers,
+    });
+    this.#batchSize = new client.Histogram({
+      name: METRIC.batchSize,
+      help: 'Items per model call.',
+      labelNames: ['lane'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.#batchTokens = new client.Histogram({
+      name: METRIC.batchTokens,
+      help: "Real tokens per text batch, special tokens included, as the worker's tokenizer counted them (no padding).",
+      labelNames: ['lane'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.#batchCost = new client.Histogram({
+      name: METRIC.batchPaddedCost,
+      help: 'Positions a model call ran over: text, the padded tokens the worker fed its ONNX calls; images, the images.',
+      labelNames: ['lane'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.#computed = new client.Counter({
+      name: METRIC.computedItems,
+      help: 'Items a lane computed (each model run of an item counts once).',
+      labelNames: ['lane'],
+      registers,
+    });
+    this.#modelBatches = new client.Counter({
+      name: METRIC.modelBatches,
+      help: "Model calls (batches) by lane and model; a batch holds one model's items.",
+      labelNames: ['lane', 'model'],
+      registers,
+    });
+    this.#modelItems = new client.Counter({
+      name: METRIC.modelItems,
+      help: 'Items computed by lane and model.',
+      labelNames: ['lane', 'model'],
+      registers,
+    });
+    this.#rejections = new client.Counter({
+      name: METRIC.laneRejections,
+      help: "Requests a lane refused, by reason: queue_full (its priority's share of the queue bound), deadline (the backlog could not meet it), closed (draining), shed (refused before its body was read while the lane was stormed).",
+      labelNames: ['lane', 'reason'],
+      registers,
+    });
+    this.#dropped = new client.Counter({
+      name: METRIC.droppedItems,
+      help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).',
+      labelNames: ['lane', 'reason'],
+      registers,
+    });
+    this.#fallbacks = new client.Counter({
+      name: METRIC.fallbacks,
+      help: 'Times a slower path stood in for the usual one, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#authFailures = new client.Counter({
+      name: METRIC.authFailures,
+      help: 'Requests refused for their API key, by reason (missing, malformed, wrong). Keys themselves are never labels.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#rateDecisions = new client.Counter({
+      name: METRIC.rateDecisions,
+      help: 'Rate-limit decisions by the store that made them (redis, local) and result (allowed, limited).',
+      labelNames: ['store', 'result'],
+      registers,
+    });
+    this.#cacheItems = new Tally({
+      name: METRIC.cacheItems,
+      help: 'Items by how they were answered: a cache tier hit, joined an identical computation, computed, or bypass (computed around the cache because it could not answer truthfully).',
+      labelNames: ['lane', 'result'],
+      registers,
+    });
     new client.Gauge({
-      name: METRIC.queueDepth, help: 'Items waiting for a batch, by priority.', labelNames: ['lane', 'priority'], registers,
+      name: METRIC.queueDepth,
+      help: 'Items waiting for a batch, by priority.',
+      labelNames: ['lane', 'priority'],
+      registers,
       collect() {
-        for (const lane of sources.lanes()) for (const priority of PRIORITIES) this.set({ lane: lane.name, priority }, lane.stats.queuedByPriority[priority]);
+        for (const lane of sources.lanes())
+          for (const priority of PRIORITIES)
+            this.set({ lane: lane.name, priority }, lane.stats.queuedByPriority[priority]);
       },
     });
     new client.Gauge({
-      name: METRIC.inFlight, help: 'Items inside running batches.', labelNames: ['lane'], registers,
+      name: METRIC.queueCapacity,
+      help: "Items a lane's queue holds at most (TWINLANE_*_MAX_QUEUE; each priority may use its share of it).",
+      labelNames: ['lane'],
+      registers,
+      collect() {
+        for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.maxQueue);
+      },
+    });
+    new client.Gauge({
+      name: METRIC.inFlight,
+      help: 'Items inside running batches.',
+      labelNames: ['lane'],
+      registers,
       collect() {
         for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.running);
       },
     });
-    new client.Gauge({ name: METRIC.l1Bytes, help: 'Bytes held by the in-process cache.', registers, collect() { this.set(sources.cache().l1Bytes); } });
-    new client.Gauge({ name: METRIC.l1Entries, help: 'Entries in the in-process cache.', registers, collect() { this.set(sources.cache().l1Entries); } });
+    new client.Gauge({
+      name: METRIC.l1Bytes,
+      help: 'Bytes held by the in-process cache.',
+      registers,
+      collect() {
+        this.set(sources.cache().l1Bytes);
+      },
+    });
+    new client.Gauge({
+      name: METRIC.l1Entries,
+      help: 'Entries in the in-process cache.',
+      registers,
+      collect() {
+        this.set(sources.cache().l1Entries);
+      },
+    });
     // cache tiers
-    this.#cacheLookups = new Tally({ name: METRIC.cacheLookups, help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).', labelNames: ['tier', 'result'], registers });
-    this.#cacheErrors = new client.Counter({ name: METRIC.cacheErrors, help: 'Failed calls to a cache tier by reason (timeout, unavailable, command).', labelNames: ['tier', 'reason'], registers });
-    this.#cacheCorrupt = new client.Counter({ name: METRIC.cacheCorrupt, help: 'Stored values that did not decode, deleted and treated as misses, by reason.', labelNames: ['reason'], registers });
-    this.#cacheWritesDropped = new client.Counter({ name: METRIC.cacheWritesDropped, help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).', labelNames: ['reason'], registers });
-    this.#redisUp = new client.Gauge({ name: METRIC.redisUp, help: '1 while the Redis cache tier is connected and its circuit closed; 0 otherwise (also when no Redis is configured).', registers });
-    this.#breakerState = new client.Gauge({ name: METRIC.breakerState, help: 'Redis circuit breaker: 0 closed, 1 half-open (probing), 2 open.', registers });
+    this.#cacheLookups = new Tally({
+      name: METRIC.cacheLookups,
+      help: 'Cache lookups by tier (l1, redis) and result (hit, miss, error: Redis failed or timed out, skipped: circuit open).',
+      labelNames: ['tier', 'result'],
+      registers,
+    });
+    this.#cacheErrors = new client.Counter({
+      name: METRIC.cacheErrors,
+      help: 'Failed calls to a cache tier by reason (timeout, unavailable, command).',
+      labelNames: ['tier', 'reason'],
+      registers,
+    });
+    this.#cacheCorrupt = new client.Counter({
+      name: METRIC.cacheCorrupt,
+      help: 'Stored values that did not decode, deleted and treated as misses, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#cacheWritesDropped = new client.Counter({
+      name: METRIC.cacheWritesDropped,
+      help: 'Vectors not written to Redis, by reason (breaker_open, backlog, error).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.#redisUp = new client.Gauge({
+      name: METRIC.redisUp,
+      help: '1 while the Redis cache tier is connected and its circuit closed; 0 otherwise (also when no Redis is configured).',
+      registers,
+    });
+    this.#redisConfigured = new client.Gauge({
+      name: METRIC.redisConfigured,
+      help: '1 when a Redis cache tier is configured (TWINLANE_REDIS_URL), so that redis_up 0 means it is away.',
+      registers,
+    });
+    this.#breakerState = new client.Gauge({
+      name: METRIC.breakerState,
+      help: 'Redis circuit breaker: 0 closed, 1 half-open (probing), 2 open.',
+      registers,
+    });
     this.#wsConnections = new client.Gauge({ name: METRIC.wsConnections, help: 'Open /ws sockets.', registers });
-    this.#wsMessages = new client.Counter({ name: METRIC.wsMessages, help: '/ws messages by direction (in, out) and kind (text, binary).', labelNames: ['direction', 'kind'], registers });
-    this.#wsItems = new client.Counter({ name: METRIC.wsItems, help: 'Items answered over /ws by lane and result (cached: a cache tier; computed; failed: answered with an error).', labelNames: ['lane', 'result'], registers });
-    this.#wsRefused = new client.Counter({ name: METRIC.wsRefused, help: '/ws requests or frames refused as a whole, by error code (too_many_in_flight, rate_limited, invalid_json, …).', labelNames: ['code'], registers });
-    this.#wsRequests = new client.Counter({ name: METRIC.wsRequests, help: '/ws requests that ended, by how (complete, cancelled by the client or its socket closing, refused part-way).', labelNames: ['end'], registers });
-    this.#wsPauses = new client.Counter({ name: METRIC.wsPauses, help: 'Times a /ws socket went over its high-water mark and stopped dispatching until the client read.', registers });
-    this.#wsClosed = new client.Counter({ name: METRIC.wsClosed, help: '/ws sockets closed, by reason (client, slow_reader, shutdown, abnormal: lost, idle timeout or the hard backpressure bound).', labelNames: ['reason'], registers });
+    this.#wsMessages = new client.Counter({
+      name: METRIC.wsMessages,
+      help: '/ws messages by direction (in, out) and kind (text, binary).',
+      labelNames: ['direction', 'kind'],
+      registers,
+    });
+    this.#wsItems = new client.Counter({
+      name: METRIC.wsItems,
+      help: 'Items answered over /ws by lane and result (cached: a cache tier; computed; failed: answered with an error).',
+      labelNames: ['lane', 'result'],
+      registers,
+    });
+    this.#wsRefused = new client.Counter({
+      name: METRIC.wsRefused,
+      help: '/ws requests or frames refused as a whole, by error code (too_many_in_flight, rate_limited, invalid_json, …).',
+      labelNames: ['code'],
+      registers,
+    });
+    this.#wsRequests = new client.Counter({
+      name: METRIC.wsRequests,
+      help: '/ws requests that ended, by how (complete, cancelled by the client or its socket closing, refused part-way).',
+      labelNames: ['end'],
+      registers,
+    });
+    this.#wsPauses = new client.Counter({
+      name: METRIC.wsPauses,
+      help: 'Times a /ws socket went over its high-water mark and stopped dispatching until the client read.',
+      registers,
+    });
+    this.#wsClosed = new client.Counter({
+      name: METRIC.wsClosed,
+      help: '/ws sockets closed, by reason (client, slow_reader, shutdown, abnormal: lost, idle timeout or the hard backpressure bound).',
+      labelNames: ['reason'],
+      registers,
+    });
   }
 
   /** Histogram children per route, made once. */
   readonly #durationChildren = new Map<string, { observe(value: number): void }>();
 
-  request(route: string, status: number, seconds: number): void {
-    this.#requests.add(`${route} ${status}`, () => ({ route, status: String(status) }));
-    let duration = this.#durationChildren.get(route);
+  /** `lane`: the lane the request was for, once known (`none`: refused before that, or a route without one). */
+  request(route: string, lane: RequestLane, status: number, seconds: number): void {
+    this.#requests.add(`${route} ${lane} ${status}`, () => ({ route, lane, status: String(status) }));
+    const key = `${route} ${lane}`;
+    let duration = this.#durationChildren.get(key);
     if (!duration) {
-      duration = this.#duration.labels({ route });
-      this.#durationChildren.set(route, duration);
+      duration = this.#duration.labels({ route, lane });
+      this.#durationChildren.set(key, duration);
     }
     duration.observe(seconds);
   }
@@ -181,8 +419,13 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
       const ms = info.queueMs[priority];
       if (ms !== undefined) this.#queueTime.observe({ lane, priority }, ms / 1000);
     }
-    this.#inferenceTime.observe({ lane }, info.runMs / 1000);
+    this.#batchTime.observe({ lane }, info.runMs / 1000);
     this.#batchSize.observe({ lane }, info.size);
+    if (info.worker) {
+      this.#prepareTime.observe({ lane, model }, info.worker.prepareMs / 1000);
+      this.#modelTime.observe({ lane, model }, info.worker.modelMs / 1000);
+      if (lane === 'text') this.#batchTokens.observe({ lane }, info.worker.tokens);
+    }
     this.#batchCost.observe({ lane }, info.paddedCost);
     this.#computed.inc({ lane }, info.size);
     this.#modelBatches.inc({ lane, model });
@@ -221,6 +464,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
 
   onRedisState(state: RedisState): void {
     this.#redisUp.set(state === 'up' ? 1 : 0);
+    this.#redisConfigured.set(state === 'disabled' ? 0 : 1);
   }
 
   // WebSocket streaming

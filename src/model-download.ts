@@ -132,7 +132,10 @@ async function hubFetch(url: string, dog: Watchdog): Promise<HubResponse> {
 }
 
 /** The hub's file list with sizes and LFS sha256, or null when the hub has no usable API (then a fixed list is tried). */
-async function listHubFiles(apiUrl: string, timeoutMs: number): Promise<Map<string, { size: number | null; sha256: string | null }> | null> {
+async function listHubFiles(
+  apiUrl: string,
+  timeoutMs: number,
+): Promise<Map<string, { size: number | null; sha256: string | null }> | null> {
   const dog = new Watchdog(timeoutMs);
   try {
     const { res } = await hubFetch(apiUrl, dog);
@@ -162,19 +165,31 @@ async function listHubFiles(apiUrl: string, timeoutMs: number): Promise<Map<stri
   } catch (err) {
     // Unreachable hub: trying file by file would only repeat the same failure less clearly.
     if (dog.fired) throw failed(`Hub API ${apiUrl} sent nothing for ${timeoutMs} ms.`);
-    throw failed(`Cannot reach the hub at ${apiUrl}: ${describe(err)} (check TWINLANE_HUB_URL, or set TWINLANE_OFFLINE with the model in TWINLANE_MODELS_DIR).`, err);
+    throw failed(
+      `Cannot reach the hub at ${apiUrl}: ${describe(err)} (check TWINLANE_HUB_URL, or set TWINLANE_OFFLINE with the model in TWINLANE_MODELS_DIR).`,
+      err,
+    );
   } finally {
     dog.stop();
   }
 }
 
-function planFiles(req: DownloadRequest, listed: Map<string, { size: number | null; sha256: string | null }> | null): FileJob[] {
+function planFiles(
+  req: DownloadRequest,
+  listed: Map<string, { size: number | null; sha256: string | null }> | null,
+): FileJob[] {
   const jobs: FileJob[] = [];
-  for (const [files, required] of [[req.required, true], [req.optional, false]] as const) {
+  for (const [files, required] of [
+    [req.required, true],
+    [req.optional, false],
+  ] as const) {
     for (const file of files) {
       const meta = listed?.get(file);
       if (listed !== null && meta === undefined) {
-        if (required) throw failed(`The hub's file list for "${req.id}" at revision ${req.revision} has no ${file}, which a ${req.kind} model needs.`);
+        if (required)
+          throw failed(
+            `The hub's file list for "${req.id}" at revision ${req.revision} has no ${file}, which a ${req.kind} model needs.`,
+          );
         continue;
       }
       jobs.push({ path: file, required, size: meta?.size ?? null, sha256: meta?.sha256 ?? null });
@@ -183,7 +198,12 @@ function planFiles(req: DownloadRequest, listed: Map<string, { size: number | nu
   return jobs;
 }
 
-async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: DownloadRequest): Promise<FileRecord | null> {
+async function downloadFile(
+  job: FileJob,
+  baseUrl: string,
+  dir: string,
+  req: DownloadRequest,
+): Promise<FileRecord | null> {
   const url = `${baseUrl}/${job.path.split('/').map(encodeURIComponent).join('/')}`;
   const dog = new Watchdog(req.fetchTimeoutMs);
   let received = 0;
@@ -203,10 +223,14 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
     if (linkedSize !== null) sizes.push(['X-Linked-Size', linkedSize]);
     const encoding = res.headers.get('content-encoding');
     const length = res.headers.get('content-length');
-    if (length !== null && /^\d+$/.test(length) && (encoding === null || encoding === 'identity')) sizes.push(['Content-Length', Number(length)]);
+    if (length !== null && /^\d+$/.test(length) && (encoding === null || encoding === 'identity'))
+      sizes.push(['Content-Length', Number(length)]);
     const expectedSize = sizes[0]?.[1] ?? null;
     for (const [source, n] of sizes) {
-      if (n !== expectedSize) throw failed(`${job.path}: size mismatch, expected ${expectedSize} bytes (${sizes[0]?.[0]}) but ${source} says ${n}.`);
+      if (n !== expectedSize)
+        throw failed(
+          `${job.path}: size mismatch, expected ${expectedSize} bytes (${sizes[0]?.[0]}) but ${source} says ${n}.`,
+        );
     }
     const etagSha = linkedEtag !== null && SHA256.test(linkedEtag) ? linkedEtag : null;
     if (job.sha256 !== null && etagSha !== null && job.sha256 !== etagSha) {
@@ -250,7 +274,8 @@ async function downloadFile(job: FileJob, baseUrl: string, dir: string, req: Dow
     // Releases the connection of a response we stopped reading (size/hash/disk errors).
     dog.controller.abort();
     if (err instanceof ModelError) throw err;
-    if (dog.fired) throw failed(`${job.path}: no data from ${url} for ${req.fetchTimeoutMs} ms (after ${received} bytes).`, err);
+    if (dog.fired)
+      throw failed(`${job.path}: no data from ${url} for ${req.fetchTimeoutMs} ms (after ${received} bytes).`, err);
     throw failed(`${job.path}: download from ${url} failed after ${received} bytes: ${describe(err)}.`, err);
   } finally {
     dog.stop();
@@ -285,10 +310,16 @@ export async function downloadModel(req: DownloadRequest): Promise<void> {
     await mkdir(tmp);
   } catch (err) {
     await removeEmptyFolders(parent, created);
-    throw failed(`Cannot create a download folder in ${parent}: ${describe(err)} (is TWINLANE_MODELS_DIR writable?).`, err);
+    throw failed(
+      `Cannot create a download folder in ${parent}: ${describe(err)} (is TWINLANE_MODELS_DIR writable?).`,
+      err,
+    );
   }
   try {
-    const listed = await listHubFiles(`${hub}/api/models/${idPath}/revision/${revision}?blobs=true`, req.fetchTimeoutMs);
+    const listed = await listHubFiles(
+      `${hub}/api/models/${idPath}/revision/${revision}?blobs=true`,
+      req.fetchTimeoutMs,
+    );
     const records: FileRecord[] = [];
     for (const job of planFiles(req, listed)) {
       const record = await downloadFile(job, `${hub}/${idPath}/resolve/${revision}`, tmp, req);
@@ -324,13 +355,18 @@ export async function downloadModel(req: DownloadRequest): Promise<void> {
 const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
 
 /** Progress on stderr: one redrawn line per file on a terminal, a start and an end line otherwise (logs). */
-export function stderrProgress(id: string, stream: NodeJS.WriteStream = process.stderr): (event: DownloadProgress) => void {
+export function stderrProgress(
+  id: string,
+  stream: NodeJS.WriteStream = process.stderr,
+): (event: DownloadProgress) => void {
   let lastDraw = 0;
   return (e) => {
     if (stream.isTTY !== true) {
       if (e.done) stream.write(`twinlane: downloaded ${id}/${e.file} (${mb(e.receivedBytes)} MB)\n`);
       else if (e.receivedBytes === 0) {
-        stream.write(`twinlane: downloading ${id}/${e.file}${e.totalBytes === null ? '' : ` (${mb(e.totalBytes)} MB)`}\n`);
+        stream.write(
+          `twinlane: downloading ${id}/${e.file}${e.totalBytes === null ? '' : ` (${mb(e.totalBytes)} MB)`}\n`,
+        );
       }
       return;
     }
@@ -343,6 +379,8 @@ export function stderrProgress(id: string, stream: NodeJS.WriteStream = process.
     const filled = Math.round(frac * 20);
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(20 - filled)}]`;
     const amount = total === null ? `${mb(e.receivedBytes)} MB` : `${mb(e.receivedBytes)}/${mb(total)} MB`;
-    stream.write(`\r${bar} ${String(Math.floor(frac * 100)).padStart(3)}% ${amount} ${e.file}\x1b[K${e.done ? '\n' : ''}`);
+    stream.write(
+      `\r${bar} ${String(Math.floor(frac * 100)).padStart(3)}% ${amount} ${e.file}\x1b[K${e.done ? '\n' : ''}`,
+    );
   };
 }

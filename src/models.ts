@@ -62,17 +62,27 @@ export interface ResolveOptions {
 }
 
 /** `onnx/<base>.onnx`, or its quantized variant `onnx/<base>_quantized.onnx`. */
-export function onnxFile(base: string, dtype: ModelDtype): string {
+function onnxFile(base: string, dtype: ModelDtype): string {
   return `onnx/${base}${dtype === 'q8' ? '_quantized' : ''}.onnx`;
 }
 
 /** A CLIP-style folder's text tower: its own ONNX file and CLIP's BPE tokenizer files. */
-const CLIP_TEXT_FILES = ['onnx/text_model.onnx', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json', 'merges.txt'];
+const CLIP_TEXT_FILES = [
+  'onnx/text_model.onnx',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'vocab.json',
+  'merges.txt',
+];
 
 // Only what inference needs is fetched: hub repositories also carry PyTorch/TF weights and several
 // ONNX variants (quantized, fp16) that would multiply the download for nothing. An image model's
 // text tower is fetched when the hub has one (a full CLIP export serves both lanes).
-function files(kind: ModelKind, dtype: ModelDtype): { readonly required: readonly string[]; readonly optional: readonly string[] } {
+function files(
+  kind: ModelKind,
+  dtype: ModelDtype,
+): { readonly required: readonly string[]; readonly optional: readonly string[] } {
   if (kind === 'image') {
     return {
       required: [onnxFile('vision_model', dtype), 'preprocessor_config.json', 'config.json'],
@@ -98,9 +108,7 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
 function validateId(id: unknown): asserts id is string {
   const segments = typeof id === 'string' ? id.split('/') : [];
   const ok =
-    segments.length >= 1 &&
-    segments.length <= 2 &&
-    segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
+    segments.length >= 1 && segments.length <= 2 && segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
   if (!ok) {
     throw new ModelError(
       'model_invalid',
@@ -109,7 +117,10 @@ function validateId(id: unknown): asserts id is string {
   }
 }
 
-type FolderState = { readonly state: 'complete' } | { readonly state: 'absent' } | { readonly state: 'incomplete'; readonly missing: readonly string[] };
+type FolderState =
+  | { readonly state: 'complete' }
+  | { readonly state: 'absent' }
+  | { readonly state: 'incomplete'; readonly missing: readonly string[] };
 
 async function folderState(dir: string, kind: ModelKind, dtype: ModelDtype): Promise<FolderState> {
   let entries: string[];
@@ -131,7 +142,8 @@ async function folderState(dir: string, kind: ModelKind, dtype: ModelDtype): Pro
 
 export async function resolveModel(id: string, kind: ModelKind, options: ResolveOptions): Promise<ModelInfo> {
   validateId(id);
-  if (kind !== 'text' && kind !== 'image') throw new ModelError('model_invalid', `Unknown model kind ${JSON.stringify(kind)}.`);
+  if (kind !== 'text' && kind !== 'image')
+    throw new ModelError('model_invalid', `Unknown model kind ${JSON.stringify(kind)}.`);
   const modelsDir = path.resolve(options.modelsDir);
   const dir = path.join(modelsDir, ...id.split('/'));
   const dtype = options.dtype ?? 'fp32';
@@ -186,23 +198,42 @@ export interface TowerDtypes {
  * space. A CLIP-style folder already on disk is read as such whichever lane's list names it; one to
  * download must be named in the image list (the hub's file list is known only once it is fetched).
  */
-export async function resolveTowers(id: string, kind: ModelKind, options: Omit<ResolveOptions, 'dtype'>, dtypes: TowerDtypes): Promise<ModelTowers> {
+export async function resolveTowers(
+  id: string,
+  kind: ModelKind,
+  options: Omit<ResolveOptions, 'dtype'>,
+  dtypes: TowerDtypes,
+): Promise<ModelTowers> {
   validateId(id);
   const dir = path.join(path.resolve(options.modelsDir), ...id.split('/'));
   const hasTextTower = async (dtype: ModelDtype) => isFile(path.join(dir, onnxFile('text_model', dtype)));
   const clip = kind === 'image' || (await hasTextTower('fp32')) || (await hasTextTower('q8'));
-  const primary = await resolveModel(id, clip ? 'image' : 'text', { ...options, dtype: clip ? dtypes.image : dtypes.text });
+  const primary = await resolveModel(id, clip ? 'image' : 'text', {
+    ...options,
+    dtype: clip ? dtypes.image : dtypes.text,
+  });
   if (primary.kind === 'text') return { id, text: primary, image: null };
   const fp32Text = await hasTextTower('fp32');
   if (!fp32Text && !(await hasTextTower('q8'))) {
-    if (kind === 'text') throw new ModelError('model_invalid', `${id} is named as a text model but ${dir} has no text tower (${onnxFile('text_model', dtypes.text)}).`);
+    if (kind === 'text')
+      throw new ModelError(
+        'model_invalid',
+        `${id} is named as a text model but ${dir} has no text tower (${onnxFile('text_model', dtypes.text)}).`,
+      );
     return { id, text: null, image: primary };
   }
   if (!(await hasTextTower(dtypes.text))) {
-    throw new ModelError('model_invalid', `${id} has a text tower but no ${onnxFile('text_model', dtypes.text)} for the text lane's dtype ${dtypes.text}; add it, or set TWINLANE_TEXT_DTYPE to ${fp32Text ? 'fp32' : 'q8'}.`);
+    throw new ModelError(
+      'model_invalid',
+      `${id} has a text tower but no ${onnxFile('text_model', dtypes.text)} for the text lane's dtype ${dtypes.text}; add it, or set TWINLANE_TEXT_DTYPE to ${fp32Text ? 'fp32' : 'q8'}.`,
+    );
   }
   const text = await readClipTextInfo(id, primary.dir, dtypes.text);
-  if (text.dims !== primary.dims) throw new ModelError('model_invalid', `${id}: its text tower makes ${text.dims}-d vectors and its vision tower ${primary.dims}-d; one space needs one size.`);
+  if (text.dims !== primary.dims)
+    throw new ModelError(
+      'model_invalid',
+      `${id}: its text tower makes ${text.dims}-d vectors and its vision tower ${primary.dims}-d; one space needs one size.`,
+    );
   return { id, text, image: primary };
 }
 
@@ -256,11 +287,21 @@ function bool(obj: Json, key: string, file: string, fallback: boolean): boolean 
   return v;
 }
 
-function triple(obj: Json, key: string, file: string, fallback: readonly [number, number, number], positive = false): readonly [number, number, number] {
+function triple(
+  obj: Json,
+  key: string,
+  file: string,
+  fallback: readonly [number, number, number],
+  positive = false,
+): readonly [number, number, number] {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
   // std divides every pixel, so a zero there would turn images into Infinity/NaN.
-  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))) {
+  if (
+    !Array.isArray(v) ||
+    v.length !== 3 ||
+    !v.every((x) => typeof x === 'number' && Number.isFinite(x) && (!positive || x > 0))
+  ) {
     throw bad(file, key, positive ? 'three positive numbers' : 'three numbers', v);
   }
   return [v[0] as number, v[1] as number, v[2] as number];
@@ -295,7 +336,10 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
 
   const dims = posInt(poolingCfg, 'word_embedding_dimension', poolingFile) ?? posInt(config, 'hidden_size', configFile);
   if (dims === undefined) {
-    throw new ModelError('model_invalid', `No embedding size: neither ${poolingFile} (word_embedding_dimension) nor ${configFile} (hidden_size) gives one.`);
+    throw new ModelError(
+      'model_invalid',
+      `No embedding size: neither ${poolingFile} (word_embedding_dimension) nor ${configFile} (hidden_size) gives one.`,
+    );
   }
 
   // sentence-transformers truncates at max_seq_length, which is often below the tokenizer's limit.
@@ -306,7 +350,10 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
     else maxTokens = posInt(tok, 'model_max_length', tokFile);
   }
   if (maxTokens === undefined) {
-    throw new ModelError('model_invalid', `No token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one.`);
+    throw new ModelError(
+      'model_invalid',
+      `No token limit: neither ${sbertFile} (max_seq_length) nor ${tokFile} (model_max_length) gives one.`,
+    );
   }
 
   let pooling: TextPooling = 'mean';
@@ -317,10 +364,23 @@ async function readTextInfo(id: string, dir: string, dtype: ModelDtype): Promise
     // Several modes at once mean concatenated vectors, which the lanes do not compute.
     if (on.length === 1 && on[0] === 'pooling_mode_cls_token') pooling = 'cls';
     else if (!(on.length === 1 && on[0] === 'pooling_mode_mean_tokens')) {
-      throw new ModelError('model_invalid', `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}.`);
+      throw new ModelError(
+        'model_invalid',
+        `${poolingFile}: only mean or CLS pooling alone is supported, found ${on.length === 0 ? 'none' : on.join(' + ')}.`,
+      );
     }
   }
-  return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('model', dtype)), dtype, dims, maxTokens, pooling, tokenBound: await tokenBoundOf(dir) };
+  return {
+    kind: 'text',
+    id,
+    dir,
+    onnxPath: path.join(dir, onnxFile('model', dtype)),
+    dtype,
+    dims,
+    maxTokens,
+    pooling,
+    tokenBound: await tokenBoundOf(dir),
+  };
 }
 
 /** WordPiece makes at most one token per UTF-16 unit; other models (BPE, Unigram with byte fallback) one per UTF-8 byte. */
@@ -340,11 +400,26 @@ async function readClipTextInfo(id: string, dir: string, dtype: ModelDtype): Pro
   const tokFile = path.join(dir, 'tokenizer_config.json');
   const [config, tok] = await Promise.all([readJson(configFile, false), readJson(tokFile, false)]);
   const textConfig = config?.['text_config'];
-  const dims = posInt(config, 'projection_dim', configFile) ?? (typeof textConfig === 'object' && textConfig !== null ? posInt(textConfig as Json, 'projection_dim', configFile) : undefined);
+  const dims =
+    posInt(config, 'projection_dim', configFile) ??
+    (typeof textConfig === 'object' && textConfig !== null
+      ? posInt(textConfig as Json, 'projection_dim', configFile)
+      : undefined);
   if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim for the text tower.`);
   const maxTokens = posInt(tok, 'model_max_length', tokFile);
-  if (maxTokens === undefined || maxTokens >= NO_LIMIT) throw new ModelError('model_invalid', `${tokFile}: CLIP's text tower needs a model_max_length (77).`);
-  return { kind: 'text', id, dir, onnxPath: path.join(dir, onnxFile('text_model', dtype)), dtype, dims, maxTokens, pooling: 'graph', tokenBound: await tokenBoundOf(dir) };
+  if (maxTokens === undefined || maxTokens >= NO_LIMIT)
+    throw new ModelError('model_invalid', `${tokFile}: CLIP's text tower needs a model_max_length (77).`);
+  return {
+    kind: 'text',
+    id,
+    dir,
+    onnxPath: path.join(dir, onnxFile('text_model', dtype)),
+    dtype,
+    dims,
+    maxTokens,
+    pooling: 'graph',
+    tokenBound: await tokenBoundOf(dir),
+  };
 }
 
 const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073] as const;
@@ -354,14 +429,16 @@ async function readImageInfo(id: string, dir: string, dtype: ModelDtype): Promis
   const configFile = path.join(dir, 'config.json');
   const preFile = path.join(dir, 'preprocessor_config.json');
   const [config, pre] = await Promise.all([readJson(configFile, false), readJson(preFile, false)]);
-  if (config === null || pre === null) throw new ModelError('model_invalid', `Cannot read ${configFile} or ${preFile}.`);
+  if (config === null || pre === null)
+    throw new ModelError('model_invalid', `Cannot read ${configFile} or ${preFile}.`);
 
   // A vision-only config has projection_dim at the top; a full CLIP config has it there and in vision_config.
   const vision = config['vision_config'];
   const dims =
     posInt(config, 'projection_dim', configFile) ??
     (typeof vision === 'object' && vision !== null ? posInt(vision as Json, 'projection_dim', configFile) : undefined);
-  if (dims === undefined) throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config).`);
+  if (dims === undefined)
+    throw new ModelError('model_invalid', `${configFile}: no projection_dim (top level or vision_config).`);
 
   const rescale = pre['rescale_factor'] ?? 1 / 255;
   if (typeof rescale !== 'number' || !(rescale > 0)) throw bad(preFile, 'rescale_factor', 'a positive number', rescale);
@@ -377,7 +454,10 @@ async function readImageInfo(id: string, dir: string, dtype: ModelDtype): Promis
     convertRgb: bool(pre, 'do_convert_rgb', preFile, true),
   };
   if (!preprocess.crop && !(preprocess.resize && 'height' in preprocess.resize)) {
-    throw new ModelError('model_invalid', `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor.`);
+    throw new ModelError(
+      'model_invalid',
+      `${preFile}: images would keep their own sizes (no centre crop and no exact resize), so they cannot be batched into one tensor.`,
+    );
   }
   return { kind: 'image', id, dir, onnxPath: path.join(dir, onnxFile('vision_model', dtype)), dtype, dims, preprocess };
 }
@@ -406,7 +486,14 @@ function cropOf(pre: Json, file: string): NonNullable<ImagePreprocess['crop']> {
 }
 
 /** PIL's resample codes; BOX and HAMMING have no sharp kernel and take the nearest in character (linear). */
-const KERNELS: Readonly<Record<number, ResizeKernel>> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'linear', 5: 'linear' };
+const KERNELS: Readonly<Record<number, ResizeKernel>> = {
+  0: 'nearest',
+  1: 'lanczos3',
+  2: 'linear',
+  3: 'cubic',
+  4: 'linear',
+  5: 'linear',
+};
 
 function kernelOf(pre: Json, file: string): ResizeKernel {
   const v = pre['resample'];

@@ -4,7 +4,16 @@
 // Whole requests (HTTP) succeed or fail together; streams (WebSocket) answer item by item, cached
 // items first, and send their misses to the lane in chunks the transport paces. Both can be
 // cancelled with an AbortSignal: items no request waits for any more never reach a model.
-import { imageKey, textKey, type CacheActor, type CachedVector, type CacheSource, type Cancellation, type ComputeMisses, type ComputeTiming } from '../cache/index.js';
+import {
+  imageKey,
+  textKey,
+  type CacheActor,
+  type CachedVector,
+  type CacheSource,
+  type Cancellation,
+  type ComputeMisses,
+  type ComputeTiming,
+} from '../cache/index.js';
 import type { ImageItem, Lane, LaneHandle, LaneName, LaneStats, Priority, TextItem } from '../lanes/index.js';
 import { truncateDims } from './dims.js';
 import { TwinlaneError } from './errors.js';
@@ -184,7 +193,10 @@ export class Orchestrator {
     });
     ModelRegistry.checkDimensions(request.dimensions, tower);
     const { answers, embedded } = await this.#run(this.#textJob(request, tower));
-    return { ...embedded, promptTokens: usage.promptTokens(tower, request.inputs, answers, request.needsUsage ?? false) };
+    return {
+      ...embedded,
+      promptTokens: usage.promptTokens(tower, request.inputs, answers, request.needsUsage ?? false),
+    };
   }
 
   async embedImages(request: ImageEmbedRequest): Promise<EmbedResult> {
@@ -193,7 +205,9 @@ export class Orchestrator {
     checkCount(request.inputs.length, request.param, this.#parts.limits);
     ModelRegistry.checkDimensions(request.dimensions, tower);
     this.#assertReady(image.lane, tower);
-    const images = await Promise.all(request.inputs.map((input, i) => this.#parts.images.of(input, itemParam(request.param, i, request.positions))));
+    const images = await Promise.all(
+      request.inputs.map((input, i) => this.#parts.images.of(input, itemParam(request.param, i, request.positions))),
+    );
     const { embedded } = await this.#run(this.#imageJob(images, request, tower));
     return { ...embedded, promptTokens: 0 };
   }
@@ -242,7 +256,11 @@ export class Orchestrator {
       return;
     }
     const at = `${param}[${i}]`;
-    throw new TwinlaneError('invalid_request', `${at} is ${kind === 'text' ? 'a text' : 'an image'}, but ${model.id} has no ${kind === 'text' ? 'text' : 'vision'} tower.`, { param: at });
+    throw new TwinlaneError(
+      'invalid_request',
+      `${at} is ${kind === 'text' ? 'a text' : 'an image'}, but ${model.id} has no ${kind === 'text' ? 'text' : 'vision'} tower.`,
+      { param: at },
+    );
   }
 
   /** The tokens of each text as the model's tokenizer makes them (none cut: clients chunk to `maxTokens` themselves). */
@@ -254,7 +272,11 @@ export class Orchestrator {
       const refusal = textRefusal(text, `${request.param}[${i}]`, limits);
       if (refusal) throw refusal;
     });
-    return { model: tower.id, maxTokens: tower.maxTokens, inputs: await tokenizers.tokenize(tower, request.inputs, request.addSpecialTokens, request.offsets) };
+    return {
+      model: tower.id,
+      maxTokens: tower.maxTokens,
+      inputs: await tokenizers.tokenize(tower, request.inputs, request.addSpecialTokens, request.offsets),
+    };
   }
 
   /**
@@ -272,7 +294,10 @@ export class Orchestrator {
    * A text request to stream. Request-level problems (unknown model, bad dimensions, too many items,
    * not ready) throw; a bad item is reported to `sink` at once and the others go on.
    */
-  streamText(request: Omit<TextEmbedRequest, 'needsUsage' | 'cancellation' | 'policy' | 'positions'>, sink: StreamSink): EmbedStream {
+  streamText(
+    request: Omit<TextEmbedRequest, 'needsUsage' | 'cancellation' | 'policy' | 'positions'>,
+    sink: StreamSink,
+  ): EmbedStream {
     const { registry, limits, cache, text } = this.#parts;
     const tower = registry.textTower(request.model);
     checkCount(request.inputs.length, request.param, limits);
@@ -299,7 +324,10 @@ export class Orchestrator {
    * An image request to stream: given bytes are keyed (and looked up) at once; URLs are fetched when
    * their chunk is computed, and a fetch that fails fails only that item.
    */
-  streamImages(request: Omit<ImageEmbedRequest, 'cancellation' | 'policy' | 'positions'>, sink: StreamSink): EmbedStream {
+  streamImages(
+    request: Omit<ImageEmbedRequest, 'cancellation' | 'policy' | 'positions'>,
+    sink: StreamSink,
+  ): EmbedStream {
     const { registry, limits, cache, images } = this.#parts;
     const tower = registry.imageTower(request.model);
     const image = this.#imageLane(tower);
@@ -315,7 +343,9 @@ export class Orchestrator {
       dims: request.dimensions ?? tower.dims,
       param: request.param,
       sink,
-      invalid: request.inputs.map((input, i) => ('bytes' in input ? images.refusal(input.bytes, `${request.param}[${i}]`) : null)),
+      invalid: request.inputs.map((input, i) =>
+        'bytes' in input ? images.refusal(input.bytes, `${request.param}[${i}]`) : null,
+      ),
       key: (i) => (bytes[i] ? keyOf(bytes[i]!) : null),
       fetchKey: async (i) => {
         bytes[i] = await images.of(request.inputs[i]!, `${request.param}[${i}]`);
@@ -349,7 +379,12 @@ export class Orchestrator {
       lane: text.lane,
       tower,
       keys: request.inputs.map((input) => textKey(cachePrefix, tower.cacheId, request.normalize, input)),
-      item: (i) => ({ model: tower.slot, text: request.inputs[i]!, normalize: request.normalize, truncate: request.truncate }),
+      item: (i) => ({
+        model: tower.slot,
+        text: request.inputs[i]!,
+        normalize: request.normalize,
+        truncate: request.truncate,
+      }),
       paramAt: (i) => itemParam(request.param, i, request.positions),
       // A cached vector may come from a truncated text, and the key (SPEC.md §6) cannot say so: with
       // truncate:false, a text that could be over the model's max tokens is computed, for its 422.
@@ -378,7 +413,10 @@ export class Orchestrator {
    * its deadline passing (x-request-timeout-ms, else the lane's queue timeout). The deadline's timer
    * and the combined signal are made only if the cache actor reads them, i.e. when an item waits.
    */
-  #scheduling(request: RequestBase, laneTimeoutMs: number | null): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
+  #scheduling(
+    request: RequestBase,
+    laneTimeoutMs: number | null,
+  ): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
     const { cancellation, policy } = request;
     const timeoutMs = policy?.timeoutMs ?? laneTimeoutMs;
     if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
@@ -399,7 +437,12 @@ export class Orchestrator {
   /** Computes every item of `job` around the cache (its answers would not be truthful). */
   async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
     const signal = job.cancellation?.signal;
-    const computed = await Promise.all(compute(job.keys.map((_, i) => i), { unwanted: () => unwantedBy(signal) }));
+    const computed = await Promise.all(
+      compute(
+        job.keys.map((_, i) => i),
+        { unwanted: () => unwantedBy(signal) },
+      ),
+    );
     return computed.map((item) => {
       if (item.ok) return { ...item.value, timing: item.timing, source: 'bypass' as const };
       throw 'error' in item ? item.error : abortError(signal);
@@ -425,10 +468,16 @@ export class Orchestrator {
     try {
       answers = job.bypassCache
         ? await this.#bypass(job, compute)
-        : await Promise.all(this.#parts.cache.resolve(job.keys, compute, { dims: job.tower.dims, cancellation: job.cancellation }));
+        : await Promise.all(
+            this.#parts.cache.resolve(job.keys, compute, { dims: job.tower.dims, cancellation: job.cancellation }),
+          );
     } catch (error) {
       // The deadline's AbortSignal.timeout fired while items were still queued: they are dropped.
-      if (error instanceof Error && error.name === 'TimeoutError') throw new TwinlaneError('deadline_exceeded', "The request's deadline passed before all of its items were computed; those still queued were dropped.");
+      if (error instanceof Error && error.name === 'TimeoutError')
+        throw new TwinlaneError(
+          'deadline_exceeded',
+          "The request's deadline passed before all of its items were computed; those still queued were dropped.",
+        );
       throw error;
     }
     const cacheHits = this.#countSources(job.lane.name, answers);

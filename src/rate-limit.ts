@@ -60,7 +60,8 @@ export class RateLimiter {
   readonly #local: LRUCache<string, Bucket>;
 
   constructor(options: RateLimiterOptions) {
-    if (!(options.rate > 0) || !(options.burst > 0)) throw new RangeError(`rate and burst must be positive (got ${options.rate}, ${options.burst}).`);
+    if (!(options.rate > 0) || !(options.burst > 0))
+      throw new RangeError(`rate and burst must be positive (got ${options.rate}, ${options.burst}).`);
     this.#rate = options.rate;
     this.#burst = options.burst;
     this.#shared = options.shared ?? null;

@@ -12,7 +12,12 @@ export interface LaneReadiness extends LaneStats {
 export interface Readiness {
   readonly ready: boolean;
   readonly lanes: Readonly<Partial<Record<LaneName, LaneReadiness>>>;
-  readonly cache: { readonly l1: 'up' | 'disabled'; readonly redis: RedisState; readonly l1Entries: number; readonly l1Bytes: number };
+  readonly cache: {
+    readonly l1: 'up' | 'disabled';
+    readonly redis: RedisState;
+    readonly l1Entries: number;
+    readonly l1Bytes: number;
+  };
 }
 
 export interface ServedLane {
@@ -28,6 +33,11 @@ export function readinessOf(lanes: readonly ServedLane[], cache: CacheActor, l1E
   return {
     ready: entries.every(([, l]) => l.ready),
     lanes: Object.fromEntries(entries),
-    cache: { l1: l1Enabled ? 'up' : 'disabled', redis: cache.status().redis, l1Entries: stats.l1Entries, l1Bytes: stats.l1Bytes },
+    cache: {
+      l1: l1Enabled ? 'up' : 'disabled',
+      redis: cache.status().redis,
+      l1Entries: stats.l1Entries,
+      l1Bytes: stats.l1Bytes,
+    },
   };
 }

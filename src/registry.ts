@@ -5,7 +5,14 @@
 // lane's list); everything model-specific is asked of the registry, never re-derived elsewhere.
 import { tokenUpperBound, type LaneName } from '../lanes/index.js';
 import { TwinlaneError } from './errors.js';
-import { resolveTowers, type ImageModelInfo, type ModelDtype, type ResolveOptions, type TextModelInfo, type TowerDtypes } from './models.js';
+import {
+  resolveTowers,
+  type ImageModelInfo,
+  type ModelDtype,
+  type ResolveOptions,
+  type TextModelInfo,
+  type TowerDtypes,
+} from './models.js';
 
 interface Tower {
   /** Position in its lane's model list: what lane items carry. */
@@ -48,7 +55,10 @@ export class ModelRegistry {
   /** Reads (or downloads) every listed model, text list first; an id on both lists is one model. */
   static async resolve(config: RegistryConfig, options: Omit<ResolveOptions, 'dtype'>): Promise<ModelRegistry> {
     const dtypes: TowerDtypes = { text: config.textDtype, image: config.imageDtype };
-    const listed = [...config.textModels.map((id) => ({ id, kind: 'text' as const })), ...config.imageModels.map((id) => ({ id, kind: 'image' as const }))];
+    const listed = [
+      ...config.textModels.map((id) => ({ id, kind: 'text' as const })),
+      ...config.imageModels.map((id) => ({ id, kind: 'image' as const })),
+    ];
     const seen = new Set<string>();
     const towers = [];
     for (const { id, kind } of listed) {
@@ -59,7 +69,14 @@ export class ModelRegistry {
     return new ModelRegistry(towers, config);
   }
 
-  constructor(towers: readonly { readonly id: string; readonly text: TextModelInfo | null; readonly image: ImageModelInfo | null }[], config: Pick<RegistryConfig, 'textModels' | 'imageModels'>) {
+  constructor(
+    towers: readonly {
+      readonly id: string;
+      readonly text: TextModelInfo | null;
+      readonly image: ImageModelInfo | null;
+    }[],
+    config: Pick<RegistryConfig, 'textModels' | 'imageModels'>,
+  ) {
     const text: TextTower[] = [];
     const image: ImageTower[] = [];
     this.#models = towers.map((t) => {
@@ -108,7 +125,13 @@ export class ModelRegistry {
   find(id: string | undefined, lane: LaneName): ServedModel {
     const model = id === undefined ? this.#defaults[lane] : this.#models.find((m) => m.id === id);
     if (!model) {
-      throw new TwinlaneError('model_not_found', id === undefined ? `No ${lane} model is configured.` : `The model '${id}' does not exist on this server. Available: ${this.#models.map((m) => m.id).join(', ')}.`, { param: 'model' });
+      throw new TwinlaneError(
+        'model_not_found',
+        id === undefined
+          ? `No ${lane} model is configured.`
+          : `The model '${id}' does not exist on this server. Available: ${this.#models.map((m) => m.id).join(', ')}.`,
+        { param: 'model' },
+      );
     }
     return model;
   }
@@ -116,13 +139,17 @@ export class ModelRegistry {
   /** The text tower of the model a request names (or the default); a model without one is a 400. */
   textTower(id: string | undefined): TextTower {
     const model = this.find(id, 'text');
-    if (!model.text) throw new TwinlaneError('invalid_request', `${model.id} is an image model; send images to it.`, { param: 'model' });
+    if (!model.text)
+      throw new TwinlaneError('invalid_request', `${model.id} is an image model; send images to it.`, {
+        param: 'model',
+      });
     return model.text;
   }
 
   imageTower(id: string | undefined): ImageTower {
     const model = this.find(id, 'image');
-    if (!model.image) throw new TwinlaneError('invalid_request', `${model.id} is a text model; send text to it.`, { param: 'model' });
+    if (!model.image)
+      throw new TwinlaneError('invalid_request', `${model.id} is a text model; send text to it.`, { param: 'model' });
     return model.image;
   }
 
@@ -130,7 +157,11 @@ export class ModelRegistry {
   static checkDimensions(dimensions: number | undefined, tower: { readonly id: string; readonly dims: number }): void {
     if (dimensions === undefined) return;
     if (!Number.isInteger(dimensions) || dimensions < 1 || dimensions > tower.dims) {
-      throw new TwinlaneError('invalid_dimensions', `dimensions must be an integer from 1 to ${tower.dims} for ${tower.id} (got ${dimensions}).`, { param: 'dimensions' });
+      throw new TwinlaneError(
+        'invalid_dimensions',
+        `dimensions must be an integer from 1 to ${tower.dims} for ${tower.id} (got ${dimensions}).`,
+        { param: 'dimensions' },
+      );
     }
   }
 }

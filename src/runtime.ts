@@ -30,7 +30,11 @@ export class UnsupportedRuntimeError extends Error {
 }
 
 /** Throws unless `nodeVersion` satisfies the package's engines range. */
-export function assertSupportedNode(info: PackageInfo, nodeVersion = process.version, abi = process.versions.modules): void {
+export function assertSupportedNode(
+  info: PackageInfo,
+  nodeVersion = process.version,
+  abi = process.versions.modules,
+): void {
   if (semver.satisfies(nodeVersion, info.nodeRange)) return;
   throw new UnsupportedRuntimeError(
     `twinlane ${info.version} runs on Node.js ${info.nodeRange} (package.json's engines: the versions its native uWebSockets.js binary is built and tested for); ` +

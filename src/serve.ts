@@ -18,11 +18,11 @@ import { Tokenizers } from './tokenize.js';
 import { Usage } from './usage.js';
 import type { PackageInfo } from './runtime.js';
 
-function resolveModels(config: Readonly<Config>): Promise<ModelRegistry> {
+export function resolveModels(config: Readonly<Config>): Promise<ModelRegistry> {
   return ModelRegistry.resolve(config, { modelsDir: config.modelsDir, hubUrl: config.hubUrl, offline: config.offline });
 }
 
-interface Parts {
+export interface Parts {
   readonly metrics: Metrics;
   readonly orchestrator: Orchestrator;
   readonly textLane: TextLane;
@@ -30,9 +30,21 @@ interface Parts {
   readonly limiter: RateLimiter | null;
 }
 
-function createLanes(config: Readonly<Config>, registry: ModelRegistry, metrics: Metrics): { textLane: TextLane; imageLane: ImageLane | null } {
+function createLanes(
+  config: Readonly<Config>,
+  registry: ModelRegistry,
+  metrics: Metrics,
+): { textLane: TextLane; imageLane: ImageLane | null } {
   const textLane = createTextLane({
-    models: registry.textTowers().map((t) => ({ id: t.id, modelDir: t.dir, onnxPath: t.onnxPath, dims: t.dims, maxTokens: t.maxTokens, pooling: t.pooling, tokenBound: t.tokenBound })),
+    models: registry.textTowers().map((t) => ({
+      id: t.id,
+      modelDir: t.dir,
+      onnxPath: t.onnxPath,
+      dims: t.dims,
+      maxTokens: t.maxTokens,
+      pooling: t.pooling,
+      tokenBound: t.tokenBound,
+    })),
     threads: config.textThreads,
     intraOpThreads: config.textIntraOpThreads,
     maxQueue: config.textMaxQueue,
@@ -43,17 +55,20 @@ function createLanes(config: Readonly<Config>, registry: ModelRegistry, metrics:
     observer: metrics,
   });
   const imageTowers = registry.imageTowers();
-  const imageLane = imageTowers.length === 0 ? null : createImageLane({
-    models: imageTowers.map((t) => ({ id: t.id, onnxPath: t.onnxPath, dims: t.dims, preprocess: t.preprocess })),
-    threads: config.imageThreads,
-    intraOpThreads: config.imageIntraOpThreads,
-    maxQueue: config.imageMaxQueue,
-    maxBatchItems: config.imageMaxBatchItems,
-    maxPixels: config.maxImagePixels,
-    nice: config.imageNice,
-    provider: config.executionProvider,
-    observer: metrics,
-  });
+  const imageLane =
+    imageTowers.length === 0
+      ? null
+      : createImageLane({
+          models: imageTowers.map((t) => ({ id: t.id, onnxPath: t.onnxPath, dims: t.dims, preprocess: t.preprocess })),
+          threads: config.imageThreads,
+          intraOpThreads: config.imageIntraOpThreads,
+          maxQueue: config.imageMaxQueue,
+          maxBatchItems: config.imageMaxBatchItems,
+          maxPixels: config.maxImagePixels,
+          nice: config.imageNice,
+          provider: config.executionProvider,
+          observer: metrics,
+        });
   return { textLane, imageLane };
 }
 
@@ -64,32 +79,39 @@ function createRateLimiter(config: Readonly<Config>, metrics: Metrics): RateLimi
     rate: config.rateLimit,
     burst,
     // With a Redis, every instance draws from one bucket per client; without, each keeps its own.
-    shared: config.redisUrl === null ? null : new SharedBuckets({
-      url: config.redisUrl,
-      keyPrefix: rateLimitKeyPrefix(config.cachePrefix),
-      rate: config.rateLimit,
-      burst,
-      timeoutMs: config.redisTimeoutMs,
-      failureThreshold: config.redisFailureThreshold,
-      coolDownMs: config.redisCoolDownMs,
-    }),
+    shared:
+      config.redisUrl === null
+        ? null
+        : new SharedBuckets({
+            url: config.redisUrl,
+            keyPrefix: rateLimitKeyPrefix(config.cachePrefix),
+            rate: config.rateLimit,
+            burst,
+            timeoutMs: config.redisTimeoutMs,
+            failureThreshold: config.redisFailureThreshold,
+            coolDownMs: config.redisCoolDownMs,
+          }),
     observer: metrics,
   });
 }
 
-function createParts(config: Readonly<Config>, registry: ModelRegistry): Parts {
+/** Everything a server is made of but its sockets; tests build an orchestrator with it as serving does. */
+export function createParts(config: Readonly<Config>, registry: ModelRegistry): Parts {
   // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
   const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
   // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
   const cache = createCache({
     l1Bytes: config.l1Bytes,
-    redis: config.redisUrl === null ? null : {
-      url: config.redisUrl,
-      ttlSeconds: config.cacheTtlSeconds,
-      timeoutMs: config.redisTimeoutMs,
-      failureThreshold: config.redisFailureThreshold,
-      coolDownMs: config.redisCoolDownMs,
-    },
+    redis:
+      config.redisUrl === null
+        ? null
+        : {
+            url: config.redisUrl,
+            ttlSeconds: config.cacheTtlSeconds,
+            timeoutMs: config.redisTimeoutMs,
+            failureThreshold: config.redisFailureThreshold,
+            coolDownMs: config.redisCoolDownMs,
+          },
     observer: metrics,
   });
   const { textLane, imageLane } = createLanes(config, registry, metrics);
@@ -130,19 +152,36 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
         maxChars: config.maxChars,
         maxBodyBytes: config.maxBodyBytes,
         text: { maxBatchItems: config.textMaxBatchItems, maxBatchTokens: config.textMaxBatchTokens },
-        image: imageLane ? { maxBatchItems: config.imageMaxBatchItems, maxBodyBytes: config.maxImageBodyBytes, maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels } : null,
+        image: imageLane
+          ? {
+              maxBatchItems: config.imageMaxBatchItems,
+              maxBodyBytes: config.maxImageBodyBytes,
+              maxImageBytes: config.maxImageBytes,
+              maxImagePixels: config.maxImagePixels,
+            }
+          : null,
       },
-      access: { apiKeys: config.apiKeys.length > 0 ? new ApiKeys(config.apiKeys) : null, limiter, authOps: config.authOps },
+      access: {
+        apiKeys: config.apiKeys.length > 0 ? new ApiKeys(config.apiKeys) : null,
+        limiter,
+        authOps: config.authOps,
+      },
       accessLog: config.accessLog,
       hotAnswerBytes: config.hotAnswerBytes,
-      frontGate: { stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond, probesPerSecond: config.shedProbesPerSecond },
+      frontGate: {
+        stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond,
+        probesPerSecond: config.shedProbesPerSecond,
+      },
       ws: {
         limits: {
           maxInputs: config.maxInputs,
           maxTextFrameBytes: config.maxBodyBytes,
           maxInFlightItems: config.wsMaxInFlightItems,
           maxQueuedBytes: config.wsMaxQueuedBytes,
-          windowItems: { text: config.wsWindowBatches * config.textMaxBatchItems, image: config.wsWindowBatches * config.imageMaxBatchItems },
+          windowItems: {
+            text: config.wsWindowBatches * config.textMaxBatchItems,
+            image: config.wsWindowBatches * config.imageMaxBatchItems,
+          },
           highWaterBytes: config.wsHighWaterBytes,
           chunkItems: { text: config.textMaxBatchItems, image: config.imageMaxBatchItems },
         },
@@ -173,7 +212,8 @@ function installSignalHandlers(config: Readonly<Config>, server: RunningServer, 
     if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs));
     server.stopAccepting();
     const drained = await server.drained(config.shutdownTimeoutMs);
-    if (!drained) log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
+    if (!drained)
+      log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
     server.closeSockets();
     await Promise.all([parts.orchestrator.close(), parts.limiter?.close()]);
     log.info('stopped');
@@ -196,7 +236,16 @@ export async function serve(config: Readonly<Config>, pkg: PackageInfo): Promise
     pid: process.pid,
     textModels: registry.textTowers().map((t) => t.cacheId),
     text: { threads: config.textThreads, intraOpThreads: config.textIntraOpThreads, maxQueue: config.textMaxQueue },
-    ...(imageModels.length > 0 ? { imageModels, image: { threads: config.imageThreads, intraOpThreads: config.imageIntraOpThreads, maxQueue: config.imageMaxQueue } } : {}),
+    ...(imageModels.length > 0
+      ? {
+          imageModels,
+          image: {
+            threads: config.imageThreads,
+            intraOpThreads: config.imageIntraOpThreads,
+            maxQueue: config.imageMaxQueue,
+          },
+        }
+      : {}),
     reusePort: config.reusePort,
   });
   installSignalHandlers(config, server, parts);

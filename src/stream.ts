@@ -75,7 +75,10 @@ export class Stream<I> implements EmbedStream {
       else rest.push(index);
     });
     if (lookup.length === 0) return rest;
-    const found = await cache.peek(lookup.map((i) => key(i)!), model.dims);
+    const found = await cache.peek(
+      lookup.map((i) => key(i)!),
+      model.dims,
+    );
     const hits: { source: 'l1' | 'redis' }[] = [];
     lookup.forEach((index, k) => {
       const hit = found[k];
@@ -96,39 +99,70 @@ export class Stream<I> implements EmbedStream {
     const peeked = keyed.filter(({ index }) => this.#peeked.has(index));
     const fresh = keyed.filter(({ index }) => !this.#peeked.has(index) && !this.#parts.bypass(index));
     const bypassed = keyed.filter(({ index }) => this.#parts.bypass(index));
-    await Promise.all([this.#resolve(peeked, signal, true), this.#resolve(fresh, signal, false), this.#computeAround(bypassed.map((k) => k.index), signal)]);
+    await Promise.all([
+      this.#resolve(peeked, signal, true),
+      this.#resolve(fresh, signal, false),
+      this.#computeAround(
+        bypassed.map((k) => k.index),
+        signal,
+      ),
+    ]);
   }
 
   /** Keys for `indices`, fetching unkeyed items (a failed fetch is reported and leaves the chunk). */
   async #keys(indices: readonly number[]): Promise<{ index: number; key: string }[]> {
     const { key, fetchKey, sink } = this.#parts;
-    const keyed = await Promise.all(indices.map(async (index) => {
-      const known = key(index);
-      if (known !== null || !fetchKey) return { index, key: known ?? '' };
-      try {
-        return { index, key: await fetchKey(index) };
-      } catch (error) {
-        sink.error(index, asTwinlaneError(error));
-        return null;
-      }
-    }));
+    const keyed = await Promise.all(
+      indices.map(async (index) => {
+        const known = key(index);
+        if (known !== null || !fetchKey) return { index, key: known ?? '' };
+        try {
+          return { index, key: await fetchKey(index) };
+        } catch (error) {
+          sink.error(index, asTwinlaneError(error));
+          return null;
+        }
+      }),
+    );
     return keyed.filter((k): k is { index: number; key: string } => k !== null);
   }
 
-  async #resolve(items: readonly { index: number; key: string }[], signal: AbortSignal, skipRedis: boolean): Promise<void> {
+  async #resolve(
+    items: readonly { index: number; key: string }[],
+    signal: AbortSignal,
+    skipRedis: boolean,
+  ): Promise<void> {
     if (items.length === 0) return;
     const { cache, lane, model, param } = this.#parts;
-    const compute = laneCompute(lane, (k) => this.#parts.item(items[k]!.index), (k) => `${param}[${items[k]!.index}]`);
-    const results = cache.resolve(items.map((i) => i.key), compute, { dims: model.dims, cancellation: { signal }, skipRedis });
-    await this.#report(items.map((i) => i.index), results);
+    const compute = laneCompute(
+      lane,
+      (k) => this.#parts.item(items[k]!.index),
+      (k) => `${param}[${items[k]!.index}]`,
+    );
+    const results = cache.resolve(
+      items.map((i) => i.key),
+      compute,
+      { dims: model.dims, cancellation: { signal }, skipRedis },
+    );
+    await this.#report(
+      items.map((i) => i.index),
+      results,
+    );
   }
 
   /** Items whose cached answer could be untruthful (truncate:false over max tokens): computed directly. */
   async #computeAround(indices: readonly number[], signal: AbortSignal): Promise<void> {
     if (indices.length === 0) return;
     const { lane, param } = this.#parts;
-    const compute = laneCompute(lane, (k) => this.#parts.item(indices[k]!), (k) => `${param}[${indices[k]}]`);
-    const results = compute(indices.map((_, k) => k), { unwanted: () => unwantedBy(signal) }).map(async (promise): Promise<ResolvedVector> => {
+    const compute = laneCompute(
+      lane,
+      (k) => this.#parts.item(indices[k]!),
+      (k) => `${param}[${indices[k]}]`,
+    );
+    const results = compute(
+      indices.map((_, k) => k),
+      { unwanted: () => unwantedBy(signal) },
+    ).map(async (promise): Promise<ResolvedVector> => {
       const item = await promise;
       if (item.ok) return { ...item.value, timing: item.timing, source: 'computed' };
       throw 'error' in item ? item.error : abortError(signal);
@@ -137,19 +171,25 @@ export class Stream<I> implements EmbedStream {
   }
 
   /** Sends each result to the sink as it settles; cancelled items are nobody's answer and are not reported. */
-  async #report(indices: readonly number[], results: readonly Promise<ResolvedVector>[], bypassed = false): Promise<void> {
+  async #report(
+    indices: readonly number[],
+    results: readonly Promise<ResolvedVector>[],
+    bypassed = false,
+  ): Promise<void> {
     const { sink, dims } = this.#parts;
     const sources: { source: ResolvedVector['source'] | 'bypass' }[] = [];
-    await Promise.all(results.map(async (result, k) => {
-      const index = indices[k]!;
-      try {
-        const answer = await result;
-        sources.push({ source: bypassed ? 'bypass' : answer.source });
-        sink.vector(index, truncateDims(answer.vector, dims), answer.source === 'l1' || answer.source === 'redis');
-      } catch (error) {
-        if (!(error instanceof RequestCancelledError)) sink.error(index, asTwinlaneError(error));
-      }
-    }));
+    await Promise.all(
+      results.map(async (result, k) => {
+        const index = indices[k]!;
+        try {
+          const answer = await result;
+          sources.push({ source: bypassed ? 'bypass' : answer.source });
+          sink.vector(index, truncateDims(answer.vector, dims), answer.source === 'l1' || answer.source === 'redis');
+        } catch (error) {
+          if (!(error instanceof RequestCancelledError)) sink.error(index, asTwinlaneError(error));
+        }
+      }),
+    );
     this.#parts.count(sources);
   }
 }

@@ -46,7 +46,12 @@ export class Tokenizers {
     return tokenizer;
   }
 
-  async tokenize(tower: TextTower, texts: readonly string[], addSpecialTokens: boolean, unit: OffsetUnit): Promise<Tokenized[]> {
+  async tokenize(
+    tower: TextTower,
+    texts: readonly string[],
+    addSpecialTokens: boolean,
+    unit: OffsetUnit,
+  ): Promise<Tokenized[]> {
     const encodings = await this.#tokenizer(tower).encodeBatch([...texts], { addSpecialTokens });
     return encodings.map((encoding, i) => {
       const text = texts[i]!;
@@ -56,7 +61,11 @@ export class Tokenizers {
         ids: encoding.getIds(),
         tokens: encoding.getTokens(),
         special: encoding.getSpecialTokensMask().map((m) => m === 1),
-        offsets: encoding.getOffsets().map(([start = 0, end = 0]): readonly [number, number] => (index ? [index[start]!, index[end]!] : [start, end])),
+        offsets: encoding
+          .getOffsets()
+          .map(([start = 0, end = 0]): readonly [number, number] =>
+            index ? [index[start]!, index[end]!] : [start, end],
+          ),
       };
     });
   }

@@ -15,7 +15,12 @@ export class Usage {
   }
 
   /** Tokens over all of `texts`; with `needsUsage` false, texts without a known count add nothing. */
-  promptTokens(tower: TextTower, texts: readonly string[], answers: readonly { readonly tokens: number | null }[], needsUsage: boolean): number {
+  promptTokens(
+    tower: TextTower,
+    texts: readonly string[],
+    answers: readonly { readonly tokens: number | null }[],
+    needsUsage: boolean,
+  ): number {
     let tokens = 0;
     let counted = 0;
     answers.forEach((answer, i) => {

@@ -30,7 +30,7 @@ export interface CeilingOptions {
 
 const WORKER = new URL('../workers/ceiling-worker.js', import.meta.url);
 
-export function loadTokenizer(modelDir: string): Tokenizer {
+function loadTokenizer(modelDir: string): Tokenizer {
   const json = (file: string) => JSON.parse(readFileSync(path.join(modelDir, file), 'utf8')) as object;
   return new Tokenizer(json('tokenizer.json'), json('tokenizer_config.json'));
 }
@@ -49,12 +49,14 @@ export function layoutsFor(cores: number): Layout[] {
   const layouts: Layout[] = [];
   if (cores <= 4) {
     for (let sessions = 1; sessions <= cores; sessions++) {
-      for (let intraOpThreads = 1; sessions * intraOpThreads <= cores; intraOpThreads++) layouts.push({ sessions, intraOpThreads });
+      for (let intraOpThreads = 1; sessions * intraOpThreads <= cores; intraOpThreads++)
+        layouts.push({ sessions, intraOpThreads });
     }
     return layouts;
   }
   layouts.push({ sessions: 1, intraOpThreads: 1 });
-  for (let sessions = 1; sessions <= cores; sessions *= 2) layouts.push({ sessions, intraOpThreads: Math.floor(cores / sessions) });
+  for (let sessions = 1; sessions <= cores; sessions *= 2)
+    layouts.push({ sessions, intraOpThreads: Math.floor(cores / sessions) });
   return layouts;
 }
 
@@ -62,7 +64,9 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRo
   const tokenizer = loadTokenizer(options.modelDir);
   const onnxPath = path.join(options.modelDir, options.onnxFile ?? 'onnx/model.onnx');
   const workers = await Promise.all(
-    Array.from({ length: options.sessions }, () => startWorker(WORKER, { onnxPath, intraOpThreads: options.intraOpThreads } satisfies CeilingWorkerData)),
+    Array.from({ length: options.sessions }, () =>
+      startWorker(WORKER, { onnxPath, intraOpThreads: options.intraOpThreads } satisfies CeilingWorkerData),
+    ),
   );
   try {
     const rows: CeilingRow[] = [];
@@ -81,11 +85,19 @@ export async function measureCeiling(options: CeilingOptions): Promise<CeilingRo
         return { batches, minMs: options.minMs, minRuns: 3 };
       });
       const mark = cpuMark();
-      const reports = await Promise.all(workers.map((worker, i) => runTask<CeilingTask, CeilingReport>(worker, tasks[i]!)));
+      const reports = await Promise.all(
+        workers.map((worker, i) => runTask<CeilingTask, CeilingReport>(worker, tasks[i]!)),
+      );
       const textsPerSecond = reports.reduce((sum, r) => sum + (r.texts * 1000) / r.ms, 0);
       const runs = reports.reduce((sum, r) => sum + r.runs, 0);
       const ms = reports.reduce((sum, r) => sum + r.ms, 0);
-      rows.push({ batchSize, textsPerSecond, msPerRun: ms / runs, meanTokens: tokens / (batchCount * batchSize * workers.length), cpu: cpuSince(mark) });
+      rows.push({
+        batchSize,
+        textsPerSecond,
+        msPerRun: ms / runs,
+        meanTokens: tokens / (batchCount * batchSize * workers.length),
+        cpu: cpuSince(mark),
+      });
     }
     return rows;
   } finally {
@@ -111,7 +123,9 @@ export async function ceilingOverLayouts(
   for (const layout of layouts) {
     progress(`${layoutName(layout)} (sessions × intra-op threads), batches ${batchSizes.join('/')}`);
     for (const row of await measureCeiling({ ...base, ...layout, batchSizes })) {
-      progress(`${layoutName(layout)} batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
+      progress(
+        `${layoutName(layout)} batch ${row.batchSize}: ${row.textsPerSecond.toFixed(1)} texts/s (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`,
+      );
       rows.push({ ...row, ...layout });
     }
   }

@@ -7,7 +7,6 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-
 export interface Child {
   readonly process: ChildProcess;
   readonly port: number;
@@ -27,7 +26,11 @@ process.on('exit', () => {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
 export function startChild(script: string, env: NodeJS.ProcessEnv): Promise<Child> {
-  const child = spawn(process.execPath, [path.join(ROOT, script)], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(ROOT, script)], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const tail: string[] = [];
@@ -39,7 +42,10 @@ export function startChild(script: string, env: NodeJS.ProcessEnv): Promise<Chil
   createInterface({ input: child.stderr! }).on('line', keep);
   const stdout = createInterface({ input: child.stdout! });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} did not log "listening on" within 60 s:\n${tail.join('\n')}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${script} did not log "listening on" within 60 s:\n${tail.join('\n')}`)),
+      60_000,
+    );
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       reject(new Error(`${script} exited (${code ?? signal}) before listening:\n${tail.join('\n')}`));
@@ -80,7 +86,11 @@ export async function waitReady(port: number): Promise<void> {
 }
 
 export async function post(port: number, pathname: string, body: string): Promise<Response> {
-  const res = await fetch(`http://127.0.0.1:${port}${pathname}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const res = await fetch(`http://127.0.0.1:${port}${pathname}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  });
   await res.arrayBuffer();
   return res;
 }

@@ -44,7 +44,10 @@ function processCpuSeconds(pid: number): number {
 
 function machineTicks(): { busy: number; steal: number; total: number } {
   // user nice system idle iowait irq softirq steal (guest time is already inside user).
-  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = readFileSync('/proc/stat', 'utf8')
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = readFileSync(
+    '/proc/stat',
+    'utf8',
+  )
     .split('\n')[0]!
     .trim()
     .split(/\s+/)
@@ -70,7 +73,12 @@ export function cpuSince(mark: CpuMark, targetPid?: number): CpuShare {
   const loadGen = targetPid === undefined ? 0 : (self.user + self.system) / 1e6 / seconds;
   const total = now.total - mark.total;
   const busy = ((now.busy - mark.busy) / total) * cores;
-  return { target, loadGen, other: Math.max(0, busy - target - loadGen), steal: ((now.steal - mark.steal) / total) * cores };
+  return {
+    target,
+    loadGen,
+    other: Math.max(0, busy - target - loadGen),
+    steal: ((now.steal - mark.steal) / total) * cores,
+  };
 }
 
 /** More than this many cores' worth of other programs or steal makes a figure suspect. */

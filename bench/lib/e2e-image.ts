@@ -10,11 +10,32 @@ import { layoutsFor, type Layout } from './ceiling.js';
 import { resolveModel } from '../../src/models.js';
 import { startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
-import { CEILING_WARMUP_RUNS, measureImageCeiling, measurePreprocessing, type ImageCeilingOptions, type ImageCeilingRow } from './image-ceiling.js';
+import {
+  CEILING_WARMUP_RUNS,
+  measureImageCeiling,
+  measurePreprocessing,
+  type ImageCeilingOptions,
+  type ImageCeilingRow,
+} from './image-ceiling.js';
 import { JPEG_QUALITY, JPEG_SIZES, makeJpegs, withJpegComment, type Jpeg } from '../fixtures/jpegs.js';
 import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.js';
 import { percentiles } from './load.js';
-import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, pct, phaseRow, progress, resultsHeader, WARMUP_MS, type Phase } from './phase.js';
+import {
+  CEILING_MS,
+  cpuCells,
+  errorNote,
+  f0,
+  f1,
+  f2,
+  loadPhase,
+  MEASURE_MS,
+  pct,
+  phaseRow,
+  progress,
+  resultsHeader,
+  WARMUP_MS,
+  type Phase,
+} from './phase.js';
 import { scrape } from './scrape.js';
 
 export const IMAGE_MODEL = 'twinlane/clip-vision-standin';
@@ -51,7 +72,14 @@ interface SizeCost {
 
 function sizeCost(label: string, jpegs: readonly Jpeg[], micros: readonly number[]): SizeCost {
   const stats = percentiles(Float64Array.from(micros));
-  return { label, images: micros.length, meanBytes: jpegs.reduce((n, j) => n + j.bytes.length, 0) / jpegs.length, meanMicros: stats.mean, p50Micros: stats.p50, p95Micros: stats.p95 };
+  return {
+    label,
+    images: micros.length,
+    meanBytes: jpegs.reduce((n, j) => n + j.bytes.length, 0) / jpegs.length,
+    meanMicros: stats.mean,
+    p50Micros: stats.p50,
+    p95Micros: stats.p95,
+  };
 }
 
 type LayoutRow = ImageCeilingRow & Layout;
@@ -64,19 +92,36 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
   const config = loadConfig([], serverEnv);
   const model = await resolveModel(IMAGE_MODEL, 'image', { modelsDir, hubUrl: config.hubUrl, offline: true });
   if (model.kind !== 'image') throw new Error(`${IMAGE_MODEL} did not resolve as an image model`);
-  const worker = { onnxPath: model.onnxPath, intraOpThreads: config.imageIntraOpThreads, preprocess: model.preprocess, maxPixels: config.maxImagePixels };
+  const worker = {
+    onnxPath: model.onnxPath,
+    intraOpThreads: config.imageIntraOpThreads,
+    preprocess: model.preprocess,
+    maxPixels: config.maxImagePixels,
+  };
   const pictures = new PictureSupply();
 
-  progress(`(g) sharp preprocessing alone: ${PREPROCESS_PER_SIZE} images per size class on one thread (sharp.concurrency ${config.imageIntraOpThreads})`);
+  progress(
+    `(g) sharp preprocessing alone: ${PREPROCESS_PER_SIZE} images per size class on one thread (sharp.concurrency ${config.imageIntraOpThreads})`,
+  );
   const costPool = await pictures.take(PREPROCESS_WARMUP + PREPROCESS_PER_SIZE * JPEG_SIZES.length);
-  const costRun = await measurePreprocessing(worker, costPool.map((j) => j.bytes), PREPROCESS_WARMUP);
+  const costRun = await measurePreprocessing(
+    worker,
+    costPool.map((j) => j.bytes),
+    PREPROCESS_WARMUP,
+  );
   const timedPool = costPool.slice(PREPROCESS_WARMUP);
   const costs = JPEG_SIZES.map(([w, h]) => {
     const indices = timedPool.flatMap((j, i) => (j.width === w && j.height === h ? [i] : []));
-    return sizeCost(`${w}×${h}`, indices.map((i) => timedPool[i]!), indices.map((i) => costRun.micros[i]!));
+    return sizeCost(
+      `${w}×${h}`,
+      indices.map((i) => timedPool[i]!),
+      indices.map((i) => costRun.micros[i]!),
+    );
   });
   const allCost = sizeCost('all (equal mix)', timedPool, costRun.micros);
-  progress(`(g) ${f0(allCost.meanMicros)} µs per image on average (${costs.map((c) => `${c.label} ${f0(c.meanMicros)}`).join(', ')})`);
+  progress(
+    `(g) ${f0(allCost.meanMicros)} µs per image on average (${costs.map((c) => `${c.label} ${f0(c.meanMicros)}`).join(', ')})`,
+  );
 
   const batchSizes = BATCH_SIZES.filter((b) => b <= config.imageMaxBatchItems);
   const ceilingOptions = (layout: Layout, sizes: readonly number[]): ImageCeilingOptions => ({
@@ -88,15 +133,20 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
   });
   const ceiling: LayoutRow[] = [];
   for (const layout of layoutsFor(os.availableParallelism())) {
-    progress(`(e) raw ceiling: ${layoutName(layout)} (sessions × intra-op threads), decode + preprocess + model, batches ${batchSizes.join('/')}`);
+    progress(
+      `(e) raw ceiling: ${layoutName(layout)} (sessions × intra-op threads), decode + preprocess + model, batches ${batchSizes.join('/')}`,
+    );
     for (const row of await measureImageCeiling(ceilingOptions(layout, batchSizes))) {
-      progress(`(e) ${layoutName(layout)} batch ${row.batchSize}: ${row.imagesPerSecond.toFixed(1)} images/s, ${pct(row.preprocessShare)} in preprocessing (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`);
+      progress(
+        `(e) ${layoutName(layout)} batch ${row.batchSize}: ${row.imagesPerSecond.toFixed(1)} images/s, ${pct(row.preprocessShare)} in preprocessing (other ${row.cpu.other.toFixed(2)} cores, steal ${row.cpu.steal.toFixed(2)})`,
+      );
       ceiling.push({ ...row, ...layout });
     }
   }
   const bestRow = best(ceiling);
 
-  const poolSize = Math.ceil(bestRow.imagesPerSecond * ((WARMUP_MS + MEASURE_MS) / 1000) * SERVER_POOL_MARGIN) + CONCURRENCY;
+  const poolSize =
+    Math.ceil(bestRow.imagesPerSecond * ((WARMUP_MS + MEASURE_MS) / 1000) * SERVER_POOL_MARGIN) + CONCURRENCY;
   progress(`(f) generating ${poolSize} distinct JPEGs`);
   const pool = await pictures.take(poolSize);
   let sent = 0;
@@ -117,7 +167,13 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     server = await startChild('dist/src/main.js', serverEnv);
     await waitReady(server.port);
     const before = await scrape(server.port);
-    f = await loadPhase('(f) server, distinct JPEGs', server, { path: '/embed/image', concurrency: CONCURRENCY, body: nextJpeg, contentType: 'image/jpeg', sampleHeader: 'x-cache-hits' });
+    f = await loadPhase('(f) server, distinct JPEGs', server, {
+      path: '/embed/image',
+      concurrency: CONCURRENCY,
+      body: nextJpeg,
+      contentType: 'image/jpeg',
+      sampleHeader: 'x-cache-hits',
+    });
     activity = laneActivity(before, await scrape(server.port), 'image');
   } finally {
     await stopChild(server);
@@ -132,8 +188,12 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
   const e = eRow.imagesPerSecond;
   const ratio = f.load.throughput / e;
   // An absent header counts as no hit here; the /metrics counters below still catch any.
-  const cacheHits = Object.entries(f.load.headerValues).reduce((n, [hits, count]) => n + (Number(hits) || 0) * count, 0);
-  const servedFromCache = (activity.cacheItems['l1'] ?? 0) + (activity.cacheItems['redis'] ?? 0) + (activity.cacheItems['joined'] ?? 0);
+  const cacheHits = Object.entries(f.load.headerValues).reduce(
+    (n, [hits, count]) => n + (Number(hits) || 0) * count,
+    0,
+  );
+  const servedFromCache =
+    (activity.cacheItems['l1'] ?? 0) + (activity.cacheItems['redis'] ?? 0) + (activity.cacheItems['joined'] ?? 0);
   // Per image on one session: what the ceiling spends on one image, against preprocessing alone.
   const ceilingMicrosPerImage = (eRow.sessions * 1e6) / e;
   const sizeMix = JPEG_SIZES.map(([w, h]) => `${w}×${h}`).join(', ');
@@ -163,7 +223,7 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     '',
     `- The winning layout: ${layoutName(eRow)} (sessions × intra-op threads) at batch ${eRow.batchSize}; the server's image lane is ${config.imageThreads} × ${config.imageIntraOpThreads}.`,
     '',
-    '### (e) The machine\'s raw image ceiling, by thread layout and batch size',
+    "### (e) The machine's raw image ceiling, by thread layout and batch size",
     '',
     `Every layout of sessions × intra-op threads that fits the machine's ${os.availableParallelism()} cores, each session on its own worker thread, made by the lane's own \`createSession\` (inter-op 1, sequential, graph optimisation "all", no spinning) and the lane's own preprocessor (\`createPreprocessor\` from lanes/image-preprocess.ts, sharp.concurrency = the layout's intra-op threads, sharp cache off), run at normal priority (the lane runs at nice ${config.imageNice}, which only matters when something else wants the cores). A run decodes and preprocesses its batch's JPEGs into a fresh tensor, then runs the model; every run gets new pictures. ${CEILING_WARMUP_RUNS} warm-up runs, then ≥ ${CEILING_MS / 1000} s and ≥ 3 runs per batch size, unless the pool ran out (marked). The best row is measured again after (f) (re-check); (e) is the higher of the two.`,
     '',
@@ -180,7 +240,10 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     '',
     '| JPEG size | images | mean KiB | mean µs | p50 µs | p95 µs | images/s on one thread |',
     '|---|---:|---:|---:|---:|---:|---:|',
-    ...[...costs, allCost].map((c) => `| ${c.label} | ${c.images} | ${f1(c.meanBytes / 1024)} | ${f0(c.meanMicros)} | ${f0(c.p50Micros)} | ${f0(c.p95Micros)} | ${f0(1e6 / c.meanMicros)} |`),
+    ...[...costs, allCost].map(
+      (c) =>
+        `| ${c.label} | ${c.images} | ${f1(c.meanBytes / 1024)} | ${f0(c.meanMicros)} | ${f0(c.p50Micros)} | ${f0(c.p95Micros)} | ${f0(1e6 / c.meanMicros)} |`,
+    ),
     '',
     `- Share of the ceiling: (e) spends ${f0(ceilingMicrosPerImage)} µs of a session's time per image (${config.imageThreads} session(s) ÷ ${f0(e)} images/s); preprocessing alone takes ${f0(allCost.meanMicros)} µs of it on average, ${pct(allCost.meanMicros / ceilingMicrosPerImage)}. Timed inside the ceiling's own runs at batch ${eRow.batchSize}, decode + preprocess was ${pct(eRow.preprocessShare)} of the session's time.`,
     '',

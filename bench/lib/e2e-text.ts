@@ -15,13 +15,33 @@ import { readFileSync } from 'node:fs';
 import { post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
 import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.js';
-import { CEILING_MS, cpuCells, errorNote, f0, f1, f2, loadPhase, MEASURE_MS, pct, phaseRow, progress, resultsHeader, usPerItem, WARMUP_MS, type Phase } from './phase.js';
+import {
+  CEILING_MS,
+  cpuCells,
+  errorNote,
+  f0,
+  f1,
+  f2,
+  loadPhase,
+  MEASURE_MS,
+  pct,
+  phaseRow,
+  progress,
+  resultsHeader,
+  usPerItem,
+  WARMUP_MS,
+  type Phase,
+} from './phase.js';
 import { IMAGE_MODEL } from './e2e-image.js';
 import { scrape } from './scrape.js';
 import { SentenceSource } from '../fixtures/texts.js';
 
 export const TEXT_MODEL = 'twinlane/minilm-l6-standin';
-const TJS_VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as { version: string }).version;
+const TJS_VERSION = (
+  JSON.parse(readFileSync(path.join(ROOT, 'node_modules/@huggingface/transformers/package.json'), 'utf8')) as {
+    version: string;
+  }
+).version;
 const CONCURRENCY = 64;
 const BATCH_SIZES = [1, 4, 8, 16, 32];
 
@@ -40,8 +60,14 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   const batchSizes = BATCH_SIZES.filter((b) => b <= config.textMaxBatchItems);
   const layouts = layoutsFor(os.availableParallelism());
   const ceilingTexts = new SentenceSource(0, 50_000 * layouts.length);
-  const ceilingOptions = { modelDir: path.join(modelsDir, TEXT_MODEL), nextText: () => ceilingTexts.next(), minMs: CEILING_MS };
-  const { rows: ceiling, best } = await ceilingOverLayouts(ceilingOptions, layouts, batchSizes, (line) => progress(`(a) raw ONNX Runtime: ${line}`));
+  const ceilingOptions = {
+    modelDir: path.join(modelsDir, TEXT_MODEL),
+    nextText: () => ceilingTexts.next(),
+    minMs: CEILING_MS,
+  };
+  const { rows: ceiling, best } = await ceilingOverLayouts(ceilingOptions, layouts, batchSizes, (line) =>
+    progress(`(a) raw ONNX Runtime: ${line}`),
+  );
 
   let server: Child | undefined;
   let echo: Child | undefined;
@@ -71,20 +97,38 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     let turn = 0;
     const repeated = () => repeatedBodies[turn++ % REPEATED_TEXTS]!;
     before = await scrape(srv.port);
-    c = await loadPhase('(c) server, repeated texts (cache hits)', srv, { ...openAi, body: repeated, sampleHeader: 'x-cache-hits' });
+    c = await loadPhase('(c) server, repeated texts (cache hits)', srv, {
+      ...openAi,
+      body: repeated,
+      sampleHeader: 'x-cache-hits',
+    });
     after = await scrape(srv.port);
     activityC = laneActivity(before, after, 'text');
     cacheHitShare = (c.load.headerValues['1'] ?? 0) / Math.max(1, c.load.requests);
     await stopChild(server);
 
     // Same answer size as the real one, so (d) moves the same bytes as (c).
-    echo = await startChild('dist/bench/workers/echo-server.js', { ...process.env, ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206) });
+    echo = await startChild('dist/bench/workers/echo-server.js', {
+      ...process.env,
+      ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206),
+    });
     turn = 0;
-    d = await loadPhase('(d) bare uWebSockets.js echo', echo, { path: '/echo', concurrency: CONCURRENCY, body: repeated });
+    d = await loadPhase('(d) bare uWebSockets.js echo', echo, {
+      path: '/echo',
+      concurrency: CONCURRENCY,
+      body: repeated,
+    });
     await stopChild(echo);
 
-    tjs = await startChild('dist/bench/workers/transformers-server.js', { ...process.env, TJS_MODELS_DIR: modelsDir, TJS_MODEL: TEXT_MODEL });
-    bt = await loadPhase('(t-b) transformers.js + node:http, unique texts', tjs, { ...openAi, body: () => openAiBody(uniqueTexts.next()) });
+    tjs = await startChild('dist/bench/workers/transformers-server.js', {
+      ...process.env,
+      TJS_MODELS_DIR: modelsDir,
+      TJS_MODEL: TEXT_MODEL,
+    });
+    bt = await loadPhase('(t-b) transformers.js + node:http, unique texts', tjs, {
+      ...openAi,
+      body: () => openAiBody(uniqueTexts.next()),
+    });
     turn = 0;
     ct = await loadPhase('(t-c) transformers.js + node:http, repeated texts', tjs, { ...openAi, body: repeated });
   } finally {
@@ -103,7 +147,11 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   const ratioCD = c.load.throughput / d.load.throughput;
   const verdict = (ratio: number, target: number) => (ratio >= target ? 'met' : 'not met');
   const notes = [b, c, d, bt, ct].map(errorNote).filter((n): n is string => n !== null);
-  const vsTjs = { unique: b.load.throughput / bt.load.throughput, p99: b.load.latencyMs.p99 / bt.load.latencyMs.p99, repeated: c.load.throughput / ct.load.throughput };
+  const vsTjs = {
+    unique: b.load.throughput / bt.load.throughput,
+    p99: b.load.latencyMs.p99 / bt.load.latencyMs.p99,
+    repeated: c.load.throughput / ct.load.throughput,
+  };
   const aRow = a === best.textsPerSecond ? best : recheck;
 
   return [
@@ -141,7 +189,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     `- (t-b), (t-c): \`@huggingface/transformers\` ${TJS_VERSION}'s feature-extraction pipeline (mean pooling, normalised) on the same model folder, one pipeline call per request behind \`node:http\` (bench/workers/transformers-server.ts), ONNX Runtime's default threads, no cache: the same load and bodies as (b) and (c).`,
     `- Server CPU per answer: ${usPerItem(c.cpu, c.load.throughput)} µs for a cache hit (c) vs ${usPerItem(d.cpu, d.load.throughput)} µs for the bare echo (d); by CPU cost alone c/d would be ${f2(d.cpu.target / d.load.throughput / (c.cpu.target / c.load.throughput))}.`,
     '',
-    '### (a) The machine\'s raw ONNX Runtime ceiling, by thread layout and batch size',
+    "### (a) The machine's raw ONNX Runtime ceiling, by thread layout and batch size",
     '',
     `Every layout of sessions × intra-op threads that fits the machine's ${os.availableParallelism()} cores, each session on its own worker thread with the lane's session options (inter-op 1, sequential, graph optimisation "all", no spinning), at every batch size the lane may form (up to its max batch of ${config.textMaxBatchItems}); pre-tokenized with the real tokenizer, padded to the longest row of each batch, tensors built before timing; 2 warm-up runs, then ≥ ${CEILING_MS / 1000} s and ≥ 3 runs per row. The best row is measured again after the server phases (re-check); (a) is the higher of the two.`,
     '',

@@ -1,7 +1,13 @@
 // The raw image ceiling: images/s of the image lane's work alone (sharp decode + preprocess of JPEG
 // bytes, then ONNX Runtime) on the lane's thread budget, one session per worker thread, and the cost
 // of preprocessing alone per image. Every image is decoded once: pools are sized for each window.
-import type { ImageCeilingReport, ImageCeilingTask, ImageCeilingWorkerData, PreprocessReport, PreprocessTask } from '../workers/image-ceiling-worker.js';
+import type {
+  ImageCeilingReport,
+  ImageCeilingTask,
+  ImageCeilingWorkerData,
+  PreprocessReport,
+  PreprocessTask,
+} from '../workers/image-ceiling-worker.js';
 import { cpuMark, cpuSince, type CpuShare } from './cpu.js';
 import { runTask, startWorker } from './worker-calls.js';
 
@@ -38,13 +44,21 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
 }
 
 export async function measureImageCeiling(options: ImageCeilingOptions): Promise<ImageCeilingRow[]> {
-  const workers = await Promise.all(Array.from({ length: options.sessions }, () => startWorker(WORKER, options.worker)));
+  const workers = await Promise.all(
+    Array.from({ length: options.sessions }, () => startWorker(WORKER, options.worker)),
+  );
   try {
     // A few single-image runs first (not reported) size the first pool; later pools follow the rows.
     const probe = await Promise.all(
       workers.map(async (worker) => {
         const batches = chunk(await options.nextImages(CEILING_WARMUP_RUNS + PROBE_RUNS), 1);
-        return runTask<ImageCeilingTask, ImageCeilingReport>(worker, { type: 'ceiling', batches, warmupBatches: CEILING_WARMUP_RUNS, minMs: 0, minRuns: PROBE_RUNS });
+        return runTask<ImageCeilingTask, ImageCeilingReport>(worker, {
+          type: 'ceiling',
+          batches,
+          warmupBatches: CEILING_WARMUP_RUNS,
+          minMs: 0,
+          minRuns: PROBE_RUNS,
+        });
       }),
     );
     let expected = probe.reduce((total, r) => total + (r.images * 1000) / r.ms, 0);
@@ -56,10 +70,18 @@ export async function measureImageCeiling(options: ImageCeilingOptions): Promise
       const tasks: ImageCeilingTask[] = [];
       for (let s = 0; s < options.sessions; s++) {
         const images = await options.nextImages(batches * batchSize);
-        tasks.push({ type: 'ceiling', batches: chunk(images, batchSize), warmupBatches: CEILING_WARMUP_RUNS, minMs: options.minMs, minRuns: MIN_RUNS });
+        tasks.push({
+          type: 'ceiling',
+          batches: chunk(images, batchSize),
+          warmupBatches: CEILING_WARMUP_RUNS,
+          minMs: options.minMs,
+          minRuns: MIN_RUNS,
+        });
       }
       const mark = cpuMark();
-      const reports = await Promise.all(workers.map((worker, i) => runTask<ImageCeilingTask, ImageCeilingReport>(worker, tasks[i]!)));
+      const reports = await Promise.all(
+        workers.map((worker, i) => runTask<ImageCeilingTask, ImageCeilingReport>(worker, tasks[i]!)),
+      );
       const cpu = cpuSince(mark);
       const sum = (pick: (r: ImageCeilingReport) => number) => reports.reduce((total, r) => total + pick(r), 0);
       const row: ImageCeilingRow = {
@@ -81,7 +103,11 @@ export async function measureImageCeiling(options: ImageCeilingOptions): Promise
 }
 
 /** Microseconds per image of the lane's preprocessor alone, one image at a time on one worker thread. */
-export async function measurePreprocessing(worker: ImageCeilingWorkerData, images: readonly Uint8Array[], warmup: number): Promise<{ micros: readonly number[]; cpu: CpuShare }> {
+export async function measurePreprocessing(
+  worker: ImageCeilingWorkerData,
+  images: readonly Uint8Array[],
+  warmup: number,
+): Promise<{ micros: readonly number[]; cpu: CpuShare }> {
   const thread = await startWorker(WORKER, worker);
   try {
     const mark = cpuMark();

@@ -12,8 +12,13 @@ export interface LaneActivity {
   readonly cacheItems: Readonly<Record<string, number>>;
 }
 
-export function laneActivity(before: readonly Sample[], after: readonly Sample[], lane: 'text' | 'image'): LaneActivity {
-  const delta = (name: string, labels: Record<string, string> = {}) => value(after, name, labels) - value(before, name, labels);
+export function laneActivity(
+  before: readonly Sample[],
+  after: readonly Sample[],
+  lane: 'text' | 'image',
+): LaneActivity {
+  const delta = (name: string, labels: Record<string, string> = {}) =>
+    value(after, name, labels) - value(before, name, labels);
   const ofLane = { lane };
   const batches = delta('twinlane_lane_batch_size_count', ofLane);
   let previous = 0;
@@ -25,13 +30,16 @@ export function laneActivity(before: readonly Sample[], after: readonly Sample[]
   });
   const cacheItems: Record<string, number> = {};
   for (const s of pick(after, 'twinlane_cache_items_total', ofLane)) {
-    cacheItems[s.labels['result'] ?? '?'] = delta('twinlane_cache_items_total', { ...ofLane, result: s.labels['result'] ?? '' });
+    cacheItems[s.labels['result'] ?? '?'] = delta('twinlane_cache_items_total', {
+      ...ofLane,
+      result: s.labels['result'] ?? '',
+    });
   }
   return {
     batches,
     meanBatch: delta('twinlane_lane_batch_size_sum', ofLane) / batches,
     histogram,
-    meanInferenceMs: (delta('twinlane_lane_inference_seconds_sum', ofLane) * 1000) / batches,
+    meanInferenceMs: (delta('twinlane_lane_batch_seconds_sum', ofLane) * 1000) / batches,
     meanQueueMs: (delta('twinlane_lane_queue_seconds_sum', ofLane) * 1000) / batches,
     cacheItems,
   };

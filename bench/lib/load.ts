@@ -133,10 +133,13 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       });
     };
     // Bounded whatever the server does: answers still missing after the drain count as errors.
-    const hardStop = setTimeout(() => {
-      for (let i = 0; i < inFlight; i++) fail('no answer before the drain deadline');
-      finish();
-    }, options.warmupMs + options.durationMs + (options.drainMs ?? 5000));
+    const hardStop = setTimeout(
+      () => {
+        for (let i = 0; i < inFlight; i++) fail('no answer before the drain deadline');
+        finish();
+      },
+      options.warmupMs + options.durationMs + (options.drainMs ?? 5000),
+    );
 
     let clients = concurrency;
     const retire = () => {
@@ -162,7 +165,11 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       };
 
       const send = () => {
-        if (finished || performance.now() >= windowEnd || (options.requests !== undefined && issued >= options.requests)) {
+        if (
+          finished ||
+          performance.now() >= windowEnd ||
+          (options.requests !== undefined && issued >= options.requests)
+        ) {
           done = true;
           socket.end();
           return;
@@ -207,7 +214,8 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
           retrying = false;
           if (status >= 200 && status < 300) retried.ok++;
         }
-        const retryAfter = options.honorRetryAfter && status === 429 ? Number(/\r\nretry-after:[ \t]*(\d+)/i.exec(head)?.[1] ?? 1) : 0;
+        const retryAfter =
+          options.honorRetryAfter && status === 429 ? Number(/\r\nretry-after:[ \t]*(\d+)/i.exec(head)?.[1] ?? 1) : 0;
         if (retryAfter > 0) {
           retrying = true;
           retried.sent++;

@@ -16,13 +16,20 @@ export async function quietSample(warn: (line: string) => void): Promise<CpuShar
   const mark = cpuMark();
   await new Promise((r) => setTimeout(r, 1000));
   const quiet = cpuSince(mark);
-  if (disturbed(quiet)) warn(`warning: other programs use ${quiet.other.toFixed(2)} cores and steal is ${quiet.steal.toFixed(2)} cores; figures will be noisy`);
+  if (disturbed(quiet))
+    warn(
+      `warning: other programs use ${quiet.other.toFixed(2)} cores and steal is ${quiet.steal.toFixed(2)} cores; figures will be noisy`,
+    );
   return quiet;
 }
 
 /** The machine lines of a results file's header. */
 export function machineLines(quiet: CpuShare): string[] {
-  const ortVersion = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string }).version;
+  const ortVersion = (
+    JSON.parse(readFileSync(path.join(ROOT, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as {
+      version: string;
+    }
+  ).version;
   return [
     `- Machine: ${cpuModel()}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB; Node ${process.version}, onnxruntime-node ${ortVersion}`,
     `- Before the run, other programs used ${f2(quiet.other)} cores and steal was ${f2(quiet.steal)} cores (1 s sample)`,

@@ -30,7 +30,9 @@ export async function loadPhase(label: string, target: Child, load: PhaseLoad): 
   const mark = cpuMark(target.pid);
   const result = await runLoad({ ...load, port: target.port, warmupMs: WARMUP_MS, durationMs: MEASURE_MS });
   const cpu = cpuSince(mark, target.pid);
-  progress(`${label}: ${result.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, load gen ${cpu.loadGen.toFixed(2)}, other ${cpu.other.toFixed(2)}, steal ${cpu.steal.toFixed(2)}), p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`);
+  progress(
+    `${label}: ${result.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, load gen ${cpu.loadGen.toFixed(2)}, other ${cpu.other.toFixed(2)}, steal ${cpu.steal.toFixed(2)}), p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`,
+  );
   return { label, load: result, cpu };
 }
 

@@ -1,6 +1,5 @@
 // Reading the server's Prometheus text, so benchmarks can report what the lanes did during a phase.
 
-
 export interface Sample {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;

@@ -59,15 +59,32 @@ export async function runCodecBench(timeMs = 400): Promise<CodecResult[]> {
   if (sink === 0) throw new Error('nothing ran');
   return bench.tasks.map((task) => {
     const r = task.result;
-    if (r.state !== 'completed') throw new Error(`${task.name}: ${r.state}${r.state === 'errored' ? `: ${r.error.message}` : ''}`);
-    return { name: task.name, nsPerOp: r.latency.mean * 1e6, p50Ns: r.latency.p50 * 1e6, opsPerSecond: r.throughput.mean, samples: r.latency.samplesCount };
+    if (r.state !== 'completed')
+      throw new Error(`${task.name}: ${r.state}${r.state === 'errored' ? `: ${r.error.message}` : ''}`);
+    return {
+      name: task.name,
+      nsPerOp: r.latency.mean * 1e6,
+      p50Ns: r.latency.p50 * 1e6,
+      opsPerSecond: r.throughput.mean,
+      samples: r.latency.samplesCount,
+    };
   });
 }
 
 export function formatCodec(results: readonly CodecResult[]): string {
-  const rows = [['task', 'mean ns/op', 'p50 ns/op', 'ops/s'], ...results.map((r) => [r.name, r.nsPerOp.toFixed(0), r.p50Ns.toFixed(0), Math.round(r.opsPerSecond).toLocaleString('en-US')])];
+  const rows = [
+    ['task', 'mean ns/op', 'p50 ns/op', 'ops/s'],
+    ...results.map((r) => [
+      r.name,
+      r.nsPerOp.toFixed(0),
+      r.p50Ns.toFixed(0),
+      Math.round(r.opsPerSecond).toLocaleString('en-US'),
+    ]),
+  ];
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
-  return rows.map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
+  return rows
+    .map((row) => row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '))
+    .join('\n');
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -43,49 +43,114 @@ async function main(): Promise<void> {
   const never: ComputeMisses = () => {
     throw new Error('an L1 hit reached compute');
   };
-  const seeded: ComputeMisses = (indices) => indices.map(() => Promise.resolve({ ok: true, value: { vector: v, tokens: 19 } }));
+  const seeded: ComputeMisses = (indices) =>
+    indices.map(() => Promise.resolve({ ok: true, value: { vector: v, tokens: 19 } }));
   await Promise.all(cache.resolve([key], seeded));
   const hot = new HotAnswers(1 << 20);
   const hotKey = hot.key('/v1/embeddings', 'openai', BODY)!;
   hot.set(hotKey, { lane: 'text', cacheKeys: [key], contentType: 'application/json', headers: {}, body: 'kept' });
   const registry = new client.Registry();
-  const counter = new client.Counter({ name: 'naive_items_total', help: 'h', labelNames: ['lane', 'result'], registers: [registry] });
-  const tally = new Tally({ name: 'tally_items_total', help: 'h', labelNames: ['lane', 'result'], registers: [registry] });
+  const counter = new client.Counter({
+    name: 'naive_items_total',
+    help: 'h',
+    labelNames: ['lane', 'result'],
+    registers: [registry],
+  });
+  const tally = new Tally({
+    name: 'tally_items_total',
+    help: 'h',
+    labelNames: ['lane', 'result'],
+    registers: [registry],
+  });
   let idCounter = 0;
   const idPrefix = randomUUID().slice(0, 24);
   let sink = 0;
 
   const stages: [string, string, () => void | Promise<void>][] = [
     ['identity', 'naive: crypto.randomUUID()', () => void (sink += randomUUID().length)],
-    ['identity', 'twinlane: random prefix + counter (server/exchange.ts)', () => void (sink += `${idPrefix}${(++idCounter).toString(16).padStart(12, '0')}`.length)],
-    ['parse', 'naive: JSON.parse(body.toString()) + fields', () => {
-      const body = JSON.parse(BODY.toString()) as Record<string, unknown>;
-      sink += (body['input'] as string).length;
-    }],
-    ['parse', 'twinlane: strict UTF-8 + JSON.parse + typed fields (whole flow)', () => {
-      const body = requireObject(parseJson(BODY));
-      sink += textInputs(body, 'input').length + (optionalString(body, 'model')?.length ?? 0) + optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float').length;
-    }],
-    ['parse', 'twinlane: hot-answer key and lookup (repeated request: no parse)', () => void (sink += hot.get(hot.key('/v1/embeddings', 'openai', BODY)!) ? 1 : 0)],
-    ['key', 'naive: createHash().update().digest()', () => void (sink += `twinlane:${MODEL}:n1:${createHash('sha256').update(TEXT).digest('hex')}`.length)],
-    ['key', 'twinlane: crypto.hash one-shot (cache/keys.ts)', () => void (sink += textKey('twinlane', MODEL, true, TEXT).length)],
-    ['lookup', 'naive: await Promise.all(cache.resolve(keys))', async () => {
-      const [hit] = await Promise.all(cache.resolve([key], never));
-      sink += hit!.vector.length;
-    }],
+    [
+      'identity',
+      'twinlane: random prefix + counter (server/exchange.ts)',
+      () => void (sink += `${idPrefix}${(++idCounter).toString(16).padStart(12, '0')}`.length),
+    ],
+    [
+      'parse',
+      'naive: JSON.parse(body.toString()) + fields',
+      () => {
+        const body = JSON.parse(BODY.toString()) as Record<string, unknown>;
+        sink += (body['input'] as string).length;
+      },
+    ],
+    [
+      'parse',
+      'twinlane: strict UTF-8 + JSON.parse + typed fields (whole flow)',
+      () => {
+        const body = requireObject(parseJson(BODY));
+        sink +=
+          textInputs(body, 'input').length +
+          (optionalString(body, 'model')?.length ?? 0) +
+          optionalEnum(body, 'encoding_format', ['float', 'base64'], 'float').length;
+      },
+    ],
+    [
+      'parse',
+      'twinlane: hot-answer key and lookup (repeated request: no parse)',
+      () => void (sink += hot.get(hot.key('/v1/embeddings', 'openai', BODY)!) ? 1 : 0),
+    ],
+    [
+      'key',
+      'naive: createHash().update().digest()',
+      () => void (sink += `twinlane:${MODEL}:n1:${createHash('sha256').update(TEXT).digest('hex')}`.length),
+    ],
+    [
+      'key',
+      'twinlane: crypto.hash one-shot (cache/keys.ts)',
+      () => void (sink += textKey('twinlane', MODEL, true, TEXT).length),
+    ],
+    [
+      'lookup',
+      'naive: await Promise.all(cache.resolve(keys))',
+      async () => {
+        const [hit] = await Promise.all(cache.resolve([key], never));
+        sink += hit!.vector.length;
+      },
+    ],
     ['lookup', 'twinlane: cache.touch(keys) for a hot answer', () => void (sink += cache.touch([key]) ? 1 : 0)],
-    ['encode', 'naive: JSON.stringify of the OpenAI answer, base64', () => {
-      const embedding = Buffer.from(v.buffer, v.byteOffset, DIMS * 4).toString('base64');
-      sink += JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model: MODEL, usage: { prompt_tokens: 19, total_tokens: 19 } }).length;
-    }],
-    ['encode', 'twinlane: base64 answer written by hand (routes/embeddings.ts)', () => {
-      const embedding = `"${float32Bytes([v], DIMS).toString('base64')}"`;
-      sink += `{"object":"list","data":[{"object":"embedding","index":0,"embedding":${embedding}}],"model":${JSON.stringify(MODEL)},"usage":{"prompt_tokens":19,"total_tokens":19}}`.length;
-    }],
-    ['encode', 'naive: JSON.stringify(Array.from(vector)) (float answers)', () => void (sink += JSON.stringify(Array.from(v)).length)],
+    [
+      'encode',
+      'naive: JSON.stringify of the OpenAI answer, base64',
+      () => {
+        const embedding = Buffer.from(v.buffer, v.byteOffset, DIMS * 4).toString('base64');
+        sink += JSON.stringify({
+          object: 'list',
+          data: [{ object: 'embedding', index: 0, embedding }],
+          model: MODEL,
+          usage: { prompt_tokens: 19, total_tokens: 19 },
+        }).length;
+      },
+    ],
+    [
+      'encode',
+      'twinlane: base64 answer written by hand (routes/embeddings.ts)',
+      () => {
+        const embedding = `"${float32Bytes([v], DIMS).toString('base64')}"`;
+        sink +=
+          `{"object":"list","data":[{"object":"embedding","index":0,"embedding":${embedding}}],"model":${JSON.stringify(MODEL)},"usage":{"prompt_tokens":19,"total_tokens":19}}`
+            .length;
+      },
+    ],
+    [
+      'encode',
+      'naive: JSON.stringify(Array.from(vector)) (float answers)',
+      () => void (sink += JSON.stringify(Array.from(v)).length),
+    ],
     ['encode', 'twinlane: jsonVector, Float32Array#join (server/reply.ts)', () => void (sink += jsonVector(v).length)],
     ['metrics', 'naive: prom-client counter.inc({labels}, n)', () => counter.inc({ lane: 'text', result: 'l1' }, 1)],
-    ['metrics', 'twinlane: Tally.add (folded in at scrape, src/tally.ts)', () => tally.add('text l1', () => ({ lane: 'text', result: 'l1' }), 1)],
+    [
+      'metrics',
+      'twinlane: Tally.add (folded in at scrape, src/tally.ts)',
+      () => tally.add('text l1', () => ({ lane: 'text', result: 'l1' }), 1),
+    ],
   ];
   const bench = new Bench({ name: 'hit path', time: 600, warmupTime: 150 });
   for (const [stage, name, fn] of stages) bench.add(`${stage} · ${name}`, fn);
@@ -119,6 +184,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`[bench:hit-path] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `[bench:hit-path] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exitCode = 1;
 });

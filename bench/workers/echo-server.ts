@@ -23,7 +23,11 @@ uWS
       received += chunk.byteLength;
       if (!isLast || aborted) return;
       res.cork(() => {
-        res.writeStatus('200 OK').writeHeader('content-type', 'application/json').writeHeader('x-received-bytes', String(received)).end(reply);
+        res
+          .writeStatus('200 OK')
+          .writeHeader('content-type', 'application/json')
+          .writeHeader('x-received-bytes', String(received))
+          .end(reply);
       });
     });
   })

@@ -63,7 +63,9 @@ async function embed(images: readonly Uint8Array[]): Promise<{ preprocessMs: num
   const pixels = new Float32Array(images.length * itemFloats);
   for (const [i, bytes] of images.entries()) await preprocessor.into(bytes, pixels, i * itemFloats);
   const preprocessed = performance.now();
-  await session.run({ pixel_values: session.tensor('float32', pixels, [images.length, 3, preprocessor.height, preprocessor.width]) });
+  await session.run({
+    pixel_values: session.tensor('float32', pixels, [images.length, 3, preprocessor.height, preprocessor.width]),
+  });
   return { preprocessMs: preprocessed - started, modelMs: performance.now() - preprocessed };
 }
 

@@ -37,7 +37,11 @@ const server = http.createServer((req, res) => {
       const dims = output.dims[1]!;
       const data = inputs.map((_, i) => {
         const vector = (output.data as Float32Array).subarray(i * dims, (i + 1) * dims);
-        return { object: 'embedding', index: i, embedding: Buffer.from(vector.buffer, vector.byteOffset, dims * 4).toString('base64') };
+        return {
+          object: 'embedding',
+          index: i,
+          embedding: Buffer.from(vector.buffer, vector.byteOffset, dims * 4).toString('base64'),
+        };
       });
       reply(res, 200, JSON.stringify({ object: 'list', data, model }));
     } catch (error) {

@@ -23,15 +23,24 @@ const ENCODINGS = ['float', ...QUANTIZATIONS] as const;
 function encodingOf(value: string | undefined, format: VectorFormat, param: string): 'float' | Quantization {
   const encoding = value ?? 'float';
   if (encoding !== 'float' && !isQuantization(encoding)) {
-    throw new TwinlaneError('invalid_request', `'${param}' must be one of ${ENCODINGS.join(', ')} (got '${encoding}').`, { param });
+    throw new TwinlaneError(
+      'invalid_request',
+      `'${param}' must be one of ${ENCODINGS.join(', ')} (got '${encoding}').`,
+      { param },
+    );
   }
   if (encoding !== 'float' && format !== 'json') {
-    throw new TwinlaneError('invalid_request', `'${param}' ${encoding} is answered as JSON; drop the Accept header that asks for ${format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16'}.`, { param });
+    throw new TwinlaneError(
+      'invalid_request',
+      `'${param}' ${encoding} is answered as JSON; drop the Accept header that asks for ${format === 'f32' ? 'application/octet-stream' : 'application/x-bfloat16'}.`,
+      { param },
+    );
   }
   return encoding;
 }
 
 export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
+  ex.lane = 'text';
   requireJson(ex);
   const policy = requestPolicy(ex);
   const format = negotiateFormat(ex);
@@ -61,21 +70,34 @@ export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promi
  * (`Content-Type: image/jpeg|png|webp|gif|avif`, with `?normalize=` and `?model=` in the query).
  */
 export async function embedImage(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
+  ex.lane = 'image';
   const policy = requestPolicy(ex);
   const media = (ex.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   const format = negotiateFormat(ex);
   if (media.startsWith('image/')) {
     if (!RAW_IMAGE_TYPES.has(media)) {
-      throw new TwinlaneError('unsupported_media_type', `Content-Type ${media} is not accepted; send ${[...RAW_IMAGE_TYPES].join(', ')} or application/json.`);
+      throw new TwinlaneError(
+        'unsupported_media_type',
+        `Content-Type ${media} is not accepted; send ${[...RAW_IMAGE_TYPES].join(', ')} or application/json.`,
+      );
     }
     const normalize = ex.query.get('normalize');
     if (normalize !== null && normalize !== 'true' && normalize !== 'false') {
-      throw new TwinlaneError('invalid_request', `normalize must be true or false (got '${normalize}').`, { param: 'normalize' });
+      throw new TwinlaneError('invalid_request', `normalize must be true or false (got '${normalize}').`, {
+        param: 'normalize',
+      });
     }
     const encoding = encodingOf(ex.query.get('encoding') ?? undefined, format, 'encoding');
     const bytes = await readBody(ex, options.maxBodyBytes);
     await options.guard.spend(ex, 1);
-    const result = await options.orchestrator.embedImages({ model: ex.query.get('model') ?? undefined, inputs: [{ bytes }], normalize: normalize !== 'false', param: 'body', cancellation: ex, policy });
+    const result = await options.orchestrator.embedImages({
+      model: ex.query.get('model') ?? undefined,
+      inputs: [{ bytes }],
+      normalize: normalize !== 'false',
+      param: 'body',
+      cancellation: ex,
+      policy,
+    });
     replyVectors(ex, result, encodeVectors(result, format, encoding));
     return;
   }

@@ -1,10 +1,26 @@
 // POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
 // and friends work by changing only their base URL.
-import { TwinlaneError, type EmbedInput, type EmbedResult, type Orchestrator, type RequestPolicy, type ServedModel } from '../../src/index.js';
+import {
+  TwinlaneError,
+  type EmbedInput,
+  type EmbedResult,
+  type Orchestrator,
+  type RequestLane,
+  type RequestPolicy,
+  type ServedModel,
+} from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
-import { optionalEnum, optionalNumber, optionalString, requireObject, textItem, wrongType, type JsonObject } from '../fields.js';
+import {
+  optionalEnum,
+  optionalNumber,
+  optionalString,
+  requireObject,
+  textItem,
+  wrongType,
+  type JsonObject,
+} from '../fields.js';
 import { imageInput } from '../image-inputs.js';
 import { QUANTIZATIONS, quantizedMembers } from '../quantize.js';
 import type { FrontGate } from '../front-gate.js';
@@ -34,10 +50,19 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   if (await answerHot(ex, hotKey, options)) return;
   // The lane is named inside the body: a stormed lane's request is shed before it is parsed.
   const sniffed = sniffModel(raw);
-  if (sniffed !== null) options.gate.admit(options.orchestrator.laneOf(sniffed));
+  if (sniffed !== null) {
+    ex.lane = options.orchestrator.laneOf(sniffed);
+    options.gate.admit(ex.lane);
+  }
   const body = requireObject(parseJson(raw));
   const format = optionalEnum(body, 'encoding_format', ENCODINGS, 'float');
-  const result = await embed(ex, body, raw.length, { policy, model: optionalString(body, 'model'), dimensions: optionalNumber(body, 'dimensions') }, options);
+  const result = await embed(
+    ex,
+    body,
+    raw.length,
+    { policy, model: optionalString(body, 'model'), dimensions: optionalNumber(body, 'dimensions') },
+    options,
+  );
   const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
   const answer = `{"object":"list","data":[${result.vectors.map((vector, index) => embeddingObject(vector, index, format)).join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
   ex.send(200, { 'content-type': 'application/json', ...timingHeaders(ex, result) }, answer);
@@ -69,36 +94,66 @@ function sniffModel(raw: Buffer): string | null {
  * data URIs for a vision-only model); `{"text": …}` and `{"image": url | data URI}` say which, for
  * any model; a vision-only model also takes `{"url"}` / `{"b64"}` objects, as /embed/image does.
  */
-export function openAiInputs(body: JsonObject, param: string, model: ServedModel): EmbedInput[] {
+function openAiInputs(body: JsonObject, param: string, model: ServedModel): EmbedInput[] {
   const value = body[param];
   if (value === undefined) throw new TwinlaneError('invalid_request', `'${param}' is required.`, { param });
-  if (typeof value !== 'string' && !Array.isArray(value) && (typeof value !== 'object' || value === null)) throw wrongType(param, 'a string or an array', value);
+  if (typeof value !== 'string' && !Array.isArray(value) && (typeof value !== 'object' || value === null))
+    throw wrongType(param, 'a string or an array', value);
   const list: readonly unknown[] = Array.isArray(value) ? value : [value];
   return list.map((item, i): EmbedInput => {
     const at = `${param}[${i}]`;
     if (typeof item === 'object' && item !== null && !Array.isArray(item)) {
       const { text, image } = item as { text?: unknown; image?: unknown };
       if (text !== undefined && image === undefined && Object.keys(item).length === 1) {
-        if (typeof text !== 'string') throw new TwinlaneError('invalid_request', `'${at}.text' must be a string.`, { param: `${at}.text` });
+        if (typeof text !== 'string')
+          throw new TwinlaneError('invalid_request', `'${at}.text' must be a string.`, { param: `${at}.text` });
         return { text };
       }
-      if (image !== undefined && text === undefined && Object.keys(item).length === 1) return { image: imageInput(image, `${at}.image`) };
-      if (model.text) throw new TwinlaneError('invalid_request', `${at} must be a string, {"text": …} or {"image": …}.`, { param: at });
+      if (image !== undefined && text === undefined && Object.keys(item).length === 1)
+        return { image: imageInput(image, `${at}.image`) };
+      if (model.text)
+        throw new TwinlaneError('invalid_request', `${at} must be a string, {"text": …} or {"image": …}.`, {
+          param: at,
+        });
     }
     if (model.text) return { text: textItem(item, at) };
     return { image: imageInput(item, at) };
   });
 }
 
+/** The lane label of a request's metrics: `mixed` when it holds both texts and images. */
+function laneOfInputs(inputs: readonly EmbedInput[]): RequestLane {
+  const texts = inputs.filter((input) => 'text' in input).length;
+  return texts === inputs.length ? 'text' : texts === 0 ? 'image' : 'mixed';
+}
+
 /** The client pays for its items once they are known and before any is looked up or computed. */
-async function embed(ex: Exchange, body: JsonObject, bytes: number, request: { model: string | undefined; dimensions: number | undefined; policy: RequestPolicy }, options: EmbeddingsRouteOptions): Promise<EmbedResult> {
+async function embed(
+  ex: Exchange,
+  body: JsonObject,
+  bytes: number,
+  request: { model: string | undefined; dimensions: number | undefined; policy: RequestPolicy },
+  options: EmbeddingsRouteOptions,
+): Promise<EmbedResult> {
   const { orchestrator, guard } = options;
   const inputs = openAiInputs(body, 'input', orchestrator.registry.find(request.model, 'text'));
+  ex.lane = laneOfInputs(inputs);
   // Image bytes may be larger than any text; a text-only body is held to the text limit.
   if (bytes > options.maxBodyBytes && inputs.every((input) => 'text' in input)) {
-    throw new TwinlaneError('payload_too_large', `The body has ${bytes} bytes; the limit for text is ${options.maxBodyBytes}.`);
+    throw new TwinlaneError(
+      'payload_too_large',
+      `The body has ${bytes} bytes; the limit for text is ${options.maxBodyBytes}.`,
+    );
   }
   await guard.spend(ex, inputs.length);
   // OpenAI's vectors are unit length and its clients expect them so; cutting dims keeps that.
-  return orchestrator.embedInputs({ ...request, inputs, normalize: true, truncate: true, needsUsage: true, param: 'input', cancellation: ex });
+  return orchestrator.embedInputs({
+    ...request,
+    inputs,
+    normalize: true,
+    truncate: true,
+    needsUsage: true,
+    param: 'input',
+    cancellation: ex,
+  });
 }

@@ -10,7 +10,12 @@ export interface InfoLimits {
   readonly maxChars: number;
   readonly maxBodyBytes: number;
   readonly text: { readonly maxBatchItems: number; readonly maxBatchTokens: number };
-  readonly image: { readonly maxBatchItems: number; readonly maxBodyBytes: number; readonly maxImageBytes: number; readonly maxImagePixels: number } | null;
+  readonly image: {
+    readonly maxBatchItems: number;
+    readonly maxBodyBytes: number;
+    readonly maxImageBytes: number;
+    readonly maxImagePixels: number;
+  } | null;
 }
 
 export interface OpsRouteOptions {
@@ -45,7 +50,14 @@ export function info(ex: Exchange, options: OpsRouteOptions): void {
       max_body_bytes: limits.maxBodyBytes,
       text: { max_batch_items: limits.text.maxBatchItems, max_batch_tokens: limits.text.maxBatchTokens },
       ...(limits.image
-        ? { image: { max_batch_items: limits.image.maxBatchItems, max_body_bytes: limits.image.maxBodyBytes, max_image_bytes: limits.image.maxImageBytes, max_image_pixels: limits.image.maxImagePixels } }
+        ? {
+            image: {
+              max_batch_items: limits.image.maxBatchItems,
+              max_body_bytes: limits.image.maxBodyBytes,
+              max_image_bytes: limits.image.maxImageBytes,
+              max_image_pixels: limits.image.maxImagePixels,
+            },
+          }
         : {}),
     },
   });
@@ -64,8 +76,26 @@ function modelInfo(model: ServedModel): Record<string, unknown> {
     dims: model.dims,
     max_tokens: model.text?.maxTokens ?? null,
     towers: {
-      ...(model.text ? { text: { dtype: model.text.dtype, file: path.relative(model.text.dir, model.text.onnxPath), pooling: model.text.pooling, max_tokens: model.text.maxTokens, cache_id: model.text.cacheId } } : {}),
-      ...(model.image ? { image: { dtype: model.image.dtype, file: path.relative(model.image.dir, model.image.onnxPath), cache_id: model.image.cacheId } } : {}),
+      ...(model.text
+        ? {
+            text: {
+              dtype: model.text.dtype,
+              file: path.relative(model.text.dir, model.text.onnxPath),
+              pooling: model.text.pooling,
+              max_tokens: model.text.maxTokens,
+              cache_id: model.text.cacheId,
+            },
+          }
+        : {}),
+      ...(model.image
+        ? {
+            image: {
+              dtype: model.image.dtype,
+              file: path.relative(model.image.dir, model.image.onnxPath),
+              cache_id: model.image.cacheId,
+            },
+          }
+        : {}),
     },
   };
 }
@@ -74,7 +104,9 @@ export function models(ex: Exchange, options: OpsRouteOptions): void {
   const created = Math.floor(options.startedAt / 1000);
   replyJson(ex, 200, {
     object: 'list',
-    data: options.orchestrator.registry.list().map((m) => ({ id: m.id, object: 'model', created, owned_by: 'twinlane' })),
+    data: options.orchestrator.registry
+      .list()
+      .map((m) => ({ id: m.id, object: 'model', created, owned_by: 'twinlane' })),
   });
 }
 

@@ -30,6 +30,13 @@ export async function tokenize(ex: Exchange, options: TokenizeRouteOptions): Pro
     model: result.model,
     max_tokens: result.maxTokens,
     offsets: request.offsets,
-    data: result.inputs.map((t, index) => ({ index, count: t.ids.length, ids: t.ids, tokens: t.tokens, special: t.special, offsets: t.offsets })),
+    data: result.inputs.map((t, index) => ({
+      index,
+      count: t.ids.length,
+      ids: t.ids,
+      tokens: t.tokens,
+      special: t.special,
+      offsets: t.offsets,
+    })),
   });
 }

@@ -5,8 +5,23 @@
 // drain). A new request that would take the socket over its in-flight items or queued bytes is
 // refused at once (429-equivalent, `too_many_in_flight`), so memory per socket is bounded whatever
 // the client does. Closing the socket cancels everything it had queued.
-import { TwinlaneError, type EmbedStream, type ImageInput, type Metrics, type Orchestrator, type RateDecision, type StreamSink } from '../../src/index.js';
-import { binaryDefaults, FrameError, parseFrame, type ImageSlot, type ParsedFrame, type RequestOptions } from './parse.js';
+import {
+  TwinlaneError,
+  type EmbedStream,
+  type ImageInput,
+  type Metrics,
+  type Orchestrator,
+  type RateDecision,
+  type StreamSink,
+} from '../../src/index.js';
+import {
+  binaryDefaults,
+  FrameError,
+  parseFrame,
+  type ImageSlot,
+  type ParsedFrame,
+  type RequestOptions,
+} from './parse.js';
 import { readBinaryHeader, type Lane } from './protocol.js';
 import { requestErrorMessage, StreamRequest, type AnswerSender } from './request.js';
 
@@ -140,14 +155,29 @@ export class StreamConnection {
     if (frame.kind === 'cancel') {
       const request = this.#requests.get(String(frame.id));
       if (request) request.cancel();
-      else this.#refuseRequest({ ...binaryDefaults(frame.id) }, new TwinlaneError('invalid_request', `No request with id ${JSON.stringify(frame.id)} is in flight on this socket.`, { param: 'id' }));
+      else
+        this.#refuseRequest(
+          { ...binaryDefaults(frame.id) },
+          new TwinlaneError(
+            'invalid_request',
+            `No request with id ${JSON.stringify(frame.id)} is in flight on this socket.`,
+            { param: 'id' },
+          ),
+        );
       return;
     }
     if (frame.kind === 'texts' && bytes.length > this.#deps.limits.maxTextFrameBytes) {
-      this.#refuseRequest(frame.options, new TwinlaneError('payload_too_large', `The request has ${bytes.length} bytes; the limit for text is ${this.#deps.limits.maxTextFrameBytes}.`));
+      this.#refuseRequest(
+        frame.options,
+        new TwinlaneError(
+          'payload_too_large',
+          `The request has ${bytes.length} bytes; the limit for text is ${this.#deps.limits.maxTextFrameBytes}.`,
+        ),
+      );
       return;
     }
-    const count = frame.kind === 'texts' ? frame.texts.length : frame.kind === 'images' ? frame.images.length : frame.count;
+    const count =
+      frame.kind === 'texts' ? frame.texts.length : frame.kind === 'images' ? frame.images.length : frame.count;
     const request = this.#admit(frame.options, count, inputBytes(frame));
     if (!request) return;
     void this.#start(request, frame);
@@ -170,14 +200,29 @@ export class StreamConnection {
       void this.#start(request, { kind: 'binary', options: request.options, count: header.second });
     }
     if (header.index >= request.count || !request.received(header.index)) {
-      const why = header.index >= request.count ? `index ${header.index} is outside the request's ${request.count} items` : `index ${header.index} was already sent`;
+      const why =
+        header.index >= request.count
+          ? `index ${header.index} is outside the request's ${request.count} items`
+          : `index ${header.index} was already sent`;
       this.#deps.metrics.wsRefused('invalid_request');
-      this.#sender.text(requestErrorMessage(request.options.id, new TwinlaneError('invalid_request', `Binary frame for request ${header.id}: ${why}.`, { param: 'index' })));
+      this.#sender.text(
+        requestErrorMessage(
+          request.options.id,
+          new TwinlaneError('invalid_request', `Binary frame for request ${header.id}: ${why}.`, { param: 'index' }),
+        ),
+      );
       return;
     }
     if (this.#queuedBytes + image.length > this.#deps.limits.maxQueuedBytes && this.#queuedBytes > 0) {
       this.#deps.metrics.wsItems('image', 'failed', 1);
-      request.error(header.index, new TwinlaneError('too_many_in_flight', `This socket holds ${this.#queuedBytes} bytes of images in flight; this one would pass its bound of ${this.#deps.limits.maxQueuedBytes} bytes.`, { param: 'index', retryAfterSeconds: 1 }));
+      request.error(
+        header.index,
+        new TwinlaneError(
+          'too_many_in_flight',
+          `This socket holds ${this.#queuedBytes} bytes of images in flight; this one would pass its bound of ${this.#deps.limits.maxQueuedBytes} bytes.`,
+          { param: 'index', retryAfterSeconds: 1 },
+        ),
+      );
       return;
     }
     this.#queuedBytes += image.length;
@@ -197,15 +242,43 @@ export class StreamConnection {
       this.#refuseRequest(options, error);
       return null;
     };
-    if (this.#requests.has(key)) return refuse(new TwinlaneError('invalid_request', `A request with id ${JSON.stringify(options.id)} is still in flight on this socket; ids must be unique while in flight.`, { param: 'id' }));
-    if (drain.refusing) return refuse(new TwinlaneError('shutting_down', 'The server is shutting down; open a new socket to another instance.'));
-    if (count === 0) return refuse(new TwinlaneError('empty_input', "'inputs' must contain at least one item.", { param: 'inputs' }));
-    if (count > limits.maxInputs) return refuse(new TwinlaneError('too_many_inputs', `The request has ${count} items; the limit is ${limits.maxInputs}.`, { param: 'inputs' }));
+    if (this.#requests.has(key))
+      return refuse(
+        new TwinlaneError(
+          'invalid_request',
+          `A request with id ${JSON.stringify(options.id)} is still in flight on this socket; ids must be unique while in flight.`,
+          { param: 'id' },
+        ),
+      );
+    if (drain.refusing)
+      return refuse(
+        new TwinlaneError('shutting_down', 'The server is shutting down; open a new socket to another instance.'),
+      );
+    if (count === 0)
+      return refuse(new TwinlaneError('empty_input', "'inputs' must contain at least one item.", { param: 'inputs' }));
+    if (count > limits.maxInputs)
+      return refuse(
+        new TwinlaneError('too_many_inputs', `The request has ${count} items; the limit is ${limits.maxInputs}.`, {
+          param: 'inputs',
+        }),
+      );
     const busy = this.#outstanding > 0;
-    if (busy && (this.#outstanding + count > limits.maxInFlightItems || this.#queuedBytes + bytes > limits.maxQueuedBytes)) {
-      return refuse(new TwinlaneError('too_many_in_flight', `This socket has ${this.#outstanding} items (${this.#queuedBytes} bytes) in flight; ${count} more would pass its bound of ${limits.maxInFlightItems} items or ${limits.maxQueuedBytes} bytes. Wait for answers, then retry.`, { retryAfterSeconds: 1 }));
+    if (
+      busy &&
+      (this.#outstanding + count > limits.maxInFlightItems || this.#queuedBytes + bytes > limits.maxQueuedBytes)
+    ) {
+      return refuse(
+        new TwinlaneError(
+          'too_many_in_flight',
+          `This socket has ${this.#outstanding} items (${this.#queuedBytes} bytes) in flight; ${count} more would pass its bound of ${limits.maxInFlightItems} items or ${limits.maxQueuedBytes} bytes. Wait for answers, then retry.`,
+          { retryAfterSeconds: 1 },
+        ),
+      );
     }
-    const request = new StreamRequest(options, count, bytes, this.#sender, { ended: (ended) => this.#ended(ended), aborted: () => this.#sweep() });
+    const request = new StreamRequest(options, count, bytes, this.#sender, {
+      ended: (ended) => this.#ended(ended),
+      aborted: () => this.#sweep(),
+    });
     this.#requests.set(key, request);
     this.#outstanding += count;
     this.#queuedBytes += bytes;
@@ -227,13 +300,23 @@ export class StreamConnection {
     try {
       const decision = await this.#deps.spend(request.count);
       if (decision && !decision.allowed) {
-        request.refuse(new TwinlaneError('rate_limited', `This client's budget of ${decision.limit} items cannot cover ${request.count} item(s) now; retry after ${decision.retryAfterSeconds} s.`, { retryAfterSeconds: decision.retryAfterSeconds }));
+        request.refuse(
+          new TwinlaneError(
+            'rate_limited',
+            `This client's budget of ${decision.limit} items cannot cover ${request.count} item(s) now; retry after ${decision.retryAfterSeconds} s.`,
+            { retryAfterSeconds: decision.retryAfterSeconds },
+          ),
+        );
         return;
       }
       if (frame.kind === 'texts') await this.#streamTexts(request, frame.texts);
       else if (frame.kind === 'images') this.#streamImageSlots(request, frame.images);
     } catch (error) {
-      request.refuse(error instanceof TwinlaneError ? error : new TwinlaneError('internal_error', 'Internal error.', { cause: error }));
+      request.refuse(
+        error instanceof TwinlaneError
+          ? error
+          : new TwinlaneError('internal_error', 'Internal error.', { cause: error }),
+      );
     } finally {
       request.idle();
     }
@@ -241,7 +324,10 @@ export class StreamConnection {
 
   async #streamTexts(request: StreamRequest, texts: readonly string[]): Promise<void> {
     const { model, normalize, truncate, dimensions } = request.options;
-    const stream = this.#deps.orchestrator.streamText({ model, inputs: texts, normalize, truncate, dimensions, param: 'inputs' }, sinkFor(request, 0, this.#deps.metrics));
+    const stream = this.#deps.orchestrator.streamText(
+      { model, inputs: texts, normalize, truncate, dimensions, param: 'inputs' },
+      sinkFor(request, 0, this.#deps.metrics),
+    );
     await this.#queueMisses(request, stream);
   }
 
@@ -269,10 +355,17 @@ export class StreamConnection {
     request.busy();
     void (async () => {
       try {
-        const stream = this.#deps.orchestrator.streamImages({ model, inputs, normalize, dimensions, param: 'inputs' }, sinkFor(request, offset, this.#deps.metrics));
+        const stream = this.#deps.orchestrator.streamImages(
+          { model, inputs, normalize, dimensions, param: 'inputs' },
+          sinkFor(request, offset, this.#deps.metrics),
+        );
         await this.#queueMisses(request, stream);
       } catch (error) {
-        request.refuse(error instanceof TwinlaneError ? error : new TwinlaneError('internal_error', 'Internal error.', { cause: error }));
+        request.refuse(
+          error instanceof TwinlaneError
+            ? error
+            : new TwinlaneError('internal_error', 'Internal error.', { cause: error }),
+        );
       } finally {
         this.#queuedBytes -= bytes;
         request.idle();
@@ -301,8 +394,15 @@ export class StreamConnection {
       if (this.#inLanes[lane] > 0 && this.#inLanes[lane] + next.indices.length > windowItems[lane]) return;
       this.#queue.shift();
       this.#inLanes[lane] += next.indices.length;
-      void next.stream.compute(next.indices, next.request.signal)
-        .catch((error: unknown) => next.request.refuse(error instanceof TwinlaneError ? error : new TwinlaneError('internal_error', 'Internal error.', { cause: error })))
+      void next.stream
+        .compute(next.indices, next.request.signal)
+        .catch((error: unknown) =>
+          next.request.refuse(
+            error instanceof TwinlaneError
+              ? error
+              : new TwinlaneError('internal_error', 'Internal error.', { cause: error }),
+          ),
+        )
         .finally(() => {
           this.#inLanes[lane] -= next.indices.length;
           next.request.idle();

@@ -45,24 +45,33 @@ interface SocketData {
 
 /** The key a browser offers as a subprotocol, as an Authorization header value; and whether it offered `twinlane`. */
 function offeredProtocols(header: string | undefined): { authorization: string | undefined; twinlane: boolean } {
-  const offered = (header ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const offered = (header ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
   const bearer = offered.find((p) => p.startsWith(WS_BEARER_PREFIX));
-  return { authorization: bearer === undefined ? undefined : `Bearer ${bearer.slice(WS_BEARER_PREFIX.length)}`, twinlane: offered.includes(WS_SUBPROTOCOL) };
+  return {
+    authorization: bearer === undefined ? undefined : `Bearer ${bearer.slice(WS_BEARER_PREFIX.length)}`,
+    twinlane: offered.includes(WS_SUBPROTOCOL),
+  };
 }
 
 export function registerWebSocket(app: TemplatedApp, options: WsOptions): WsRoute {
   const { orchestrator, metrics, guard, drain, limits } = options;
   const sockets = new Set<WebSocket<SocketData>>();
 
-  const sweep = setInterval(() => {
-    const now = performance.now();
-    for (const ws of sockets) {
-      const since = ws.getUserData().connection?.pausedSince;
-      if (since === null || since === undefined || now - since < options.slowReaderMs) continue;
-      ws.getUserData().closing = 'slow_reader';
-      ws.end(WS_CLOSE.slowReader, 'slow reader: answers were not read in time');
-    }
-  }, Math.min(1000, options.slowReaderMs));
+  const sweep = setInterval(
+    () => {
+      const now = performance.now();
+      for (const ws of sockets) {
+        const since = ws.getUserData().connection?.pausedSince;
+        if (since === null || since === undefined || now - since < options.slowReaderMs) continue;
+        ws.getUserData().closing = 'slow_reader';
+        ws.end(WS_CLOSE.slowReader, 'slow reader: answers were not read in time');
+      }
+    },
+    Math.min(1000, options.slowReaderMs),
+  );
   sweep.unref();
 
   app.ws<SocketData>('/ws', {
@@ -79,9 +88,19 @@ export function registerWebSocket(app: TemplatedApp, options: WsOptions): WsRout
       try {
         const offered = offeredProtocols(ex.header('sec-websocket-protocol'));
         guard.authenticate(ex, 'api', ex.header('authorization') ?? offered.authorization);
-        if (drain.draining) throw new TwinlaneError('shutting_down', 'The server is shutting down; connect to another instance.');
-        if (sockets.size >= options.maxConnections) throw new TwinlaneError('too_many_connections', `The server holds its bound of ${options.maxConnections} open sockets; retry later.`, { retryAfterSeconds: 1 });
-        ex.upgrade<SocketData>({ client: guard.clientOf(ex), connection: null, closing: null }, offered.twinlane ? WS_SUBPROTOCOL : '', context);
+        if (drain.draining)
+          throw new TwinlaneError('shutting_down', 'The server is shutting down; connect to another instance.');
+        if (sockets.size >= options.maxConnections)
+          throw new TwinlaneError(
+            'too_many_connections',
+            `The server holds its bound of ${options.maxConnections} open sockets; retry later.`,
+            { retryAfterSeconds: 1 },
+          );
+        ex.upgrade<SocketData>(
+          { client: guard.clientOf(ex), connection: null, closing: null },
+          offered.twinlane ? WS_SUBPROTOCOL : '',
+          context,
+        );
       } catch (error) {
         replyError(ex, error);
       }
@@ -94,7 +113,10 @@ export function registerWebSocket(app: TemplatedApp, options: WsOptions): WsRout
         limits,
         drain,
         spend: (items) => guard.decide(data.client, items),
-        socket: { send: (message, binary) => void ws.send(message, binary), bufferedAmount: () => ws.getBufferedAmount() },
+        socket: {
+          send: (message, binary) => void ws.send(message, binary),
+          bufferedAmount: () => ws.getBufferedAmount(),
+        },
       });
       sockets.add(ws);
       metrics.wsConnection(1);
@@ -113,7 +135,9 @@ export function registerWebSocket(app: TemplatedApp, options: WsOptions): WsRout
         else connection.text(bytes);
       } catch (error) {
         // A bug must not take the process (and every other socket) down: log it, answer, go on.
-        log.error('internal error on /ws', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+        log.error('internal error on /ws', {
+          error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        });
         ws.send(requestErrorMessage(undefined, new TwinlaneError('internal_error', 'Internal error.')), false);
       }
     },

@@ -4,7 +4,15 @@
 // an image that is not base64) are not judged here: they fail only their own item later.
 import { TwinlaneError, type ImageInput } from '../../src/index.js';
 import { parseJson } from '../body.js';
-import { optionalBoolean, optionalEnum, optionalNumber, optionalString, requireObject, textInputs, type JsonObject } from '../fields.js';
+import {
+  optionalBoolean,
+  optionalEnum,
+  optionalNumber,
+  optionalString,
+  requireObject,
+  textInputs,
+  type JsonObject,
+} from '../fields.js';
 import { imageInput } from '../image-inputs.js';
 import { QUANTIZATIONS, type Quantization } from '../quantize.js';
 import type { AnswerFormat, BinaryDtype, Lane, RequestId } from './protocol.js';
@@ -43,22 +51,34 @@ export class FrameError extends Error {
 }
 
 /** A request id: a string of 1–255 UTF-8 bytes, or a finite number; the key that makes ids unique is its text. */
-export function readId(value: unknown): RequestId {
+function readId(value: unknown): RequestId {
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   if (typeof value === 'string' && value.length > 0 && Buffer.byteLength(value) <= 255) return value;
-  throw new TwinlaneError('invalid_request', `'id' must be a string of 1 to 255 bytes or a number (got ${value === undefined ? 'none' : JSON.stringify(value)?.slice(0, 40)}).`, { param: 'id' });
+  throw new TwinlaneError(
+    'invalid_request',
+    `'id' must be a string of 1 to 255 bytes or a number (got ${value === undefined ? 'none' : JSON.stringify(value)?.slice(0, 40)}).`,
+    { param: 'id' },
+  );
 }
 
 function requestOptions(body: JsonObject, id: RequestId): RequestOptions {
   const lane = body['lane'];
   if (lane !== 'text' && lane !== 'image') {
-    throw new TwinlaneError('invalid_request', `'lane' must be "text" or "image" (got ${JSON.stringify(lane) ?? 'none'}).`, { param: 'lane' });
+    throw new TwinlaneError(
+      'invalid_request',
+      `'lane' must be "text" or "image" (got ${JSON.stringify(lane) ?? 'none'}).`,
+      { param: 'lane' },
+    );
   }
   const dimensions = optionalNumber(body, 'dimensions');
   const format = optionalEnum(body, 'format', ['float', 'base64', 'binary'], 'float');
   const encoding = optionalEnum(body, 'encoding', ['float', ...QUANTIZATIONS], 'float');
   if (encoding !== 'float' && format !== 'float') {
-    throw new TwinlaneError('invalid_request', `'encoding' ${encoding} answers JSON integers; it needs "format": "float" (got "${format}").`, { param: 'encoding' });
+    throw new TwinlaneError(
+      'invalid_request',
+      `'encoding' ${encoding} answers JSON integers; it needs "format": "float" (got "${format}").`,
+      { param: 'encoding' },
+    );
   }
   return {
     id,
@@ -75,7 +95,8 @@ function requestOptions(body: JsonObject, id: RequestId): RequestOptions {
 
 function images(body: JsonObject): ImageSlot[] {
   const value = body['inputs'];
-  if (!Array.isArray(value)) throw new TwinlaneError('invalid_request', "'inputs' must be an array of images.", { param: 'inputs' });
+  if (!Array.isArray(value))
+    throw new TwinlaneError('invalid_request', "'inputs' must be an array of images.", { param: 'inputs' });
   return value.map((item: unknown, i) => {
     try {
       return imageInput(item, `inputs[${i}]`);
@@ -90,9 +111,20 @@ function embedFrame(body: JsonObject, id: RequestId): ParsedFrame {
   const options = requestOptions(body, id);
   const binary = body['binary_inputs'];
   if (binary !== undefined) {
-    if (options.lane !== 'image') throw new TwinlaneError('invalid_request', "'binary_inputs' announces binary image frames: it needs \"lane\": \"image\".", { param: 'binary_inputs' });
-    if (body['inputs'] !== undefined) throw new TwinlaneError('invalid_request', "Send either 'inputs' or 'binary_inputs', not both.", { param: 'binary_inputs' });
-    if (typeof binary !== 'number' || !Number.isInteger(binary) || binary < 0) throw new TwinlaneError('invalid_request', "'binary_inputs' must be a whole number of images.", { param: 'binary_inputs' });
+    if (options.lane !== 'image')
+      throw new TwinlaneError(
+        'invalid_request',
+        '\'binary_inputs\' announces binary image frames: it needs "lane": "image".',
+        { param: 'binary_inputs' },
+      );
+    if (body['inputs'] !== undefined)
+      throw new TwinlaneError('invalid_request', "Send either 'inputs' or 'binary_inputs', not both.", {
+        param: 'binary_inputs',
+      });
+    if (typeof binary !== 'number' || !Number.isInteger(binary) || binary < 0)
+      throw new TwinlaneError('invalid_request', "'binary_inputs' must be a whole number of images.", {
+        param: 'binary_inputs',
+      });
     return { kind: 'binary', options, count: binary };
   }
   if (options.lane === 'text') return { kind: 'texts', options, texts: textInputs(body, 'inputs') };
@@ -115,7 +147,8 @@ export function parseFrame(bytes: Buffer): ParsedFrame {
   }
   try {
     if (body['cancel'] !== undefined) {
-      if (body['cancel'] !== true) throw new TwinlaneError('invalid_request', "'cancel' must be true.", { param: 'cancel' });
+      if (body['cancel'] !== true)
+        throw new TwinlaneError('invalid_request', "'cancel' must be true.", { param: 'cancel' });
       return { kind: 'cancel', id };
     }
     return embedFrame(body, id);
@@ -127,5 +160,15 @@ export function parseFrame(bytes: Buffer): ParsedFrame {
 
 /** The options a binary frame for an unannounced id runs with: the image lane's defaults. */
 export function binaryDefaults(id: RequestId): RequestOptions {
-  return { id, lane: 'image', model: undefined, normalize: true, truncate: true, dimensions: undefined, format: 'float', dtype: 'f32', encoding: 'float' };
+  return {
+    id,
+    lane: 'image',
+    model: undefined,
+    normalize: true,
+    truncate: true,
+    dimensions: undefined,
+    format: 'float',
+    dtype: 'f32',
+    encoding: 'float',
+  };
 }

@@ -11,7 +11,7 @@
 //   next 4 bytes  uint32 little-endian: image request: the request's total item count; answer: dims
 //   the rest      image request: the encoded image; answer: dims values, little-endian
 
-export const WS_PROTOCOL_VERSION = 1;
+const WS_PROTOCOL_VERSION = 1;
 /** Offered by browser clients in Sec-WebSocket-Protocol, with `bearer.<api key>` when keys are on. */
 export const WS_SUBPROTOCOL = 'twinlane';
 export const WS_BEARER_PREFIX = 'bearer.';
@@ -111,7 +111,8 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 function idBytes(id: RequestId): Uint8Array {
   const bytes = encoder.encode(String(id));
-  if (bytes.length < 1 || bytes.length > 255) throw new RangeError(`a request id must be 1–255 UTF-8 bytes in binary frames (got ${bytes.length}).`);
+  if (bytes.length < 1 || bytes.length > 255)
+    throw new RangeError(`a request id must be 1–255 UTF-8 bytes in binary frames (got ${bytes.length}).`);
   return bytes;
 }
 
@@ -121,11 +122,17 @@ function prefixLength(idLength: number): number {
 }
 
 /** Total header length of a binary frame whose id is `idLength` bytes. */
-export function binaryHeaderLength(idLength: number): number {
+function binaryHeaderLength(idLength: number): number {
   return prefixLength(idLength) + 8;
 }
 
-function writeHeader(out: Uint8Array, kind: readonly [number, number], id: Uint8Array, first: number, second: number): number {
+function writeHeader(
+  out: Uint8Array,
+  kind: readonly [number, number],
+  id: Uint8Array,
+  first: number,
+  second: number,
+): number {
   out[0] = WS_PROTOCOL_VERSION;
   out[1] = kind[0];
   out[2] = kind[1];
@@ -152,7 +159,8 @@ export interface BinaryHeader {
 /** Reads a binary frame's header; throws a RangeError naming what is wrong. */
 export function readBinaryHeader(frame: Uint8Array): BinaryHeader {
   if (frame.length < 12) throw new RangeError(`a binary frame needs at least 12 header bytes (got ${frame.length}).`);
-  if (frame[0] !== WS_PROTOCOL_VERSION) throw new RangeError(`unknown binary frame version ${frame[0]} (expected ${WS_PROTOCOL_VERSION}).`);
+  if (frame[0] !== WS_PROTOCOL_VERSION)
+    throw new RangeError(`unknown binary frame version ${frame[0]} (expected ${WS_PROTOCOL_VERSION}).`);
   const idLength = frame[3]!;
   if (idLength === 0) throw new RangeError('the binary frame has an empty request id.');
   const header = binaryHeaderLength(idLength);
@@ -161,11 +169,18 @@ export function readBinaryHeader(frame: Uint8Array): BinaryHeader {
   try {
     id = decoder.decode(frame.subarray(4, 4 + idLength));
   } catch {
-    throw new RangeError('the binary frame\'s request id is not valid UTF-8.');
+    throw new RangeError("the binary frame's request id is not valid UTF-8.");
   }
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const at = prefixLength(idLength);
-  return { id, index: view.getUint32(at, true), second: view.getUint32(at + 4, true), byte1: frame[1]!, byte2: frame[2]!, payloadOffset: header };
+  return {
+    id,
+    index: view.getUint32(at, true),
+    second: view.getUint32(at + 4, true),
+    byte1: frame[1]!,
+    byte2: frame[2]!,
+    payloadOffset: header,
+  };
 }
 
 /** A client's binary image frame: header (id, index, count) then the encoded image. */
@@ -178,7 +193,14 @@ export function encodeImageFrame(id: RequestId, index: number, count: number, im
 }
 
 /** The server's binary vector answer: header (dtype, cached, id, index, dims) then `values` (already little-endian bytes). */
-export function encodeVectorFrame(id: RequestId, index: number, dims: number, dtype: BinaryDtype, cached: boolean, values: Uint8Array): Uint8Array {
+export function encodeVectorFrame(
+  id: RequestId,
+  index: number,
+  dims: number,
+  dtype: BinaryDtype,
+  cached: boolean,
+  values: Uint8Array,
+): Uint8Array {
   const idb = idBytes(id);
   const out = new Uint8Array(binaryHeaderLength(idb.length) + values.length);
   const at = writeHeader(out, [dtype === 'f32' ? 0 : 1, cached ? 1 : 0], idb, index, dims);
@@ -200,7 +222,10 @@ export function decodeVectorFrame(frame: Uint8Array): VectorFrame {
   const dims = header.second;
   const dtype: BinaryDtype = header.byte1 === 1 ? 'bf16' : 'f32';
   const width = dtype === 'f32' ? 4 : 2;
-  if (frame.length !== header.payloadOffset + dims * width) throw new RangeError(`a ${dims}-dim ${dtype} answer frame must have ${header.payloadOffset + dims * width} bytes (got ${frame.length}).`);
+  if (frame.length !== header.payloadOffset + dims * width)
+    throw new RangeError(
+      `a ${dims}-dim ${dtype} answer frame must have ${header.payloadOffset + dims * width} bytes (got ${frame.length}).`,
+    );
   const view = new DataView(frame.buffer, frame.byteOffset + header.payloadOffset, dims * width);
   const vector = new Float32Array(dims);
   if (dtype === 'f32') for (let i = 0; i < dims; i++) vector[i] = view.getFloat32(i * 4, true);

@@ -14,7 +14,7 @@ export interface AnswerSender {
   binary(frame: Uint8Array): void;
 }
 
-export function errorBody(error: TwinlaneError): string {
+function errorBody(error: TwinlaneError): string {
   return JSON.stringify({ message: error.message, type: error.type, code: error.code, param: error.param });
 }
 
@@ -105,12 +105,16 @@ export class StreamRequest {
     this.#answered++;
     const { format, dtype, id, encoding } = this.options;
     if (encoding !== 'float') {
-      this.#sender.text(`{"id":${this.#idJson},"index":${index},${quantizedMembers(vector, encoding)},"cached":${cached}}`);
+      this.#sender.text(
+        `{"id":${this.#idJson},"index":${index},${quantizedMembers(vector, encoding)},"cached":${cached}}`,
+      );
     } else if (format === 'binary') {
-      const values = dtype === 'f32' ? new Uint8Array(float32Bytes([vector], vector.length)) : encodeBf16(vector, 'little');
+      const values =
+        dtype === 'f32' ? new Uint8Array(float32Bytes([vector], vector.length)) : encodeBf16(vector, 'little');
       this.#sender.binary(encodeVectorFrame(id, index, vector.length, dtype, cached, values));
     } else {
-      const embedding = format === 'base64' ? `"${float32Bytes([vector], vector.length).toString('base64')}"` : jsonVector(vector);
+      const embedding =
+        format === 'base64' ? `"${float32Bytes([vector], vector.length).toString('base64')}"` : jsonVector(vector);
       this.#sender.text(`{"id":${this.#idJson},"index":${index},"embedding":${embedding},"cached":${cached}}`);
     }
     this.#maybeEnd();

@@ -2,7 +2,15 @@
 // failing (killed, restarted, paused) without failing a single request.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { l1RefreshIntervalMs } from '../../cache/actor.js';
-import { createCache, decodeBf16, encodeBf16, textKey, type CacheActor, type CacheOptions, type RedisTierOptions } from '../../cache/index.js';
+import {
+  createCache,
+  decodeBf16,
+  encodeBf16,
+  textKey,
+  type CacheActor,
+  type CacheOptions,
+  type RedisTierOptions,
+} from '../../cache/index.js';
 import { freePort, startRedis, waitFor, type TestRedis } from '../helpers/redis.js';
 import { RecordingObserver, recordingCompute, vectorOf } from './fixtures.js';
 
@@ -20,7 +28,12 @@ function freshKeys(n: number, prefix = 'test'): string[] {
 type TestOptions = Omit<Partial<CacheOptions>, 'redis'> & { redis?: Partial<RedisTierOptions> };
 
 async function cacheWith(options: TestOptions = {}, observer = new RecordingObserver()) {
-  const cache = createCache({ l1Bytes: 1 << 20, ...options, observer, redis: { url: redis.url, ttlSeconds: 100, timeoutMs: 50, ...options.redis } });
+  const cache = createCache({
+    l1Bytes: 1 << 20,
+    ...options,
+    observer,
+    redis: { url: redis.url, ttlSeconds: 100, timeoutMs: 50, ...options.redis },
+  });
   open.push(cache);
   await waitFor(() => cache.status().redis === 'up', 10_000, 'the cache to connect to Redis');
   return { cache, observer };
@@ -80,7 +93,9 @@ describe('cache actor with Redis', () => {
     const { cache, observer } = await cacheWith();
     const keys = freshKeys(1);
     const { compute, calls } = recordingCompute(keys, { dims: DIMS, delayMs: 10 });
-    const results = await Promise.all(Array.from({ length: 20 }, () => cache.resolve(keys, compute, { dims: DIMS })[0]!));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => cache.resolve(keys, compute, { dims: DIMS })[0]!),
+    );
     expect(calls).toEqual([[0]]);
     expect(observer.lookup('redis', 'miss')).toBe(1);
     expect(results.filter((r) => r.source === 'computed')).toHaveLength(1);
@@ -89,7 +104,9 @@ describe('cache actor with Redis', () => {
     // A fresh actor (empty L1): 20 identical concurrent lookups are one Redis hit shared by all.
     const other = await cacheWith({ l1Bytes: 0 });
     const none = recordingCompute(keys, { dims: DIMS });
-    const shared = await Promise.all(Array.from({ length: 20 }, () => other.cache.resolve(keys, none.compute, { dims: DIMS })[0]!));
+    const shared = await Promise.all(
+      Array.from({ length: 20 }, () => other.cache.resolve(keys, none.compute, { dims: DIMS })[0]!),
+    );
     expect(none.calls).toEqual([]);
     expect(other.observer.lookup('redis', 'hit')).toBe(1);
     expect(shared.every((r) => r.source === 'redis')).toBe(true);
@@ -154,11 +171,15 @@ describe('cache actor with Redis', () => {
     let clock = 0;
     const { cache } = await cacheWith({ now: () => clock, redis: { ttlSeconds: 100 } });
     clock = 50_000;
-    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe('redis');
+    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe(
+      'redis',
+    );
     await cache.flush();
     await redis.client.expire(keys[0]!, 50);
     clock += 9_999;
-    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe('l1');
+    expect((await Promise.all(cache.resolve(keys, recordingCompute(keys).compute, { dims: DIMS })))[0]!.source).toBe(
+      'l1',
+    );
     await cache.flush();
     expect(await redis.client.ttl(keys[0]!)).toBeLessThanOrEqual(50);
     clock += 1;
@@ -198,7 +219,8 @@ describe('cache actor with Redis', () => {
     expect(observer.lookup('redis', 'miss')).toBe(5);
     await cache.flush();
     // Deleted, then replaced by the recomputed vector.
-    for (const [i, key] of keys.entries()) expect((await redis.client.getBuffer(key))?.equals(encodeBf16(results[i]!.vector, 'big'))).toBe(true);
+    for (const [i, key] of keys.entries())
+      expect((await redis.client.getBuffer(key))?.equals(encodeBf16(results[i]!.vector, 'big'))).toBe(true);
   });
 
   it('leaves no corrupt value behind when its recomputation fails', async () => {
@@ -217,7 +239,9 @@ describe('cache actor with Redis', () => {
     await redis.pause(1500);
     for (let i = 0; i < 8; i++) {
       const keys = freshKeys(2);
-      const results = await Promise.all(cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }));
+      const results = await Promise.all(
+        cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }),
+      );
       expect(results.every((r) => r.source === 'computed')).toBe(true);
       await new Promise((r) => setImmediate(r));
       expect(cache.stats().pendingWrites).toBeLessThanOrEqual(4);
@@ -230,7 +254,11 @@ describe('cache actor with Redis', () => {
   it('still refreshes TTLs with plain EXPIREs where Redis refuses scripts', async () => {
     await redis.client.call('ACL', 'SETUSER', 'noscripts', 'on', '>secret', '~*', '&*', '+@all', '-@scripting');
     const observer = new RecordingObserver();
-    const cache = createCache({ l1Bytes: 0, observer, redis: { url: `redis://noscripts:secret@127.0.0.1:${redis.port}`, ttlSeconds: 5 } });
+    const cache = createCache({
+      l1Bytes: 0,
+      observer,
+      redis: { url: `redis://noscripts:secret@127.0.0.1:${redis.port}`, ttlSeconds: 5 },
+    });
     open.push(cache);
     await waitFor(() => cache.status().redis === 'up', 10_000, 'the cache to connect');
     const keys = freshKeys(2);
@@ -257,7 +285,9 @@ describe('cache actor with Redis', () => {
     try {
       for (let i = 0; i < 10; i++) {
         const keys = freshKeys(2);
-        const computed = await Promise.all(cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }));
+        const computed = await Promise.all(
+          cache.resolve(keys, recordingCompute(keys, { dims: DIMS }).compute, { dims: DIMS }),
+        );
         expect(computed.every((r) => r.source === 'computed')).toBe(true);
         await cache.flush();
         expect(await redis.client.exists(...keys)).toBe(0);
@@ -276,7 +306,9 @@ describe('cache actor with Redis', () => {
   it('quits its Redis connection on close', async () => {
     const name = 'twinlane-cache';
     const { cache } = await cacheWith();
-    const count = async () => ((await redis.client.call('CLIENT', 'LIST')) as string).split('\n').filter((l) => l.includes(`name=${name} `)).length;
+    const count = async () =>
+      ((await redis.client.call('CLIENT', 'LIST')) as string).split('\n').filter((l) => l.includes(`name=${name} `))
+        .length;
     const before = await count();
     expect(before).toBeGreaterThan(0);
     await cache.close();

@@ -91,7 +91,9 @@ describe('cache actor (L1 only)', () => {
 
   it('treats a compute that answers the wrong number of items as a failure of them all', async () => {
     const cache = createCache({ l1Bytes: L1 });
-    const results = cache.resolve(['k:1', 'k:2'], () => [Promise.resolve({ ok: true, value: { vector: new Float32Array(2), tokens: 1 } })]);
+    const results = cache.resolve(['k:1', 'k:2'], () => [
+      Promise.resolve({ ok: true, value: { vector: new Float32Array(2), tokens: 1 } }),
+    ]);
     const settled = await Promise.allSettled(results);
     expect(settled.map((s) => s.status)).toEqual(['rejected', 'rejected']);
     expect(cache.stats().inFlight).toBe(0);
@@ -113,7 +115,12 @@ describe('cache actor (L1 only)', () => {
     const release: (() => void)[] = [];
     const compute: ComputeMisses = (indices, control) => {
       wanted.push(() => indices.map((_, k) => control.unwanted(k) === null));
-      return indices.map((i) => new Promise((resolve) => release.push(() => resolve({ ok: true, value: { vector: vectorOf(`c:${i}`), tokens: 1 } }))));
+      return indices.map(
+        (i) =>
+          new Promise((resolve) =>
+            release.push(() => resolve({ ok: true, value: { vector: vectorOf(`c:${i}`), tokens: 1 } })),
+          ),
+      );
     };
     const controller = new AbortController();
     const mine = cache.resolve(['c:shared', 'c:alone'], compute, { cancellation: controller });
@@ -121,7 +128,10 @@ describe('cache actor (L1 only)', () => {
     expect(wanted[0]!()).toEqual([true, true]);
     controller.abort();
     const settled = await Promise.allSettled(mine);
-    expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).name : 'fulfilled'))).toEqual(['RequestCancelledError', 'RequestCancelledError']);
+    expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).name : 'fulfilled'))).toEqual([
+      'RequestCancelledError',
+      'RequestCancelledError',
+    ]);
     // The shared key is still wanted by the other request; the lone one is not.
     expect(wanted[0]!()).toEqual([true, false]);
     for (const r of release.splice(0)) r();
@@ -132,9 +142,19 @@ describe('cache actor (L1 only)', () => {
   it('computes again a dropped item that a new request joined after its last waiter was cancelled', async () => {
     const cache = createCache({ l1Bytes: L1 });
     const controls: { wanted: () => boolean; settle: (dropped: boolean) => void }[] = [];
-    const compute: ComputeMisses = (indices, control) => indices.map((_, k) => new Promise((resolve) => {
-      controls.push({ wanted: () => control.unwanted(k) === null, settle: (dropped) => resolve(dropped ? { ok: false, dropped: true } : { ok: true, value: { vector: vectorOf('d:1'), tokens: 1 } }) });
-    }));
+    const compute: ComputeMisses = (indices, control) =>
+      indices.map(
+        (_, k) =>
+          new Promise((resolve) => {
+            controls.push({
+              wanted: () => control.unwanted(k) === null,
+              settle: (dropped) =>
+                resolve(
+                  dropped ? { ok: false, dropped: true } : { ok: true, value: { vector: vectorOf('d:1'), tokens: 1 } },
+                ),
+            });
+          }),
+      );
     const controller = new AbortController();
     const first = cache.resolve(['d:1'], compute, { cancellation: controller });
     controller.abort();

@@ -96,7 +96,10 @@ describe('BF16 codec', () => {
     expect(decodeStoredVector(good.subarray(0, 5))).toEqual({ ok: false, reason: 'odd_length' });
     expect(decodeStoredVector(good, 4)).toEqual({ ok: false, reason: 'wrong_dims' });
     for (const bad of [NaN, Infinity, -Infinity]) {
-      expect(decodeStoredVector(encodeBf16(new Float32Array([1, bad]), 'big'), 2)).toEqual({ ok: false, reason: 'not_finite' });
+      expect(decodeStoredVector(encodeBf16(new Float32Array([1, bad]), 'big'), 2)).toEqual({
+        ok: false,
+        reason: 'not_finite',
+      });
     }
   });
 });

@@ -23,7 +23,9 @@ function ensureBuilt(): void {
   const sources = ['cache/cli.ts', 'cache/bf16.ts', 'cache/keys.ts'].map((p) => mtime(path.resolve(p)));
   if (mtime(CLI) >= Math.max(...sources)) return;
   try {
-    execFileSync(process.execPath, [path.resolve('node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { stdio: 'pipe' });
+    execFileSync(process.execPath, [path.resolve('node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
+      stdio: 'pipe',
+    });
   } catch (error) {
     // Type errors elsewhere in the project still emit; only a missing or stale CLI is fatal here.
     if (mtime(CLI) < Math.max(...sources)) throw error;
@@ -50,17 +52,25 @@ beforeAll(async () => {
   for (let i = 0; i < 5; i++) pipeline.set(textKey('twinlane', 'org/model-a', true, `a${i}`), vector(384, 0.05));
   for (let i = 0; i < 2; i++) pipeline.set(textKey('twinlane', 'org/model-a', false, `a${i}`), vector(384, 0.05));
   for (let i = 0; i < 3; i++) pipeline.set(textKey('twinlane', 'org/model-b', true, `b${i}`), vector(512, 0.1));
-  for (let i = 0; i < 2; i++) pipeline.set(imageKey('twinlane', 'org/model-b', true, Buffer.from([i])), vector(512, 0.1));
+  for (let i = 0; i < 2; i++)
+    pipeline.set(imageKey('twinlane', 'org/model-b', true, Buffer.from([i])), vector(512, 0.1));
   pipeline.set('other:org/model-a:n1:0000', vector(4, 1));
   pipeline.set('unrelated', 'x');
   pipeline.set('twinlane:not-a-cache-key', 'x');
   await pipeline.exec();
   // Two rate-limit buckets written by the rate limiter itself (hashes, not vectors), under the same prefix.
   // A slow refill keeps them from expiring (a full bucket is deleted) while the tests run.
-  const buckets = new SharedBuckets({ url: redis.url, keyPrefix: rateLimitKeyPrefix('twinlane'), rate: 0.01, burst: 10, timeoutMs: 1000 });
+  const buckets = new SharedBuckets({
+    url: redis.url,
+    keyPrefix: rateLimitKeyPrefix('twinlane'),
+    rate: 0.01,
+    burst: 10,
+    timeoutMs: 1000,
+  });
   try {
     await waitFor(() => buckets.state() === 'up', 10_000, 'the rate limiter to connect');
-    for (const client of ['ip:127.0.0.1', 'key:0123456789abcdef']) expect(await buckets.take(client, 5)).toMatchObject({ allowed: true });
+    for (const client of ['ip:127.0.0.1', 'key:0123456789abcdef'])
+      expect(await buckets.take(client, 5)).toMatchObject({ allowed: true });
   } finally {
     await buckets.close();
   }
@@ -74,7 +84,9 @@ describe('cache CLI', () => {
   it('counts keys per model, kind and normalisation under the prefix, with dims and memory', async () => {
     const { code, stdout } = await cli('stats', '--redis', redis.url);
     expect(code).toBe(0);
-    expect(stdout).toMatch(/prefix "twinlane": 15 keys \(12 cache entries in 4 groups, 2 rate-limit buckets, 1 other\)/);
+    expect(stdout).toMatch(
+      /prefix "twinlane": 15 keys \(12 cache entries in 4 groups, 2 rate-limit buckets, 1 other\)/,
+    );
     expect(stdout).toMatch(/org\/model-a\s+text\s+n0\s+2\s+384/);
     expect(stdout).toMatch(/org\/model-a\s+text\s+n1\s+5\s+384/);
     expect(stdout).toMatch(/org\/model-b\s+image\s+n1\s+2\s+512/);

@@ -1,12 +1,24 @@
 // Shared pieces of the cache tests: deterministic vectors, a recording compute, a recording observer.
 import { createHash } from 'node:crypto';
-import type { BreakerState, CacheObserver, CacheTier, CacheErrorReason, Computed, ComputeMisses, CorruptReason, LookupResult, RedisState, WriteDropReason } from '../../cache/index.js';
+import type {
+  BreakerState,
+  CacheObserver,
+  CacheTier,
+  CacheErrorReason,
+  Computed,
+  ComputeMisses,
+  CorruptReason,
+  LookupResult,
+  RedisState,
+  WriteDropReason,
+} from '../../cache/index.js';
 
 /** A deterministic vector for a key: finite, non-zero, different per key. */
 export function vectorOf(key: string, dims = 8): Float32Array {
   const seed = createHash('sha256').update(key).digest();
   const out = new Float32Array(dims);
-  for (let i = 0; i < dims; i++) out[i] = ((seed[i % seed.length]! + 1) / 257) * (i % 2 === 0 ? 1 : -1) * (1 + i / dims);
+  for (let i = 0; i < dims; i++)
+    out[i] = ((seed[i % seed.length]! + 1) / 257) * (i % 2 === 0 ? 1 : -1) * (1 + i / dims);
   return out;
 }
 

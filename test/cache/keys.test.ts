@@ -15,7 +15,9 @@ describe('cache keys', () => {
 
   it('formats image keys as {prefix}:{modelId}:image:{n0|n1}:{sha256(bytes)}', () => {
     const bytes = new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]);
-    expect(imageKey('p', 'Xenova/clip-vit-base-patch32', false, bytes)).toBe(`p:Xenova/clip-vit-base-patch32:image:n0:${sha(bytes)}`);
+    expect(imageKey('p', 'Xenova/clip-vit-base-patch32', false, bytes)).toBe(
+      `p:Xenova/clip-vit-base-patch32:image:n0:${sha(bytes)}`,
+    );
   });
 
   it('gives normalised and raw vectors of the same text different keys', () => {

@@ -19,7 +19,14 @@ afterAll(async () => {
 });
 
 async function buckets(options: Partial<SharedBucketsOptions> = {}): Promise<SharedBuckets> {
-  const b = new SharedBuckets({ url: redis.url, keyPrefix: 'test:ratelimit:', rate: 1, burst: 5, timeoutMs: 200, ...options });
+  const b = new SharedBuckets({
+    url: redis.url,
+    keyPrefix: 'test:ratelimit:',
+    rate: 1,
+    burst: 5,
+    timeoutMs: 200,
+    ...options,
+  });
   open.push(b);
   await waitFor(() => b.state() === 'up', 10_000, 'the buckets to connect');
   return b;

@@ -45,7 +45,14 @@ const isObject = (v: Json | undefined): v is JsonObject => typeof v === 'object'
 function at(value: Json | undefined, ...keys: (string | number)[]): Json {
   let current = value;
   for (const [i, key] of keys.entries()) {
-    const next = typeof key === 'number' ? (Array.isArray(current) ? current[key] : undefined) : isObject(current) ? current[key] : undefined;
+    const next =
+      typeof key === 'number'
+        ? Array.isArray(current)
+          ? current[key]
+          : undefined
+        : isObject(current)
+          ? current[key]
+          : undefined;
     if (next === undefined) throw new Error(`missing ${keys.slice(0, i + 1).join('.')}`);
     current = next;
   }
@@ -81,7 +88,11 @@ function durationMs(text: string): number {
 /** A Kubernetes container's env list, or a compose service's environment (map or KEY=VALUE list), as a map. */
 function envMap(env: Json): Map<string, string> {
   if (Array.isArray(env)) {
-    return new Map(env.map((e) => (isObject(e) ? [str(e, 'name'), str(e, 'value')] : (String(e).split(/=(.*)/s).slice(0, 2) as [string, string]))));
+    return new Map(
+      env.map((e) =>
+        isObject(e) ? [str(e, 'name'), str(e, 'value')] : (String(e).split(/=(.*)/s).slice(0, 2) as [string, string]),
+      ),
+    );
   }
   if (isObject(env)) return new Map(Object.entries(env).map(([k, v]) => [k, String(v)]));
   throw new Error('environment is neither a list nor a map');
@@ -116,7 +127,8 @@ const instructionsOf = (keyword: string): Instruction[] => dockerfile().filter((
 function dockerEnv(): Map<string, string> {
   const env = new Map<string, string>();
   for (const { args } of instructionsOf('ENV')) {
-    for (const [, key, value] of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g)) env.set(key as string, (value as string).replace(/^"|"$/g, ''));
+    for (const [, key, value] of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g))
+      env.set(key as string, (value as string).replace(/^"|"$/g, ''));
   }
   return env;
 }
@@ -124,10 +136,18 @@ function dockerEnv(): Map<string, string> {
 /** Whether deploy/Dockerfile.dockerignore leaves a root-relative path (or a folder above it) out of the
  * context. Only the forms that file uses: no `!` exceptions, `*` within a name, `**` across folders. */
 function dockerignored(): (file: string) => boolean {
-  const patterns = read('Dockerfile.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  const patterns = read('Dockerfile.dockerignore')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
   expect(patterns.filter((p) => p.startsWith('!'))).toEqual([]);
   const escape = (text: string) => text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
-  const toRegex = (pattern: string) => pattern.replace(/^\/+|\/+$/g, '').split('**').map((part) => part.split('*').map(escape).join('[^/]*')).join('.*');
+  const toRegex = (pattern: string) =>
+    pattern
+      .replace(/^\/+|\/+$/g, '')
+      .split('**')
+      .map((part) => part.split('*').map(escape).join('[^/]*'))
+      .join('.*');
   const regexes = patterns.map((p) => new RegExp(`^${toRegex(p)}(/|$)`));
   return (file) => regexes.some((r) => r.test(file));
 }
@@ -143,23 +163,43 @@ const composeService = (name: string) => obj(compose(), 'services', name);
 const k8s = (file: string) => loadYaml(path.join('k8s', file));
 const podSpec = () => obj(k8s('deployment.yaml'), 'spec', 'template', 'spec');
 const container = () => obj(list(podSpec(), 'containers'), 0);
-const drainMs = (env: Map<string, string>) => Number(env.get('TWINLANE_DRAIN_DELAY_MS') ?? NaN) + Number(env.get('TWINLANE_SHUTDOWN_TIMEOUT_MS') ?? NaN);
+const drainMs = (env: Map<string, string>) =>
+  Number(env.get('TWINLANE_DRAIN_DELAY_MS') ?? NaN) + Number(env.get('TWINLANE_SHUTDOWN_TIMEOUT_MS') ?? NaN);
 
 const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => existsSync(p)) ?? 'haproxy';
 
 describe('deployment files (deploy/)', () => {
   it('every YAML file under deploy/ parses', () => {
     const files = yamlFiles();
-    expect(files).toEqual(expect.arrayContaining(['compose.yaml', 'prometheus.yml', 'k8s/deployment.yaml', 'k8s/service.yaml', 'k8s/hpa.yaml', 'k8s/pdb.yaml', 'k8s/kustomization.yaml', 'grafana/provisioning/datasources/prometheus.yaml', 'grafana/provisioning/dashboards/twinlane.yaml']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'compose.yaml',
+        'prometheus/prometheus.yml',
+        'prometheus/rules.yml',
+        'prometheus/rules.test.yml',
+        'k8s/deployment.yaml',
+        'k8s/service.yaml',
+        'k8s/hpa.yaml',
+        'k8s/pdb.yaml',
+        'k8s/kustomization.yaml',
+        'grafana/provisioning/datasources/prometheus.yaml',
+        'grafana/provisioning/dashboards/twinlane.yaml',
+      ]),
+    );
     for (const file of files) {
       const docs = parseAllDocuments(read(file));
-      const errors = (Array.isArray(docs) ? docs : [docs]).flatMap((d) => [...d.errors, ...d.warnings].map((e) => e.message));
+      const errors = (Array.isArray(docs) ? docs : [docs]).flatMap((d) =>
+        [...d.errors, ...d.warnings].map((e) => e.message),
+      );
       expect(errors, file).toEqual([]);
     }
   });
 
   it('compose.yaml validates against the Compose Specification JSON schema', () => {
-    const schema = JSON.parse(readFileSync('test/deploy/compose-spec/compose-spec.json', 'utf8')) as Record<string, unknown>;
+    const schema = JSON.parse(readFileSync('test/deploy/compose-spec/compose-spec.json', 'utf8')) as Record<
+      string,
+      unknown
+    >;
     // Strict mode (unknown keywords in the schema are errors), less strictTypes, which only lints a
     // schema's style and warns about the upstream schema's union types and untyped oneOf branches.
     const ajv = new Ajv2020({ allErrors: true, strictTypes: false });
@@ -180,7 +220,9 @@ describe('deployment files (deploy/)', () => {
     // The models folder is the shared named volume, at the image's VOLUME.
     expect(env.get('TWINLANE_MODELS_DIR')).toBe(dockerEnv().get('TWINLANE_MODELS_DIR'));
     expect(list(twinlane, 'volumes').map(String)).toContain(`models:${env.get('TWINLANE_MODELS_DIR')}`);
-    expect(Object.keys(obj(compose(), 'services'))).toEqual(expect.arrayContaining(['twinlane', 'redis', 'haproxy', 'prometheus', 'grafana']));
+    expect(Object.keys(obj(compose(), 'services'))).toEqual(
+      expect.arrayContaining(['twinlane', 'redis', 'haproxy', 'prometheus', 'grafana']),
+    );
     // Above HAProxy's check interval × fall count, so the replica leaves the rotation before its port closes.
     const haproxyCfg = read('haproxy.cfg');
     const inter = durationMs(/default-server[^\n]*\binter (\S+)/.exec(haproxyCfg)?.[1] ?? '');
@@ -191,7 +233,9 @@ describe('deployment files (deploy/)', () => {
     const haproxy = composeService('haproxy');
     expect(str(haproxy, 'stop_signal')).toBe('SIGUSR1');
     expect(list(haproxy, 'volumes')).toContain('./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro');
-    expect(list(composeService('prometheus'), 'volumes')).toContain('./prometheus.yml:/etc/prometheus/prometheus.yml:ro');
+    expect(list(composeService('prometheus'), 'volumes')).toContain(
+      './prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro',
+    );
     // Bind mounts (relative sources) resolve against deploy/ and must exist there.
     for (const [name, service] of Object.entries(obj(compose(), 'services'))) {
       for (const volume of isObject(service) && Array.isArray(service['volumes']) ? service['volumes'] : []) {
@@ -201,7 +245,9 @@ describe('deployment files (deploy/)', () => {
     }
     const datasource = obj(list(loadYaml('grafana/provisioning/datasources/prometheus.yaml'), 'datasources'), 0);
     expect(str(datasource, 'url')).toBe('http://prometheus:9090');
-    expect(str(obj(list(loadYaml('grafana/provisioning/dashboards/twinlane.yaml'), 'providers'), 0), 'options', 'path')).toBe('/var/lib/grafana/dashboards');
+    expect(
+      str(obj(list(loadYaml('grafana/provisioning/dashboards/twinlane.yaml'), 'providers'), 0), 'options', 'path'),
+    ).toBe('/var/lib/grafana/dashboards');
     expect(list(composeService('grafana'), 'volumes')).toContain('./grafana/dashboards:/var/lib/grafana/dashboards:ro');
   });
 
@@ -216,7 +262,12 @@ describe('deployment files (deploy/)', () => {
     new Service(service as ConstructorParameters<typeof Service>[0]).validate();
     new HorizontalPodAutoscaler(hpa as ConstructorParameters<typeof HorizontalPodAutoscaler>[0]).validate();
     new PodDisruptionBudget(pdb as ConstructorParameters<typeof PodDisruptionBudget>[0]).validate();
-    expect([deployment, service, hpa, pdb].map((m) => `${str(m, 'apiVersion')}/${str(m, 'kind')}`)).toEqual(['apps/v1/Deployment', 'v1/Service', 'autoscaling/v2/HorizontalPodAutoscaler', 'policy/v1/PodDisruptionBudget']);
+    expect([deployment, service, hpa, pdb].map((m) => `${str(m, 'apiVersion')}/${str(m, 'kind')}`)).toEqual([
+      'apps/v1/Deployment',
+      'v1/Service',
+      'autoscaling/v2/HorizontalPodAutoscaler',
+      'policy/v1/PodDisruptionBudget',
+    ]);
 
     // Probes: paths the server routes, on the container's port.
     const routes = serverGetRoutes();
@@ -233,8 +284,12 @@ describe('deployment files (deploy/)', () => {
       expect(typeof port === 'number' ? port : ports.find((p) => p.name === port)?.port, kind).toBe(8080);
     }
     // Generous liveness, and a startup probe long enough for a model download.
-    expect(num(c, 'livenessProbe', 'failureThreshold') * num(c, 'livenessProbe', 'periodSeconds')).toBeGreaterThanOrEqual(60);
-    expect(num(c, 'startupProbe', 'failureThreshold') * num(c, 'startupProbe', 'periodSeconds')).toBeGreaterThanOrEqual(300);
+    expect(
+      num(c, 'livenessProbe', 'failureThreshold') * num(c, 'livenessProbe', 'periodSeconds'),
+    ).toBeGreaterThanOrEqual(60);
+    expect(num(c, 'startupProbe', 'failureThreshold') * num(c, 'startupProbe', 'periodSeconds')).toBeGreaterThanOrEqual(
+      300,
+    );
 
     // The Service selects the pods and targets the container port.
     const labels = obj(deployment, 'spec', 'template', 'metadata', 'labels');
@@ -249,7 +304,11 @@ describe('deployment files (deploy/)', () => {
     expect(str(service, 'spec', 'type')).toBe('ClusterIP');
 
     // HPA and PDB point at this Deployment.
-    expect(obj(hpa, 'spec', 'scaleTargetRef')).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: str(deployment, 'metadata', 'name') });
+    expect(obj(hpa, 'spec', 'scaleTargetRef')).toEqual({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: str(deployment, 'metadata', 'name'),
+    });
     expect([num(hpa, 'spec', 'minReplicas'), num(hpa, 'spec', 'maxReplicas')]).toEqual([2, 10]);
     expect(str(obj(list(hpa, 'spec', 'metrics'), 0), 'resource', 'name')).toBe('cpu');
     expect(num(pdb, 'spec', 'minAvailable')).toBe(1);
@@ -268,7 +327,9 @@ describe('deployment files (deploy/)', () => {
     expect(at(c, 'resources', 'requests', 'cpu')).toBeDefined();
 
     // kustomization.yaml lists every other manifest of the folder.
-    const manifests = readdirSync(path.join(DEPLOY, 'k8s')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+    const manifests = readdirSync(path.join(DEPLOY, 'k8s')).filter(
+      (f) => f.endsWith('.yaml') && f !== 'kustomization.yaml',
+    );
     expect(list(k8s('kustomization.yaml'), 'resources').map(String).sort()).toEqual(manifests.sort());
   });
 
@@ -276,10 +337,13 @@ describe('deployment files (deploy/)', () => {
     const known = new Set(OPTIONS.map((o) => o.env));
     const used = new Map<string, string[]>();
     for (const file of deployFiles()) {
-      for (const [name] of read(file).matchAll(/\bTWINLANE_[A-Z0-9_]*[A-Z0-9]\b/g)) used.set(name, [...(used.get(name) ?? []), file]);
+      for (const [name] of read(file).matchAll(/\bTWINLANE_[A-Z0-9_]*[A-Z0-9]\b/g))
+        used.set(name, [...(used.get(name) ?? []), file]);
     }
     expect(used.size).toBeGreaterThan(5);
-    const unknown = [...used].filter(([name]) => !known.has(name)).map(([name, files]) => `${name} (${[...new Set(files)].join(', ')})`);
+    const unknown = [...used]
+      .filter(([name]) => !known.has(name))
+      .map(([name, files]) => `${name} (${[...new Set(files)].join(', ')})`);
     expect(unknown).toEqual([]);
   });
 
@@ -299,7 +363,9 @@ describe('deployment files (deploy/)', () => {
     expect(list(composeService('haproxy'), 'ports').map((p) => String(p).split(':').at(-1))).toContain(bind);
     expect(haproxyCfg).toMatch(/option httpchk GET \/ready\b/);
     // Prometheus finds the replicas by the same name and port.
-    const scrape = list(loadYaml('prometheus.yml'), 'scrape_configs').find((j) => str(j, 'job_name') === 'twinlane');
+    const scrape = list(loadYaml('prometheus/prometheus.yml'), 'scrape_configs').find(
+      (j) => str(j, 'job_name') === 'twinlane',
+    );
     const sd = obj(list(scrape ?? null, 'dns_sd_configs'), 0);
     expect(list(sd, 'names')).toEqual(['twinlane']);
     expect(str(sd, 'type')).toBe('A');
@@ -312,10 +378,14 @@ describe('deployment files (deploy/)', () => {
     const k8sPort = Number(envMap(at(c, 'env')).get('TWINLANE_PORT'));
     expect(k8sPort).toBe(imagePort);
     expect(list(c, 'ports').map((p) => num(p, 'containerPort'))).toEqual([k8sPort]);
-    expect(str(k8s('deployment.yaml'), 'spec', 'template', 'metadata', 'annotations', 'prometheus.io/port')).toBe(String(k8sPort));
+    expect(str(k8s('deployment.yaml'), 'spec', 'template', 'metadata', 'annotations', 'prometheus.io/port')).toBe(
+      String(k8sPort),
+    );
 
     // Health checks: the image's and compose's hit /ready on the port they set.
-    const imageCheck = instructionsOf('HEALTHCHECK').map((i) => i.args).join('\n');
+    const imageCheck = instructionsOf('HEALTHCHECK')
+      .map((i) => i.args)
+      .join('\n');
     expect(imageCheck).toMatch(/\/ready\b/);
     expect(imageCheck).toContain(String(imagePort));
     const composeCheck = list(twinlane, 'healthcheck', 'test').map(String).join(' ');
@@ -350,32 +420,54 @@ describe('deployment files (deploy/)', () => {
 
     // The build stage copies the context, and the context keeps everything that npm ci and its
     // prepare (tsc -p tsconfig.build.json) need, but not the local node_modules/ or dist/.
-    const buildStage = dockerfile().slice(0, dockerfile().findIndex((i, n) => n > 0 && i.keyword === 'FROM'));
+    const buildStage = dockerfile().slice(
+      0,
+      dockerfile().findIndex((i, n) => n > 0 && i.keyword === 'FROM'),
+    );
     expect(buildStage.filter((i) => i.keyword === 'COPY').map((i) => i.args)).toContain('. .');
     const ignored = dockerignored();
     const tsconfig = JSON.parse(readFileSync('tsconfig.build.json', 'utf8')) as { include: string[]; extends?: string };
-    for (const needed of [...tsconfig.include, 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.build.json', tsconfig.extends ?? 'tsconfig.json']) {
+    for (const needed of [
+      ...tsconfig.include,
+      'package.json',
+      'package-lock.json',
+      '.npmrc',
+      'tsconfig.build.json',
+      tsconfig.extends ?? 'tsconfig.json',
+    ]) {
       const file = path.normalize(needed);
       expect(existsSync(file), `${file} exists`).toBe(true);
       expect(ignored(file), `${file} reaches the build context`).toBe(false);
     }
-    for (const local of ['node_modules', 'dist', '.git']) expect(ignored(local), `${local} is left out of the context`).toBe(true);
-    const fromBuild = instructionsOf('COPY').filter((i) => i.args.includes('--from=build')).map((i) => i.args.split(/\s+/)[1]);
+    for (const local of ['node_modules', 'dist', '.git'])
+      expect(ignored(local), `${local} is left out of the context`).toBe(true);
+    const fromBuild = instructionsOf('COPY')
+      .filter((i) => i.args.includes('--from=build'))
+      .map((i) => i.args.split(/\s+/)[1]);
     expect(fromBuild).toEqual(expect.arrayContaining(['/app/package.json', '/app/node_modules', '/app/dist']));
-    expect(dockerfile().some((i) => i.keyword === 'RUN' && /npm ci\b/.test(i.args) && /npm prune --omit=dev\b/.test(i.args))).toBe(true);
+    expect(
+      dockerfile().some((i) => i.keyword === 'RUN' && /npm ci\b/.test(i.args) && /npm prune --omit=dev\b/.test(i.args)),
+    ).toBe(true);
   });
 
   it('the image needs no system library: the native modules ship Node 20 binaries for linux x64 and arm64, sharp its own glibc libvips', () => {
     // src/uws.js loads binaries/uws_{platform}_{arch}_{abi}.node; Node 20 is ABI 115.
     const uws = readdirSync('node_modules/uWebSockets.js/binaries');
     expect(uws).toEqual(expect.arrayContaining(['uws_linux_x64_115.node', 'uws_linux_arm64_115.node']));
-    expect(readdirSync('node_modules/onnxruntime-node/bin/napi-v6/linux')).toEqual(expect.arrayContaining(['x64', 'arm64']));
-    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, { optional?: boolean }> };
+    expect(readdirSync('node_modules/onnxruntime-node/bin/napi-v6/linux')).toEqual(
+      expect.arrayContaining(['x64', 'arm64']),
+    );
+    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as {
+      packages: Record<string, { optional?: boolean }>;
+    };
     for (const arch of ['x64', 'arm64']) {
-      for (const pkg of [`@img/sharp-linux-${arch}`, `@img/sharp-libvips-linux-${arch}`]) expect(lock.packages[`node_modules/${pkg}`], pkg).toBeDefined();
+      for (const pkg of [`@img/sharp-linux-${arch}`, `@img/sharp-libvips-linux-${arch}`])
+        expect(lock.packages[`node_modules/${pkg}`], pkg).toBeDefined();
     }
     // sharp needs no apt package on bookworm (glibc 2.36): libvips and its codecs come from npm.
-    const libvips = JSON.parse(readFileSync('node_modules/@img/sharp-libvips-linux-x64/package.json', 'utf8')) as { config?: { glibc?: string } };
+    const libvips = JSON.parse(readFileSync('node_modules/@img/sharp-libvips-linux-x64/package.json', 'utf8')) as {
+      config?: { glibc?: string };
+    };
     expect(libvips.config?.glibc).toBe('>=2.28');
     expect(instructionsOf('FROM').every((i) => /-bookworm-slim\b/.test(i.args))).toBe(true);
   });
@@ -385,8 +477,8 @@ describe('deployment files (deploy/)', () => {
     expect(`${stdout}${stderr}`).toContain('Configuration file is valid');
   });
 
-  it('promtool check config accepts deploy/prometheus.yml', async () => {
-    const { stdout } = await run('promtool', ['check', 'config', path.join(DEPLOY, 'prometheus.yml')]);
+  it('promtool check config accepts deploy/prometheus/prometheus.yml', async () => {
+    const { stdout } = await run('promtool', ['check', 'config', path.join(DEPLOY, 'prometheus', 'prometheus.yml')]);
     expect(stdout).toContain('SUCCESS');
   });
 });

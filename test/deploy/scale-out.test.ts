@@ -24,9 +24,18 @@ function steadyLoad(url: string, concurrency: number) {
   const client = async (c: number) => {
     while (running) {
       const sentAt = performance.now();
-      const res = await postJson(`${url}/embed/text`, { inputs: [`steady load text ${c}-${n++} about how balancers keep a service whole`] }, { authorization: `Bearer ${KEY}` }).catch(() => null);
+      const res = await postJson(
+        `${url}/embed/text`,
+        { inputs: [`steady load text ${c}-${n++} about how balancers keep a service whole`] },
+        { authorization: `Bearer ${KEY}` },
+      ).catch(() => null);
       if (res) await res.arrayBuffer().catch(() => undefined);
-      outcomes.push({ status: res?.status ?? 'error', servedBy: res?.headers.get('x-served-by') ?? null, sentAt, doneAt: performance.now() });
+      outcomes.push({
+        status: res?.status ?? 'error',
+        servedBy: res?.headers.get('x-served-by') ?? null,
+        sentAt,
+        doneAt: performance.now(),
+      });
     }
   };
   const clients = Array.from({ length: concurrency }, (_, c) => client(c));
@@ -67,9 +76,11 @@ describe('two instances behind HAProxy, one Redis', () => {
   };
   const upInBalancer = async (count: number) => {
     const deadline = Date.now() + 10_000;
-    const up = async () => [...(await balancer.stats()).values()].filter((s) => s.status === 'UP' && s.check.includes('L7OK')).length;
+    const up = async () =>
+      [...(await balancer.stats()).values()].filter((s) => s.status === 'UP' && s.check.includes('L7OK')).length;
     while ((await up()) !== count) {
-      if (Date.now() > deadline) throw new Error(`HAProxy did not see ${count} servers UP within 10 s:\n${balancer.output()}`);
+      if (Date.now() > deadline)
+        throw new Error(`HAProxy did not see ${count} servers UP within 10 s:\n${balancer.output()}`);
       await sleep(100);
     }
   };
@@ -77,7 +88,10 @@ describe('two instances behind HAProxy, one Redis', () => {
   beforeAll(async () => {
     redis = await startRedis();
     ports = { a: await freePort(), b: await freePort() };
-    await Promise.all([start('a', { TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '6' }), start('b', { TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '6' })]);
+    await Promise.all([
+      start('a', { TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '6' }),
+      start('b', { TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '6' }),
+    ]);
     balancer = await startBalancer(ports);
     await upInBalancer(2);
   });
@@ -89,18 +103,27 @@ describe('two instances behind HAProxy, one Redis', () => {
 
   it('answers a text computed through one instance from Redis through the other', async () => {
     const auth = { authorization: `Bearer ${KEY}` };
-    const first = await postJson(`${balancer.url}/embed/text`, { inputs: ['computed once for the whole service'] }, auth);
+    const first = await postJson(
+      `${balancer.url}/embed/text`,
+      { inputs: ['computed once for the whole service'] },
+      auth,
+    );
     expect(first.status).toBe(200);
     expect(first.headers.get('x-cache-hits')).toBe('0');
     const computedBy = first.headers.get('x-served-by') as 'a' | 'b';
     const other = computedBy === 'a' ? servers.b! : servers.a!;
-    const redisHitsBefore = await metric(other.url, /twinlane_cache_tier_lookups_total\{tier="redis",result="hit"\} (\S+)/);
+    const redisHitsBefore = await metric(
+      other.url,
+      /twinlane_cache_tier_lookups_total\{tier="redis",result="hit"\} (\S+)/,
+    );
     const second = await postJson(`${other.url}/embed/text`, { inputs: ['computed once for the whole service'] }, auth);
     expect(second.headers.get('x-cache-hits')).toBe('1');
     // Redis holds BF16: the vector comes back within BF16 precision of the computed one.
     const computed = (await first.json()) as number[][];
     expect(await second.json()).toEqual(computed.map((row) => row.map((x) => expect.closeTo(x, 2))));
-    expect(await metric(other.url, /twinlane_cache_tier_lookups_total\{tier="redis",result="hit"\} (\S+)/)).toBe(redisHitsBefore + 1);
+    expect(await metric(other.url, /twinlane_cache_tier_lookups_total\{tier="redis",result="hit"\} (\S+)/)).toBe(
+      redisHitsBefore + 1,
+    );
     console.log(`[scale-out] computed by ${computedBy}, answered from Redis by ${computedBy === 'a' ? 'b' : 'a'}`);
   });
 
@@ -111,7 +134,11 @@ describe('two instances behind HAProxy, one Redis', () => {
     const answers: { status: number; servedBy: string | null; remaining: string | null }[] = [];
     for (let i = 0; i < 8; i++) {
       const res = await postJson(`${balancer.url}/embed/text`, { inputs: [`budget item ${i}`] }, auth);
-      answers.push({ status: res.status, servedBy: res.headers.get('x-served-by'), remaining: res.headers.get('x-ratelimit-remaining') });
+      answers.push({
+        status: res.status,
+        servedBy: res.headers.get('x-served-by'),
+        remaining: res.headers.get('x-ratelimit-remaining'),
+      });
     }
     console.log('[scale-out] shared budget:', JSON.stringify(answers));
     const allowed = answers.filter((a) => a.status === 200);
@@ -138,7 +165,9 @@ describe('two instances behind HAProxy, one Redis', () => {
     const byStatus = countBy(outcomes, (o) => String(o.status));
     const bySource = countBy(outcomes, (o) => `${o.servedBy}`);
     const afterExit = outcomes.filter((o) => o.sentAt > exitedAt);
-    console.log(`[scale-out] SIGTERM: ${outcomes.length} requests, by status ${JSON.stringify(byStatus)}, by instance ${JSON.stringify(bySource)}; a drained in ${(exitedAt - signalledAt).toFixed(0)} ms and exited ${code}; ${afterExit.length} requests after its exit, all by b`);
+    console.log(
+      `[scale-out] SIGTERM: ${outcomes.length} requests, by status ${JSON.stringify(byStatus)}, by instance ${JSON.stringify(bySource)}; a drained in ${(exitedAt - signalledAt).toFixed(0)} ms and exited ${code}; ${afterExit.length} requests after its exit, all by b`,
+    );
     expect(code).toBe(0);
     expect(byStatus).toEqual({ '200': outcomes.length });
     expect(bySource.a).toBeGreaterThan(0);
@@ -160,8 +189,11 @@ describe('two instances behind HAProxy, one Redis', () => {
     const after = await balancer.stats();
     const failed = outcomes.filter((o) => o.status !== 200);
     const afterKill = outcomes.filter((o) => o.sentAt > killedAt);
-    const retried = after.get('a')!.retries - before.get('a')!.retries + after.get('a')!.redispatches - before.get('a')!.redispatches;
-    console.log(`[scale-out] SIGKILL: ${inFlightOnA} requests in flight on a when killed; ${failed.length} failed of ${outcomes.length} (${afterKill.length} sent after the kill, served by ${JSON.stringify(countBy(afterKill, (o) => `${o.servedBy}`))}); HAProxy retried or redispatched ${retried} away from a`);
+    const retried =
+      after.get('a')!.retries - before.get('a')!.retries + after.get('a')!.redispatches - before.get('a')!.redispatches;
+    console.log(
+      `[scale-out] SIGKILL: ${inFlightOnA} requests in flight on a when killed; ${failed.length} failed of ${outcomes.length} (${afterKill.length} sent after the kill, served by ${JSON.stringify(countBy(afterKill, (o) => `${o.servedBy}`))}); HAProxy retried or redispatched ${retried} away from a`,
+    );
     expect(failed.length).toBeLessThanOrEqual(inFlightOnA);
     expect(afterKill.filter((o) => o.status === 200).every((o) => o.servedBy === 'b')).toBe(true);
     expect(afterKill.filter((o) => o.status === 200).length).toBeGreaterThan(0);

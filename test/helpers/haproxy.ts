@@ -33,7 +33,7 @@ export interface ServerStats {
 const HAPROXY = ['/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => existsSync(p)) ?? 'haproxy';
 
 /** deploy/haproxy.cfg with 127.0.0.1 servers `name → port` and the frontend on `listenPort`. */
-export function balancerConfig(servers: Readonly<Record<string, number>>, listenPort: number, statsSocket: string): string {
+function balancerConfig(servers: Readonly<Record<string, number>>, listenPort: number, statsSocket: string): string {
   const shipped = readFileSync('deploy/haproxy.cfg', 'utf8');
   const lines = Object.entries(servers).map(([name, port]) => `    server ${name} 127.0.0.1:${port} check`);
   return shipped
@@ -61,7 +61,14 @@ function parseStats(csv: string): Map<string, ServerStats> {
   for (const row of rows.map((r) => r.split(','))) {
     const name = at(row, 'svname');
     if (at(row, 'pxname') !== 'twinlane' || name === 'BACKEND') continue;
-    servers.set(name, { check: `${at(row, 'check_status')} ${at(row, 'last_chk')}`, status: at(row, 'status'), current: Number(at(row, 'scur')), retries: Number(at(row, 'wretr')), redispatches: Number(at(row, 'wredis')), responses: Number(at(row, 'hrsp_2xx')) });
+    servers.set(name, {
+      check: `${at(row, 'check_status')} ${at(row, 'last_chk')}`,
+      status: at(row, 'status'),
+      current: Number(at(row, 'scur')),
+      retries: Number(at(row, 'wretr')),
+      redispatches: Number(at(row, 'wredis')),
+      responses: Number(at(row, 'hrsp_2xx')),
+    });
   }
   return servers;
 }

@@ -22,7 +22,10 @@ export async function startImageHost(): Promise<ImageHost> {
     const file = files.get(path);
     if (file) {
       // A short delay keeps concurrent fetches of one URL overlapping, so single flight shows.
-      setTimeout(() => res.writeHead(200, { 'content-type': file.type, 'content-length': file.bytes.length }).end(file.bytes), 30);
+      setTimeout(
+        () => res.writeHead(200, { 'content-type': file.type, 'content-length': file.bytes.length }).end(file.bytes),
+        30,
+      );
     } else if (path === '/redirect-forbidden') {
       res.writeHead(302, { location: 'http://10.0.0.1/inside.png' }).end();
     } else if (path === '/hang') {

@@ -27,7 +27,13 @@ export async function modelsDirWithClsVariant(): Promise<ModelsDir> {
     if (entry === '1_Pooling' || entry === 'sentence_bert_config.json' || entry === 'README.md') continue;
     await symlink(path.join(source, entry), path.join(target, entry));
   }
-  await writeFile(path.join(target, '1_Pooling', 'config.json'), JSON.stringify({ word_embedding_dimension: 384, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }));
-  await writeFile(path.join(target, 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 128, do_lower_case: false }));
+  await writeFile(
+    path.join(target, '1_Pooling', 'config.json'),
+    JSON.stringify({ word_embedding_dimension: 384, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }),
+  );
+  await writeFile(
+    path.join(target, 'sentence_bert_config.json'),
+    JSON.stringify({ max_seq_length: 128, do_lower_case: false }),
+  );
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
 }

@@ -82,7 +82,11 @@ export async function waitUntilReady(url: string, timeoutMs = 30_000): Promise<v
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 /** The first group of `pattern` in the server's /metrics text (a sample's value), or 0 when the sample is absent. */

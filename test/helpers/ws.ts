@@ -21,8 +21,13 @@ export interface TestSocket {
   close(): Promise<void>;
 }
 
-export async function openSocket(url: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<TestSocket> {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/ws`, options.protocols ?? [], { headers: options.headers ?? {} });
+export async function openSocket(
+  url: string,
+  options: { headers?: Record<string, string>; protocols?: string[] } = {},
+): Promise<TestSocket> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/ws`, options.protocols ?? [], {
+    headers: options.headers ?? {},
+  });
   const received: Received[] = [];
   const waiters: (() => void)[] = [];
   ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -31,7 +36,9 @@ export async function openSocket(url: string, options: { headers?: Record<string
     else received.push({ kind: 'json', value: JSON.parse(data.toString()) as Record<string, unknown>, at });
     for (const wake of waiters.splice(0)) wake();
   });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
@@ -43,7 +50,10 @@ export async function openSocket(url: string, options: { headers?: Record<string
     for (;;) {
       const found = json().find(match);
       if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(json().slice(-5)).slice(0, 2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `no matching message within ${timeoutMs} ms; got ${JSON.stringify(json().slice(-5)).slice(0, 2000)}`,
+        );
       await new Promise<void>((resolve) => {
         waiters.push(resolve);
         setTimeout(resolve, 50);

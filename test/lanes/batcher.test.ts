@@ -18,7 +18,16 @@ function harness(options: { maxItems?: number; maxCost?: number; concurrency?: n
     run: (items) => {
       calls.push(items.map((i) => i.id));
       return new Promise<BatchOutcome<string>>((resolve) => {
-        release.push(() => resolve({ items: items.map((i) => (i.id < 0 ? { ok: false, error: `bad ${i.id}` } : { ok: true, vector: Float32Array.of(i.id), tokens: i.cost })), inferenceMs: 1 }));
+        release.push(() =>
+          resolve({
+            items: items.map((i) =>
+              i.id < 0
+                ? { ok: false, error: `bad ${i.id}` }
+                : { ok: true, vector: Float32Array.of(i.id), tokens: i.cost },
+            ),
+            inferenceMs: 1,
+          }),
+        );
       });
     },
   });
@@ -71,7 +80,10 @@ describe('Batcher', () => {
   it('runs up to `concurrency` batches at once', () => {
     const { batcher, calls } = harness({ maxItems: 2, concurrency: 2 });
     void batcher.submit([item(1), item(2), item(3), item(4), item(5)]);
-    expect(calls).toEqual([[1, 2], [3, 4]]);
+    expect(calls).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(batcher.running).toBe(4);
     expect(batcher.queued).toBe(1);
   });
@@ -83,17 +95,26 @@ describe('Batcher', () => {
     const clean = batcher.submit([item(8)]);
     await flush();
     const [m, c] = await Promise.all([mixed, clean]);
-    expect(m.items).toEqual([{ ok: true, vector: Float32Array.of(7), tokens: 1 }, { ok: false, error: 'bad -1' }]);
+    expect(m.items).toEqual([
+      { ok: true, vector: Float32Array.of(7), tokens: 1 },
+      { ok: false, error: 'bad -1' },
+    ]);
     expect(c.items).toEqual([{ ok: true, vector: Float32Array.of(8), tokens: 1 }]);
   });
 
   it('fails every request of a batch whose run throws, and keeps serving after it', async () => {
     let fail = true;
     const batcher = new Batcher<Item, string>({
-      maxItems: 8, maxCost: 100, concurrency: 1, cost: () => 1,
+      maxItems: 8,
+      maxCost: 100,
+      concurrency: 1,
+      cost: () => 1,
       run: async (items) => {
         if (fail) throw new Error('worker died');
-        return { items: items.map((i) => ({ ok: true as const, vector: Float32Array.of(i.id), tokens: 1 })), inferenceMs: 0 };
+        return {
+          items: items.map((i) => ({ ok: true as const, vector: Float32Array.of(i.id), tokens: 1 })),
+          inferenceMs: 0,
+        };
       },
     });
     await expect(batcher.submit([item(1)])).rejects.toThrow('worker died');
@@ -120,10 +141,20 @@ describe('Batcher', () => {
     const calls: number[][] = [];
     const release: (() => void)[] = [];
     const batcher = new Batcher<Item, string>({
-      maxItems: 2, maxCost: 100, concurrency: 1, cost: () => 1,
+      maxItems: 2,
+      maxCost: 100,
+      concurrency: 1,
+      cost: () => 1,
       run: (items) => {
         calls.push(items.map((i) => i.id));
-        return new Promise((resolve) => release.push(() => resolve({ items: items.map((i) => ({ ok: true as const, vector: Float32Array.of(i.id), tokens: 1 })), inferenceMs: 0 })));
+        return new Promise((resolve) =>
+          release.push(() =>
+            resolve({
+              items: items.map((i) => ({ ok: true as const, vector: Float32Array.of(i.id), tokens: 1 })),
+              inferenceMs: 0,
+            }),
+          ),
+        );
       },
       onDropped: (count) => dropped.push(count),
     });
@@ -142,7 +173,13 @@ describe('Batcher', () => {
     }
     const outcome = await request;
     expect(calls).toEqual([[1, 4]]);
-    expect(outcome.items.map((o) => (o.ok ? 'ok' : 'dropped' in o ? o.dropped : 'error'))).toEqual(['ok', 'cancelled', 'cancelled', 'ok', 'cancelled']);
+    expect(outcome.items.map((o) => (o.ok ? 'ok' : 'dropped' in o ? o.dropped : 'error'))).toEqual([
+      'ok',
+      'cancelled',
+      'cancelled',
+      'ok',
+      'cancelled',
+    ]);
     expect(dropped.reduce((a, b) => a + b, 0)).toBe(3);
     expect(settled.map(([i]) => i).sort()).toEqual([0, 1, 2, 3, 4]);
     expect(batcher.queued).toBe(0);

@@ -5,19 +5,36 @@ import { describe, expect, it } from 'vitest';
 import type { ImagePreprocess } from '../../lanes/index.js';
 import { createPreprocessor } from '../../lanes/image-preprocess.js';
 
-const PLAIN: ImagePreprocess = { resize: null, kernel: 'nearest', crop: { height: 4, width: 4 }, rescaleFactor: 1, mean: [0, 0, 0], std: [1, 1, 1], convertRgb: true };
+const PLAIN: ImagePreprocess = {
+  resize: null,
+  kernel: 'nearest',
+  crop: { height: 4, width: 4 },
+  rescaleFactor: 1,
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+  convertRgb: true,
+};
 
 /** Runs one image through a preprocessor and returns its NCHW planes as [r, g, b] per pixel. */
-async function pixels(config: ImagePreprocess, image: Buffer): Promise<{ height: number; width: number; rgb: number[][] }> {
+async function pixels(
+  config: ImagePreprocess,
+  image: Buffer,
+): Promise<{ height: number; width: number; rgb: number[][] }> {
   const pre = createPreprocessor(config, 1_000_000);
   const out = new Float32Array(3 * pre.height * pre.width);
   await pre.into(image, out, 0);
   const plane = pre.height * pre.width;
-  return { height: pre.height, width: pre.width, rgb: Array.from({ length: plane }, (_, p) => [out[p]!, out[plane + p]!, out[2 * plane + p]!]) };
+  return {
+    height: pre.height,
+    width: pre.width,
+    rgb: Array.from({ length: plane }, (_, p) => [out[p]!, out[plane + p]!, out[2 * plane + p]!]),
+  };
 }
 
 const solid = (width: number, height: number, background: { r: number; g: number; b: number; alpha?: number }) =>
-  sharp({ create: { width, height, channels: background.alpha === undefined ? 3 : 4, background } }).png().toBuffer();
+  sharp({ create: { width, height, channels: background.alpha === undefined ? 3 : 4, background } })
+    .png()
+    .toBuffer();
 
 describe('image preprocessing', () => {
   it('composites transparency onto white, so hidden colours under alpha 0 never reach the model', async () => {
@@ -38,7 +55,12 @@ describe('image preprocessing', () => {
   it('pads an image smaller than the crop with black around its centre', async () => {
     const { rgb } = await pixels(PLAIN, await solid(2, 2, { r: 0, g: 200, b: 0 }));
     const row = (y: number) => rgb.slice(y * 4, y * 4 + 4).map((p) => p[1]);
-    expect([row(0), row(1), row(2), row(3)]).toEqual([[0, 0, 0, 0], [0, 200, 200, 0], [0, 200, 200, 0], [0, 0, 0, 0]]);
+    expect([row(0), row(1), row(2), row(3)]).toEqual([
+      [0, 0, 0, 0],
+      [0, 200, 200, 0],
+      [0, 200, 200, 0],
+      [0, 0, 0, 0],
+    ]);
   });
 
   it('crops the centre of a larger image', async () => {
@@ -48,7 +70,12 @@ describe('image preprocessing', () => {
       .png()
       .toBuffer();
     const { rgb } = await pixels(PLAIN, image);
-    expect(rgb.slice(0, 4).map((p) => (p[0] === 255 ? 'R' : 'B')).join('')).toBe('BBRR');
+    expect(
+      rgb
+        .slice(0, 4)
+        .map((p) => (p[0] === 255 ? 'R' : 'B'))
+        .join(''),
+    ).toBe('BBRR');
   });
 
   it('resizes to an exact height and width without cropping when configured so', async () => {
@@ -77,7 +104,9 @@ describe('image preprocessing', () => {
   });
 
   it('refuses TIFF like every other format outside the accepted list', async () => {
-    const tiff = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#888' } }).tiff().toBuffer();
+    const tiff = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#888' } })
+      .tiff()
+      .toBuffer();
     await expect(pixels(PLAIN, tiff)).rejects.toMatchObject({ code: 'unsupported_image' });
   });
 });

@@ -48,11 +48,14 @@ describe('API keys', () => {
     const answer = await good.embeddings.create({ model: TEXT_MODEL, input: 'The cat sat on the mat.' });
     expect(answer.data[0]!.embedding).toHaveLength(384);
     const bad = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-nope', maxRetries: 0 });
-    await expect(bad.embeddings.create({ model: TEXT_MODEL, input: 'x' })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(bad.embeddings.create({ model: TEXT_MODEL, input: 'x' })).rejects.toBeInstanceOf(
+      OpenAI.AuthenticationError,
+    );
   });
 
   it('keeps health, readiness and metrics open, and asks a key for the model list and info', async () => {
-    for (const path of ['/health', '/ready', '/metrics']) expect((await fetch(`${server.url}${path}`)).status).toBe(200);
+    for (const path of ['/health', '/ready', '/metrics'])
+      expect((await fetch(`${server.url}${path}`)).status).toBe(200);
     for (const path of ['/v1/models', '/info']) {
       expect((await fetch(`${server.url}${path}`)).status).toBe(401);
       expect((await fetch(`${server.url}${path}`, { headers: bearer(KEY) })).status).toBe(200);
@@ -73,9 +76,16 @@ describe('API keys', () => {
 
 describe('API keys on operator routes when configured', () => {
   it('asks a key for health, readiness and metrics with TWINLANE_AUTH_OPS', async () => {
-    const server = await startServer({ TWINLANE_API_KEYS: KEY, TWINLANE_AUTH_OPS: 'true', TWINLANE_IMAGE_MODEL: 'none' }, { waitReady: false });
+    const server = await startServer(
+      { TWINLANE_API_KEYS: KEY, TWINLANE_AUTH_OPS: 'true', TWINLANE_IMAGE_MODEL: 'none' },
+      { waitReady: false },
+    );
     try {
-      await waitFor(async () => (await fetch(`${server.url}/ready`, { headers: bearer(KEY) })).status === 200, 30_000, 'readiness');
+      await waitFor(
+        async () => (await fetch(`${server.url}/ready`, { headers: bearer(KEY) })).status === 200,
+        30_000,
+        'readiness',
+      );
       for (const path of ['/health', '/ready', '/metrics']) {
         expect((await fetch(`${server.url}${path}`)).status).toBe(401);
         expect((await fetch(`${server.url}${path}`, { headers: bearer(KEY) })).status).toBe(200);
@@ -90,7 +100,12 @@ describe('rate limits in one instance', () => {
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startServer({ TWINLANE_API_KEYS: `${KEY},${OTHER_KEY}`, TWINLANE_RATE_LIMIT: '1', TWINLANE_RATE_BURST: '4', TWINLANE_IMAGE_MODEL: 'none' });
+    server = await startServer({
+      TWINLANE_API_KEYS: `${KEY},${OTHER_KEY}`,
+      TWINLANE_RATE_LIMIT: '1',
+      TWINLANE_RATE_BURST: '4',
+      TWINLANE_IMAGE_MODEL: 'none',
+    });
   });
   afterAll(async () => {
     await server.stop();
@@ -112,7 +127,9 @@ describe('rate limits in one instance', () => {
     expect(refused.headers.get('x-ratelimit-remaining')).toBe('1');
 
     // The other key has a budget of its own.
-    expect((await postJson(`${server.url}/embed/text`, { inputs: ['a', 'b', 'c', 'd'] }, bearer(OTHER_KEY))).status).toBe(200);
+    expect(
+      (await postJson(`${server.url}/embed/text`, { inputs: ['a', 'b', 'c', 'd'] }, bearer(OTHER_KEY))).status,
+    ).toBe(200);
 
     await new Promise((r) => setTimeout(r, retryAfter * 1000));
     const later = await embed(['four', 'five']);
@@ -122,7 +139,11 @@ describe('rate limits in one instance', () => {
 
   it('puts the budget headers on every answer of an embedding route, errors included', async () => {
     const answers = [
-      await fetch(`${server.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(OTHER_KEY) }, body: '{"input": ' }),
+      await fetch(`${server.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...bearer(OTHER_KEY) },
+        body: '{"input": ',
+      }),
       await postJson(`${server.url}/v1/embeddings`, { input: 'x' }),
       await postJson(`${server.url}/embed/text`, { inputs: [''] }, bearer(OTHER_KEY)),
     ];
@@ -135,14 +156,17 @@ describe('rate limits in one instance', () => {
   });
 
   it('counts each refusal in metrics', async () => {
-    const limited = () => metric(server.url, /twinlane_rate_limit_decisions_total\{store="local",result="limited"\} (\S+)/);
+    const limited = () =>
+      metric(server.url, /twinlane_rate_limit_decisions_total\{store="local",result="limited"\} (\S+)/);
     const before = await limited();
     const many = Array.from({ length: 10 }, (_, i) => `text ${i}`);
     const res = await postJson(`${server.url}/embed/text`, { inputs: many }, bearer(OTHER_KEY));
     const again = await postJson(`${server.url}/embed/text`, { inputs: many }, bearer(OTHER_KEY));
     expect([res.status, again.status]).toContain(429);
     expect(await limited()).toBeGreaterThan(before);
-    expect(await metric(server.url, /twinlane_http_errors_total\{route="\/embed\/text",code="rate_limited"\} (\S+)/)).toBeGreaterThan(0);
+    expect(
+      await metric(server.url, /twinlane_http_errors_total\{route="\/embed\/text",code="rate_limited"\} (\S+)/),
+    ).toBeGreaterThan(0);
   });
 });
 
@@ -153,7 +177,12 @@ describe('rate limits shared through Redis', () => {
 
   beforeAll(async () => {
     redis = await startRedis();
-    const env = { TWINLANE_REDIS_URL: redis.url, TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '6', TWINLANE_IMAGE_MODEL: 'none' };
+    const env = {
+      TWINLANE_REDIS_URL: redis.url,
+      TWINLANE_RATE_LIMIT: '0.5',
+      TWINLANE_RATE_BURST: '6',
+      TWINLANE_IMAGE_MODEL: 'none',
+    };
     [a, b] = await Promise.all([startServer(env), startServer(env)]);
   });
   afterAll(async () => {
@@ -180,7 +209,9 @@ describe('rate limits shared through Redis', () => {
       expect([200, 429]).toContain(res.status);
       expect(res.headers.get('x-ratelimit-limit')).toBe('6');
     }
-    expect(await metric(a.url, /twinlane_fallbacks_total\{reason="rate_limit_decided_locally"\} (\S+)/)).toBeGreaterThan(0);
+    expect(
+      await metric(a.url, /twinlane_fallbacks_total\{reason="rate_limit_decided_locally"\} (\S+)/),
+    ).toBeGreaterThan(0);
     await redis.restart();
   });
 });

@@ -1,7 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxAbsDiff, postJson, startServer, type TestServer } from '../helpers/server.js';
 
-const WORDS = 'the quick brown fox jumps over a lazy dog while researchers in the rainforest discover new frogs and the market falls sharply today'.split(' ');
+const WORDS =
+  'the quick brown fox jumps over a lazy dog while researchers in the rainforest discover new frogs and the market falls sharply today'.split(
+    ' ',
+  );
 
 /** 64 distinct texts from 1 to ~300 words, so batches mix short rows with rows cut at max tokens. */
 function mixedTexts(): string[] {
@@ -59,10 +62,14 @@ describe('micro-batching', () => {
     const alone = new Map<string, number[]>();
     for (const text of texts.slice(0, 16)) alone.set(text, await embed(server.url, text));
     const requests = Array.from({ length: 8 }, (_, r) => [texts[r]!, texts[r + 8]!, texts[(r * 3) % 16]!]);
-    const answers = await Promise.all(requests.map(async (inputs) => {
-      const res = await postJson(`${server.url}/embed/text`, { inputs });
-      return (await res.json()) as number[][];
-    }));
-    requests.forEach((inputs, r) => inputs.forEach((text, k) => expect(maxAbsDiff(answers[r]![k]!, alone.get(text)!)).toBeLessThanOrEqual(1e-5)));
+    const answers = await Promise.all(
+      requests.map(async (inputs) => {
+        const res = await postJson(`${server.url}/embed/text`, { inputs });
+        return (await res.json()) as number[][];
+      }),
+    );
+    requests.forEach((inputs, r) =>
+      inputs.forEach((text, k) => expect(maxAbsDiff(answers[r]![k]!, alone.get(text)!)).toBeLessThanOrEqual(1e-5)),
+    );
   });
 });

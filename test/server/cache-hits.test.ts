@@ -31,7 +31,9 @@ describe('the embedded cache', () => {
   it('runs the model once for 50 identical concurrent requests', async () => {
     const before = await computedItems(server.url);
     const input = 'Fifty clients asked for this very sentence at once.';
-    const answers = await Promise.all(Array.from({ length: 50 }, () => postJson(`${server.url}/embed/text`, { inputs: input })));
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => postJson(`${server.url}/embed/text`, { inputs: input })),
+    );
     const vectors = await Promise.all(answers.map(async (r) => JSON.stringify(await r.json())));
     expect(answers.every((r) => r.status === 200)).toBe(true);
     expect(new Set(vectors).size).toBe(1);
@@ -40,8 +42,12 @@ describe('the embedded cache', () => {
 
   it('keeps normalised and raw vectors apart', async () => {
     const input = 'The airplane landed safely at the airport.';
-    const raw = (await (await postJson(`${server.url}/embed/text`, { inputs: input, normalize: false })).json()) as number[][];
-    const unit = (await (await postJson(`${server.url}/embed/text`, { inputs: input, normalize: true })).json()) as number[][];
+    const raw = (await (
+      await postJson(`${server.url}/embed/text`, { inputs: input, normalize: false })
+    ).json()) as number[][];
+    const unit = (await (
+      await postJson(`${server.url}/embed/text`, { inputs: input, normalize: true })
+    ).json()) as number[][];
     const length = Math.hypot(...raw[0]!);
     expect(Math.abs(length - 1)).toBeGreaterThan(1e-3);
     expect(Math.hypot(...unit[0]!)).toBeCloseTo(1, 5);
@@ -51,11 +57,17 @@ describe('the embedded cache', () => {
 
 describe('hot answers (a request repeated byte for byte)', () => {
   it('answers the third identical request from its kept answer: same bytes and headers, counted as L1 hits, charged to the budget', async () => {
-    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_API_KEYS: 'hot-key', TWINLANE_RATE_LIMIT: '0.001', TWINLANE_RATE_BURST: '9' });
+    const server = await startServer({
+      TWINLANE_IMAGE_MODEL: 'none',
+      TWINLANE_API_KEYS: 'hot-key',
+      TWINLANE_RATE_LIMIT: '0.001',
+      TWINLANE_RATE_BURST: '9',
+    });
     try {
       const auth = { authorization: 'Bearer hot-key' };
       const body = { input: ['hot answer one', 'hot answer two'], encoding_format: 'base64' };
-      const metrics = async (pattern: RegExp) => Number(pattern.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+      const metrics = async (pattern: RegExp) =>
+        Number(pattern.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
       const answers = [];
       for (let i = 0; i < 4; i++) answers.push(await postJson(`${server.url}/v1/embeddings`, body, auth));
       const texts = await Promise.all(answers.map((r) => r.text()));
@@ -64,7 +76,9 @@ describe('hot answers (a request repeated byte for byte)', () => {
       expect(new Set(texts.slice(1)).size).toBe(1);
       expect(JSON.parse(texts[3]!)).toEqual(JSON.parse(texts[0]!));
       expect(answers.map((r) => r.headers.get('x-cache-hits'))).toEqual(['0', '2', '2', '2']);
-      for (const r of answers) for (const h of ['x-queue-time', 'x-inference-time', 'x-total-time', 'x-request-id', 'x-ratelimit-remaining']) expect(r.headers.get(h), h).not.toBeNull();
+      for (const r of answers)
+        for (const h of ['x-queue-time', 'x-inference-time', 'x-total-time', 'x-request-id', 'x-ratelimit-remaining'])
+          expect(r.headers.get(h), h).not.toBeNull();
       // Each request spent its two items: 9, 7, 5, 3, 1 left.
       expect(answers.map((r) => r.headers.get('x-ratelimit-remaining'))).toEqual(['7', '5', '3', '1']);
       expect((await postJson(`${server.url}/v1/embeddings`, body, auth)).status).toBe(429);
@@ -82,8 +96,13 @@ describe('hot answers (a request repeated byte for byte)', () => {
     const off = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_HOT_ANSWER_BYTES: '0' });
     try {
       const body = { inputs: ['evicted later'] };
-      for (let i = 0; i < 3; i++) expect((await postJson(`${server.url}/embed/text`, body)).headers.get('x-cache-hits')).toBe(i === 0 ? '0' : '1');
-      await postJson(`${server.url}/embed/text`, { inputs: ['filler one', 'filler two', 'filler three', 'filler four'] });
+      for (let i = 0; i < 3; i++)
+        expect((await postJson(`${server.url}/embed/text`, body)).headers.get('x-cache-hits')).toBe(
+          i === 0 ? '0' : '1',
+        );
+      await postJson(`${server.url}/embed/text`, {
+        inputs: ['filler one', 'filler two', 'filler three', 'filler four'],
+      });
       const after = await postJson(`${server.url}/embed/text`, body);
       expect(after.headers.get('x-cache-hits')).toBe('0');
       expect(Number(after.headers.get('x-inference-time'))).toBeGreaterThan(0);
@@ -93,4 +112,3 @@ describe('hot answers (a request repeated byte for byte)', () => {
     }
   });
 });
-

@@ -26,7 +26,8 @@ describe('native /embed/text answer formats', () => {
   it('answers JSON by default with one vector per input and timing headers', async () => {
     const res = await postJson(`${server.url}/embed/text`, { inputs: INPUTS });
     expect(res.headers.get('content-type')).toBe('application/json');
-    for (const header of ['x-queue-time', 'x-inference-time', 'x-total-time', 'x-cache-hits']) expect(res.headers.get(header)).toMatch(/^\d+(\.\d+)?$/);
+    for (const header of ['x-queue-time', 'x-inference-time', 'x-total-time', 'x-cache-hits'])
+      expect(res.headers.get(header)).toMatch(/^\d+(\.\d+)?$/);
     expect(json).toHaveLength(2);
     expect(json[0]).toHaveLength(384);
   });
@@ -52,7 +53,7 @@ describe('native /embed/text answer formats', () => {
     }
   });
 
-  it('truncates long texts to the model\'s max tokens by default and refuses them with truncate:false', async () => {
+  it("truncates long texts to the model's max tokens by default and refuses them with truncate:false", async () => {
     const long = 'word '.repeat(600);
     const ok = await postJson(`${server.url}/embed/text`, { inputs: long });
     expect(ok.status).toBe(200);

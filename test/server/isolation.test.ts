@@ -11,9 +11,26 @@ interface LaneLoad {
 }
 
 // Large noisy JPEGs take tens of milliseconds each to decode; 250-token texts as long to embed.
-const noisy = (n: number) => sharp({ create: { width: 1280, height: 960, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 100 + (n % 50), sigma: 40 } } }).jpeg({ quality: 90 }).toBuffer().then((b) => ({ b64: b.toString('base64') }));
-const small = (n: number) => sharp({ create: { width: 64, height: 48, channels: 3, background: { r: n % 256, g: (n * 7) % 256, b: 90 } } }).png().toBuffer().then((b) => ({ b64: b.toString('base64') }));
-const longText = async (n: number) => `${n} ` + 'a long paragraph that keeps the text worker busy for a while '.repeat(20);
+const noisy = (n: number) =>
+  sharp({
+    create: {
+      width: 1280,
+      height: 960,
+      channels: 3,
+      background: '#808080',
+      noise: { type: 'gaussian', mean: 100 + (n % 50), sigma: 40 },
+    },
+  })
+    .jpeg({ quality: 90 })
+    .toBuffer()
+    .then((b) => ({ b64: b.toString('base64') }));
+const small = (n: number) =>
+  sharp({ create: { width: 64, height: 48, channels: 3, background: { r: n % 256, g: (n * 7) % 256, b: 90 } } })
+    .png()
+    .toBuffer()
+    .then((b) => ({ b64: b.toString('base64') }));
+const longText = async (n: number) =>
+  `${n} ` + 'a long paragraph that keeps the text worker busy for a while '.repeat(20);
 const shortText = async (n: number) => `short text number ${n}`;
 
 const LOADS: readonly LaneLoad[] = [
@@ -25,7 +42,8 @@ const path = (lane: 'text' | 'image') => `/embed/${lane}`;
 
 describe.each(LOADS)('with the $lane lane saturated', (load) => {
   let server: TestServer;
-  const cheapOf = (lane: 'text' | 'image', n: number) => (lane === load.lane ? load.cheapItem(n) : lane === 'text' ? shortText(n) : small(n));
+  const cheapOf = (lane: 'text' | 'image', n: number) =>
+    lane === load.lane ? load.cheapItem(n) : lane === 'text' ? shortText(n) : small(n);
 
   beforeAll(async () => {
     const cap = load.lane === 'text' ? 'TEXT' : 'IMAGE';
@@ -57,14 +75,16 @@ describe.each(LOADS)('with the $lane lane saturated', (load) => {
       }
     });
 
-    const probes = await Promise.all(Array.from({ length: 12 }, async (_, i) => {
-      await new Promise((r) => setTimeout(r, 100 + i * 40));
-      const [other, hit] = await Promise.all([
-        postJson(`${server.url}${path(load.other)}`, { inputs: [await cheapOf(load.other, 1000 + i)] }),
-        postJson(`${server.url}${path(load.lane)}`, { inputs: [cached] }),
-      ]);
-      return { other: other.status, hit: hit.status, hitCache: hit.headers.get('x-cache-hits') };
-    }));
+    const probes = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, 100 + i * 40));
+        const [other, hit] = await Promise.all([
+          postJson(`${server.url}${path(load.other)}`, { inputs: [await cheapOf(load.other, 1000 + i)] }),
+          postJson(`${server.url}${path(load.lane)}`, { inputs: [cached] }),
+        ]);
+        return { other: other.status, hit: hit.status, hitCache: hit.headers.get('x-cache-hits') };
+      }),
+    );
     // A request mixing a hit with a miss is all-or-nothing: a full answer, or a 429 with no vectors.
     const mixed = await postJson(`${server.url}${path(load.lane)}`, { inputs: [cached, slow[0]] });
     const mixedBody = (await mixed.json()) as unknown;
@@ -85,7 +105,9 @@ describe.each(LOADS)('with the $lane lane saturated', (load) => {
     }
 
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    expect(metrics).toMatch(new RegExp(`twinlane_lane_rejections_total\\{lane="${load.lane}",reason="queue_full"\\} [1-9]`));
+    expect(metrics).toMatch(
+      new RegExp(`twinlane_lane_rejections_total\\{lane="${load.lane}",reason="queue_full"\\} [1-9]`),
+    );
     expect(metrics).not.toMatch(new RegExp(`twinlane_lane_rejections_total\\{lane="${load.other}"`));
   });
 });

@@ -14,21 +14,34 @@ interface LaneCase {
 
 const LANES: readonly LaneCase[] = [
   {
-    lane: 'text', model: TEXT_MODEL, dims: 384, path: '/embed/text',
+    lane: 'text',
+    model: TEXT_MODEL,
+    dims: 384,
+    path: '/embed/text',
     body: (inputs) => ({ inputs }),
     inputs: async (n, seed) => Array.from({ length: n }, (_, i) => `lane test sentence ${seed} number ${i}`),
   },
   {
-    lane: 'image', model: IMAGE_MODEL, dims: 512, path: '/embed/image',
+    lane: 'image',
+    model: IMAGE_MODEL,
+    dims: 512,
+    path: '/embed/image',
     body: (inputs) => ({ inputs }),
-    inputs: async (n, seed) => Promise.all(Array.from({ length: n }, async (_, i) => ({ b64: (await distinctJpeg(seed * 100 + i)).toString('base64') }))),
+    inputs: async (n, seed) =>
+      Promise.all(
+        Array.from({ length: n }, async (_, i) => ({ b64: (await distinctJpeg(seed * 100 + i)).toString('base64') })),
+      ),
   },
 ];
 
 describe.each(LANES)('the $lane lane', (lane) => {
   let server: TestServer;
   const post = (body: unknown, headers: Record<string, string> = {}) =>
-    fetch(`${server.url}${lane.path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    fetch(`${server.url}${lane.path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
 
   beforeAll(async () => {
     server = await startServer({ TWINLANE_MAX_INPUTS: '4' });
@@ -90,7 +103,11 @@ describe.each(LANES)('the $lane lane', (lane) => {
   it('cuts vectors to OpenAI `dimensions` and re-normalises', async () => {
     const [input] = await lane.inputs(1, 4);
     const openAiInput = typeof input === 'string' ? input : `data:image/jpeg;base64,${(input as { b64: string }).b64}`;
-    const res = await fetch(`${server.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: lane.model, input: openAiInput, dimensions: 64, encoding_format: 'float' }) });
+    const res = await fetch(`${server.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: lane.model, input: openAiInput, dimensions: 64, encoding_format: 'float' }),
+    });
     expect(res.status).toBe(200);
     const vector = ((await res.json()) as { data: { embedding: number[] }[] }).data[0]!.embedding;
     expect(vector).toHaveLength(64);
@@ -98,9 +115,13 @@ describe.each(LANES)('the $lane lane', (lane) => {
   });
 
   it('lists its model in /info and reports itself in /ready', async () => {
-    const info = (await (await fetch(`${server.url}/info`)).json()) as { models: { id: string; lane: string; dims: number }[] };
+    const info = (await (await fetch(`${server.url}/info`)).json()) as {
+      models: { id: string; lane: string; dims: number }[];
+    };
     expect(info.models).toContainEqual(expect.objectContaining({ id: lane.model, lane: lane.lane, dims: lane.dims }));
-    const ready = (await (await fetch(`${server.url}/ready`)).json()) as { lanes: Record<string, { ready: boolean; model: string }> };
+    const ready = (await (await fetch(`${server.url}/ready`)).json()) as {
+      lanes: Record<string, { ready: boolean; model: string }>;
+    };
     expect(ready.lanes[lane.lane]).toMatchObject({ ready: true, model: lane.model });
   });
 });

@@ -6,7 +6,11 @@ describe('lifecycle', () => {
   it('finishes every in-flight request on SIGTERM, refuses new connections, then exits 0', async () => {
     const server = await startServer({ TWINLANE_L1_BYTES: '0' });
     // Long distinct texts keep the single text worker busy for a while.
-    const inFlight = Array.from({ length: 24 }, (_, i) => postJson(`${server.url}/embed/text`, { inputs: [`${i} ` + 'many words make a long paragraph for the model '.repeat(30)] }));
+    const inFlight = Array.from({ length: 24 }, (_, i) =>
+      postJson(`${server.url}/embed/text`, {
+        inputs: [`${i} ` + 'many words make a long paragraph for the model '.repeat(30)],
+      }),
+    );
     await new Promise((r) => setTimeout(r, 150));
     const exited = server.stop('SIGTERM');
     await new Promise((r) => setTimeout(r, 50));
@@ -32,7 +36,10 @@ describe('lifecycle', () => {
     try {
       expect((await fetch(`${server.url}/health`)).status).toBe(200);
       await waitUntilReady(server.url);
-      const ready = (await (await fetch(`${server.url}/ready`)).json()) as { lanes: { text: { ready: boolean; queued: number } }; cache: { l1: string; redis: string } };
+      const ready = (await (await fetch(`${server.url}/ready`)).json()) as {
+        lanes: { text: { ready: boolean; queued: number } };
+        cache: { l1: string; redis: string };
+      };
       expect(ready.lanes.text.ready).toBe(true);
       expect(ready.lanes.text.queued).toBe(0);
       expect(ready.cache).toMatchObject({ l1: 'up', redis: 'disabled' });

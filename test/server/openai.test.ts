@@ -15,7 +15,10 @@ describe('the OpenAI-compatible route with the official openai client', () => {
   });
 
   it('returns 384-dim unit vectors with the client default (base64)', async () => {
-    const res = await client.embeddings.create({ model: TEXT_MODEL, input: ['A man is playing a guitar.', 'The stock market fell sharply today.'] });
+    const res = await client.embeddings.create({
+      model: TEXT_MODEL,
+      input: ['A man is playing a guitar.', 'The stock market fell sharply today.'],
+    });
     expect(res.object).toBe('list');
     expect(res.model).toBe(TEXT_MODEL);
     expect(res.data.map((d) => d.index)).toEqual([0, 1]);
@@ -37,8 +40,16 @@ describe('the OpenAI-compatible route with the official openai client', () => {
   });
 
   it('cuts vectors to the requested dimensions and re-normalises them', async () => {
-    const full = await client.embeddings.create({ model: TEXT_MODEL, input: 'The cat sat on the mat.', encoding_format: 'float' });
-    const cut = await client.embeddings.create({ model: TEXT_MODEL, input: 'The cat sat on the mat.', dimensions: 128 });
+    const full = await client.embeddings.create({
+      model: TEXT_MODEL,
+      input: 'The cat sat on the mat.',
+      encoding_format: 'float',
+    });
+    const cut = await client.embeddings.create({
+      model: TEXT_MODEL,
+      input: 'The cat sat on the mat.',
+      dimensions: 128,
+    });
     const vector = cut.data[0]!.embedding;
     expect(vector).toHaveLength(128);
     expect(norm(vector)).toBeCloseTo(1, 5);
@@ -62,7 +73,7 @@ describe('the OpenAI-compatible route with the official openai client', () => {
     expect(models.data.map((m) => m.id)).toContain(TEXT_MODEL);
   });
 
-  it('surfaces an unknown model as the client\'s NotFoundError with code model_not_found', async () => {
+  it("surfaces an unknown model as the client's NotFoundError with code model_not_found", async () => {
     const error = await client.embeddings.create({ model: 'nope/nothing', input: 'x' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.NotFoundError);
     expect((error as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('model_not_found');

@@ -6,7 +6,15 @@ import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { MODELS_DIR, postJson, startServer, TEXT_MODEL } from '../helpers/server.js';
 
-const baseEnv = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', TWINLANE_MODELS_DIR: MODELS_DIR, TWINLANE_TEXT_MODEL: TEXT_MODEL, TWINLANE_IMAGE_MODEL: 'none', TWINLANE_OFFLINE: 'true', TWINLANE_PORT: '0' };
+const baseEnv = {
+  PATH: process.env.PATH ?? '',
+  HOME: process.env.HOME ?? '/tmp',
+  TWINLANE_MODELS_DIR: MODELS_DIR,
+  TWINLANE_TEXT_MODEL: TEXT_MODEL,
+  TWINLANE_IMAGE_MODEL: 'none',
+  TWINLANE_OFFLINE: 'true',
+  TWINLANE_PORT: '0',
+};
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -33,7 +41,10 @@ async function npmStart() {
   npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await expect.poll(() => output, { timeout: 30_000, interval: 50 }).toContain('"msg":"ready"');
-  const listening = JSON.parse(output.split('\n').find((line) => line.includes('listening on'))!) as { pid: number; msg: string };
+  const listening = JSON.parse(output.split('\n').find((line) => line.includes('listening on'))!) as {
+    pid: number;
+    msg: string;
+  };
   return { npm, output: () => output, serverPid: listening.pid, port: Number(/:(\d+)$/.exec(listening.msg)![1]) };
 }
 
@@ -71,9 +82,13 @@ describe('the listen port', () => {
   it('is taken exclusively: a second instance on it fails start-up with "address in use" and the first keeps every connection', async () => {
     const first = await startServer({ TWINLANE_IMAGE_MODEL: 'none' });
     try {
-      const second = startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_PORT: String(first.port) }, { waitReady: false });
+      const second = startServer(
+        { TWINLANE_IMAGE_MODEL: 'none', TWINLANE_PORT: String(first.port) },
+        { waitReady: false },
+      );
       await expect(second).rejects.toThrow(/exited with 1 before listening[\s\S]*address in use/);
-      for (let i = 0; i < 5; i++) expect((await fetch(`${first.url}/health`, { headers: { connection: 'close' } })).status).toBe(200);
+      for (let i = 0; i < 5; i++)
+        expect((await fetch(`${first.url}/health`, { headers: { connection: 'close' } })).status).toBe(200);
     } finally {
       await first.stop();
     }
@@ -83,11 +98,17 @@ describe('the listen port', () => {
     // A fixed port: uSockets does not set SO_REUSEPORT on a port the kernel picks (TWINLANE_PORT=0).
     const port = String(await freePort());
     const first = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_REUSE_PORT: 'true', TWINLANE_PORT: port });
-    const second = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_REUSE_PORT: 'true', TWINLANE_PORT: port, TWINLANE_ACCESS_LOG: 'true' });
+    const second = await startServer({
+      TWINLANE_IMAGE_MODEL: 'none',
+      TWINLANE_REUSE_PORT: 'true',
+      TWINLANE_PORT: port,
+      TWINLANE_ACCESS_LOG: 'true',
+    });
     try {
       expect(second.port).toBe(first.port);
       // The kernel spreads new connections over both listeners; the second logs the ones it got.
-      for (let i = 0; i < 40; i++) expect((await fetch(`${first.url}/health`, { headers: { connection: 'close' } })).status).toBe(200);
+      for (let i = 0; i < 40; i++)
+        expect((await fetch(`${first.url}/health`, { headers: { connection: 'close' } })).status).toBe(200);
       expect(second.output()).toContain('"route":"/health"');
     } finally {
       await Promise.all([first.stop(), second.stop()]);
@@ -112,14 +133,27 @@ describe('request ids', () => {
       for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
       expect(new Set(ids).size).toBe(ids.length);
 
-      const echoed = await postJson(`${server.url}/embed/text`, { inputs: ['traced'] }, { 'x-request-id': 'trace-42/abc' });
+      const echoed = await postJson(
+        `${server.url}/embed/text`,
+        { inputs: ['traced'] },
+        { 'x-request-id': 'trace-42/abc' },
+      );
       expect(echoed.headers.get('x-request-id')).toBe('trace-42/abc');
       // An id with spaces or over 128 characters is not echoed (header and log hygiene): a fresh one is made.
-      const unusable = await postJson(`${server.url}/embed/text`, { inputs: ['traced'] }, { 'x-request-id': 'x'.repeat(200) });
+      const unusable = await postJson(
+        `${server.url}/embed/text`,
+        { inputs: ['traced'] },
+        { 'x-request-id': 'x'.repeat(200) },
+      );
       expect(unusable.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
 
       await expect.poll(() => server.output(), { timeout: 5000 }).toContain('"requestId":"trace-42/abc"');
-      const line = JSON.parse(server.output().split('\n').find((l) => l.includes('"requestId":"trace-42/abc"'))!) as Record<string, unknown>;
+      const line = JSON.parse(
+        server
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"requestId":"trace-42/abc"'))!,
+      ) as Record<string, unknown>;
       expect(line).toMatchObject({ msg: 'request', method: 'POST', route: '/embed/text', status: 200 });
       for (const id of ids) expect(server.output()).toContain(`"requestId":"${id}"`);
     } finally {
@@ -133,7 +167,9 @@ describe('draining', () => {
     const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_DRAIN_DELAY_MS: '1500' });
     expect((await fetch(`${server.url}/ready`)).status).toBe(200);
     const exited = server.stop('SIGTERM');
-    await expect.poll(async () => (await fetch(`${server.url}/ready`)).status, { timeout: 1000, interval: 20 }).toBe(503);
+    await expect
+      .poll(async () => (await fetch(`${server.url}/ready`)).status, { timeout: 1000, interval: 20 })
+      .toBe(503);
     const ready = (await (await fetch(`${server.url}/ready`)).json()) as { status: string; ready: boolean };
     expect(ready).toMatchObject({ status: 'draining', ready: false });
     // Still served during the delay, on new connections too; each answer closes its connection.
@@ -141,11 +177,20 @@ describe('draining', () => {
     expect(during.status).toBe(200);
     expect(during.headers.get('connection')).toBe('close');
     // After the delay the port is closed.
-    await expect.poll(() => new Promise<string>((resolve) => {
-      const socket = net.connect(server.port, '127.0.0.1');
-      socket.once('connect', () => { socket.destroy(); resolve('connected'); });
-      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
-    }), { timeout: 5000, interval: 50 }).toBe('ECONNREFUSED');
+    await expect
+      .poll(
+        () =>
+          new Promise<string>((resolve) => {
+            const socket = net.connect(server.port, '127.0.0.1');
+            socket.once('connect', () => {
+              socket.destroy();
+              resolve('connected');
+            });
+            socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+          }),
+        { timeout: 5000, interval: 50 },
+      )
+      .toBe('ECONNREFUSED');
     expect(await exited).toBe(0);
   });
 });

@@ -7,7 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { metric, postJson, startServer } from '../helpers/server.js';
 
 const computed = (url: string) => metric(url, /twinlane_lane_items_computed_total\{lane="text"\} (\S+)/);
-const texts = (n: number, tag: string, words = 60) => Array.from({ length: n }, (_, i) => `${tag} ${i} ${'a long sentence that keeps the text worker busy for a while '.repeat(words / 10)}`);
+const texts = (n: number, tag: string, words = 60) =>
+  Array.from(
+    { length: n },
+    (_, i) => `${tag} ${i} ${'a long sentence that keeps the text worker busy for a while '.repeat(words / 10)}`,
+  );
 
 describe('deadlines', () => {
   it('drops the items of a request whose 50 ms deadline passes behind a full lane: 504 deadline_exceeded, never computed', async () => {
@@ -18,19 +22,31 @@ describe('deadlines', () => {
       const long = postJson(`${server.url}/embed/text`, { inputs: texts(96, 'backlog') });
       await new Promise((r) => setTimeout(r, 20));
       const started = performance.now();
-      const late = await postJson(`${server.url}/embed/text`, { inputs: texts(8, 'deadline') }, { 'x-request-timeout-ms': '50' });
+      const late = await postJson(
+        `${server.url}/embed/text`,
+        { inputs: texts(8, 'deadline') },
+        { 'x-request-timeout-ms': '50' },
+      );
       const waited = performance.now() - started;
       expect(late.status).toBe(504);
       expect(await late.json()).toMatchObject({ error: { code: 'deadline_exceeded', type: 'server_error' } });
       expect(waited).toBeLessThan(2000);
       expect((await long).status).toBe(200);
-      await expect.poll(() => metric(server.url, /twinlane_lane_items_dropped_total\{lane="text",reason="deadline"\} (\S+)/), { timeout: 5000 }).toBe(8);
+      await expect
+        .poll(() => metric(server.url, /twinlane_lane_items_dropped_total\{lane="text",reason="deadline"\} (\S+)/), {
+          timeout: 5000,
+        })
+        .toBe(8);
       expect((await computed(server.url)) - before).toBe(96);
 
       // Now the lane has a rate: a deadline its backlog cannot meet is refused at once, before queuing.
       const again = postJson(`${server.url}/embed/text`, { inputs: texts(96, 'second backlog') });
       await new Promise((r) => setTimeout(r, 20));
-      const refused = await postJson(`${server.url}/embed/text`, { inputs: texts(8, 'hopeless') }, { 'x-request-timeout-ms': '30' });
+      const refused = await postJson(
+        `${server.url}/embed/text`,
+        { inputs: texts(8, 'hopeless') },
+        { 'x-request-timeout-ms': '30' },
+      );
       expect(refused.status).toBe(504);
       expect(await metric(server.url, /twinlane_lane_rejections_total\{lane="text",reason="deadline"\} (\S+)/)).toBe(1);
       expect((await again).status).toBe(200);
@@ -42,12 +58,25 @@ describe('deadlines', () => {
   it('refuses malformed scheduling headers with 400, naming the header', async () => {
     const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none' });
     try {
-      for (const [header, value] of [['x-request-timeout-ms', 'soon'], ['x-request-timeout-ms', '0'], ['x-request-timeout-ms', '99999999'], ['x-priority', 'urgent']] as const) {
+      for (const [header, value] of [
+        ['x-request-timeout-ms', 'soon'],
+        ['x-request-timeout-ms', '0'],
+        ['x-request-timeout-ms', '99999999'],
+        ['x-priority', 'urgent'],
+      ] as const) {
         const res = await postJson(`${server.url}/embed/text`, { inputs: ['x'] }, { [header]: value });
         expect(res.status, `${header}: ${value}`).toBe(400);
         expect(await res.json()).toMatchObject({ error: { code: 'invalid_request', param: header } });
       }
-      expect((await postJson(`${server.url}/embed/text`, { inputs: ['fine'] }, { 'x-priority': 'HIGH', 'x-request-timeout-ms': '5000' })).status).toBe(200);
+      expect(
+        (
+          await postJson(
+            `${server.url}/embed/text`,
+            { inputs: ['fine'] },
+            { 'x-priority': 'HIGH', 'x-request-timeout-ms': '5000' },
+          )
+        ).status,
+      ).toBe(200);
     } finally {
       await server.stop();
     }
@@ -56,13 +85,19 @@ describe('deadlines', () => {
 
 describe('priorities', () => {
   it('lets a high-priority request overtake a queue of low ones', async () => {
-    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '1', TWINLANE_TEXT_MAX_BATCH_ITEMS: '16', TWINLANE_TEXT_MAX_QUEUE: '512' });
+    const server = await startServer({
+      TWINLANE_IMAGE_MODEL: 'none',
+      TWINLANE_TEXT_THREADS: '1',
+      TWINLANE_TEXT_MAX_BATCH_ITEMS: '16',
+      TWINLANE_TEXT_MAX_QUEUE: '512',
+    });
     try {
       const order: string[] = [];
-      const send = (name: string, priority: string) => postJson(`${server.url}/embed/text`, { inputs: texts(16, name, 30) }, { 'x-priority': priority }).then((r) => {
-        expect(r.status).toBe(200);
-        order.push(name);
-      });
+      const send = (name: string, priority: string) =>
+        postJson(`${server.url}/embed/text`, { inputs: texts(16, name, 30) }, { 'x-priority': priority }).then((r) => {
+          expect(r.status).toBe(200);
+          order.push(name);
+        });
       const lows = Array.from({ length: 6 }, (_, i) => send(`low-${i}`, 'low'));
       await new Promise((r) => setTimeout(r, 30));
       const high = send('high', 'high');
@@ -76,9 +111,17 @@ describe('priorities', () => {
   });
 
   it('refuses low priority first at a full lane: at half the queue bound, while normal is still taken', async () => {
-    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '1', TWINLANE_TEXT_MAX_QUEUE: '64', TWINLANE_TEXT_MAX_BATCH_ITEMS: '8' });
+    const server = await startServer({
+      TWINLANE_IMAGE_MODEL: 'none',
+      TWINLANE_TEXT_THREADS: '1',
+      TWINLANE_TEXT_MAX_QUEUE: '64',
+      TWINLANE_TEXT_MAX_BATCH_ITEMS: '8',
+    });
     try {
-      const backlog = [postJson(`${server.url}/embed/text`, { inputs: texts(8, 'running') }), postJson(`${server.url}/embed/text`, { inputs: texts(40, 'queued') })];
+      const backlog = [
+        postJson(`${server.url}/embed/text`, { inputs: texts(8, 'running') }),
+        postJson(`${server.url}/embed/text`, { inputs: texts(40, 'queued') }),
+      ];
       await new Promise((r) => setTimeout(r, 30));
       const low = await postJson(`${server.url}/embed/text`, { inputs: texts(4, 'low one') }, { 'x-priority': 'low' });
       expect(low.status).toBe(429);
@@ -94,28 +137,54 @@ describe('priorities', () => {
 });
 
 describe('a stormed lane', () => {
-  it('is shed when a request\'s headers arrive, before its body is read, and counted as shed', async () => {
-    const server = await startServer({ TWINLANE_IMAGE_THREADS: '1', TWINLANE_IMAGE_MAX_QUEUE: '1', TWINLANE_IMAGE_MAX_BATCH_ITEMS: '1', TWINLANE_SHED_AFTER_REFUSALS_PER_S: '5', TWINLANE_SHED_PROBES_PER_S: '0' });
+  it("is shed when a request's headers arrive, before its body is read, and counted as shed", async () => {
+    const server = await startServer({
+      TWINLANE_IMAGE_THREADS: '1',
+      TWINLANE_IMAGE_MAX_QUEUE: '1',
+      TWINLANE_IMAGE_MAX_BATCH_ITEMS: '1',
+      TWINLANE_SHED_AFTER_REFUSALS_PER_S: '5',
+      TWINLANE_SHED_PROBES_PER_S: '0',
+    });
     try {
-      const picture = (i: number) => sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } }).png().toBuffer();
+      const picture = (i: number) =>
+        sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } })
+          .png()
+          .toBuffer();
       const pictures = await Promise.all(Array.from({ length: 400 }, (_, i) => picture(i)));
       // One request of 400 images holds the lane over its queue bound of 1 for a few seconds.
-      const holder = postJson(`${server.url}/embed/image`, { inputs: pictures.map((p) => ({ b64: p.toString('base64') })) });
-      await expect.poll(async () => ((await (await fetch(`${server.url}/ready`)).json()) as { lanes: { image: { queued: number } } }).lanes.image.queued, { timeout: 5000, interval: 20 }).toBeGreaterThan(1);
+      const holder = postJson(`${server.url}/embed/image`, {
+        inputs: pictures.map((p) => ({ b64: p.toString('base64') })),
+      });
+      await expect
+        .poll(
+          async () =>
+            ((await (await fetch(`${server.url}/ready`)).json()) as { lanes: { image: { queued: number } } }).lanes
+              .image.queued,
+          { timeout: 5000, interval: 20 },
+        )
+        .toBeGreaterThan(1);
       // Refused requests, well over 5 a second, make it stormed.
       const small = await picture(999);
       for (let i = 0; i < 30; i++) {
-        const res = await fetch(`${server.url}/embed/image`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: Buffer.concat([small, Buffer.from(`${i}`)]) });
+        const res = await fetch(`${server.url}/embed/image`, {
+          method: 'POST',
+          headers: { 'content-type': 'image/png' },
+          body: Buffer.concat([small, Buffer.from(`${i}`)]),
+        });
         expect(res.status).toBe(429);
         await res.arrayBuffer();
         await new Promise((r) => setTimeout(r, 40));
       }
-      expect(await metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/)).toBeGreaterThan(0);
+      expect(
+        await metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/),
+      ).toBeGreaterThan(0);
       // A request announcing a large body gets its 429 after its headers and a few bytes: the server
       // never waited for the rest.
       const answer = await new Promise<string>((resolve, reject) => {
         const socket = net.connect(server.port, '127.0.0.1', () => {
-          socket.write('POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n');
+          socket.write(
+            'POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n',
+          );
           socket.write(small.subarray(0, 512));
         });
         let text = '';

@@ -10,10 +10,18 @@ import { openSocket } from '../helpers/ws.js';
 const FORMATS = ['int8', 'uint8', 'binary', 'ubinary'] as const;
 type Format = (typeof FORMATS)[number];
 
-const TEXTS = ['A man is playing a guitar.', 'The quick brown fox jumps over the lazy dog.', 'quantized vectors take a quarter of the space or less'];
+const TEXTS = [
+  'A man is playing a guitar.',
+  'The quick brown fox jumps over the lazy dog.',
+  'quantized vectors take a quarter of the space or less',
+];
 
 function post(url: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 async function floats(url: string, input: readonly string[], model = TEXT_MODEL): Promise<number[][]> {
@@ -23,7 +31,12 @@ async function floats(url: string, input: readonly string[], model = TEXT_MODEL)
 }
 
 /** Checks one quantized answer against the float vector it was made from, as the README documents the encoding. */
-function expectDecodes(format: Format, values: readonly number[], scale: number | undefined, float: readonly number[]): void {
+function expectDecodes(
+  format: Format,
+  values: readonly number[],
+  scale: number | undefined,
+  float: readonly number[],
+): void {
   if (format === 'int8' || format === 'uint8') {
     const offset = format === 'uint8' ? 128 : 0;
     expect(scale).toBeGreaterThan(0);
@@ -60,7 +73,10 @@ describe('quantized vectors', () => {
   it.each(FORMATS)('answers %s on /v1/embeddings, decoding to the float vectors', async (format) => {
     const res = await post(server.url, '/v1/embeddings', { model: TEXT_MODEL, input: TEXTS, encoding_format: format });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { data: { embedding: number[]; scale?: number; index: number }[]; usage: { prompt_tokens: number } };
+    const body = (await res.json()) as {
+      data: { embedding: number[]; scale?: number; index: number }[];
+      usage: { prompt_tokens: number };
+    };
     expect(body.usage.prompt_tokens).toBeGreaterThan(0);
     body.data.forEach((d, i) => expectDecodes(format, d.embedding, d.scale, reference[i]!));
   });
@@ -71,8 +87,17 @@ describe('quantized vectors', () => {
     const body = (await res.json()) as { encoding: string; embeddings: number[][]; scales?: number[] };
     expect(body.encoding).toBe(format);
     body.embeddings.forEach((values, i) => expectDecodes(format, values, body.scales?.[i], reference[i]!));
-    const cut = await post(server.url, '/v1/embeddings', { model: TEXT_MODEL, input: TEXTS[0], encoding_format: format, dimensions: 100 });
-    const cutFloat = ((await (await post(server.url, '/v1/embeddings', { model: TEXT_MODEL, input: TEXTS[0], dimensions: 100 })).json()) as { data: { embedding: number[] }[] }).data[0]!.embedding;
+    const cut = await post(server.url, '/v1/embeddings', {
+      model: TEXT_MODEL,
+      input: TEXTS[0],
+      encoding_format: format,
+      dimensions: 100,
+    });
+    const cutFloat = (
+      (await (
+        await post(server.url, '/v1/embeddings', { model: TEXT_MODEL, input: TEXTS[0], dimensions: 100 })
+      ).json()) as { data: { embedding: number[] }[] }
+    ).data[0]!.embedding;
     const quantized = ((await cut.json()) as { data: { embedding: number[]; scale?: number }[] }).data[0]!;
     expectDecodes(format, quantized.embedding, quantized.scale, cutFloat);
   });
@@ -82,7 +107,11 @@ describe('quantized vectors', () => {
     try {
       socket.send({ id: format, lane: 'text', inputs: TEXTS, encoding: format });
       await socket.done(format);
-      const items = socket.of(format).filter((m) => 'embedding' in m) as { index: number; embedding: number[]; scale?: number }[];
+      const items = socket.of(format).filter((m) => 'embedding' in m) as {
+        index: number;
+        embedding: number[];
+        scale?: number;
+      }[];
       expect(items).toHaveLength(TEXTS.length);
       for (const item of items) expectDecodes(format, item.embedding, item.scale, reference[item.index]!);
       socket.send({ id: 'bad', lane: 'text', inputs: TEXTS, encoding: format, format: 'base64' });
@@ -93,10 +122,18 @@ describe('quantized vectors', () => {
     }
   });
 
-  it('keeps OpenAI\'s float and base64 answers as they were', async () => {
-    const res = await post(server.url, '/v1/embeddings', { model: TEXT_MODEL, input: TEXTS, encoding_format: 'base64' });
+  it("keeps OpenAI's float and base64 answers as they were", async () => {
+    const res = await post(server.url, '/v1/embeddings', {
+      model: TEXT_MODEL,
+      input: TEXTS,
+      encoding_format: 'base64',
+    });
     const body = (await res.json()) as { data: { embedding: string }[] };
-    body.data.forEach((d, i) => expect(Array.from(new Float32Array(Uint8Array.from(Buffer.from(d.embedding, 'base64')).buffer))).toEqual(reference[i]!.map((x) => Math.fround(x))));
+    body.data.forEach((d, i) =>
+      expect(Array.from(new Float32Array(Uint8Array.from(Buffer.from(d.embedding, 'base64')).buffer))).toEqual(
+        reference[i]!.map((x) => Math.fround(x)),
+      ),
+    );
   });
 });
 
@@ -116,13 +153,19 @@ describe('q8 weights', () => {
   });
 
   it('loads onnx/model_quantized.onnx and says so on /info', async () => {
-    const info = (await (await fetch(`${q8.url}/info`)).json()) as { models: { towers: { text: { dtype: string; file: string; cache_id: string } } }[] };
-    expect(info.models[0]!.towers.text).toEqual(expect.objectContaining({ dtype: 'q8', file: 'onnx/model_quantized.onnx', cache_id: `${TEXT_MODEL}@q8` }));
+    const info = (await (await fetch(`${q8.url}/info`)).json()) as {
+      models: { towers: { text: { dtype: string; file: string; cache_id: string } } }[];
+    };
+    expect(info.models[0]!.towers.text).toEqual(
+      expect.objectContaining({ dtype: 'q8', file: 'onnx/model_quantized.onnx', cache_id: `${TEXT_MODEL}@q8` }),
+    );
     const plain = (await (await fetch(`${fp32.url}/info`)).json()) as typeof info;
-    expect(plain.models[0]!.towers.text).toEqual(expect.objectContaining({ dtype: 'fp32', file: 'onnx/model.onnx', cache_id: TEXT_MODEL }));
+    expect(plain.models[0]!.towers.text).toEqual(
+      expect.objectContaining({ dtype: 'fp32', file: 'onnx/model.onnx', cache_id: TEXT_MODEL }),
+    );
   });
 
-  it('keys q8 vectors apart from fp32 ones in the shared Redis, so neither serves the other\'s', async () => {
+  it("keys q8 vectors apart from fp32 ones in the shared Redis, so neither serves the other's", async () => {
     const text = 'a sentence both variants embed';
     const [fromQ8] = await floats(q8.url, [text]);
     await expect.poll(() => redis.client.exists(textKey('dtype', `${TEXT_MODEL}@q8`, true, text))).toBe(1);

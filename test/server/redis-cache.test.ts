@@ -50,7 +50,13 @@ const LANES: readonly LaneCase[] = [
       return {
         key: (normalize) => textKey(PREFIX, TEXT_MODEL, normalize, text),
         embed: async (url, normalize = true) =>
-          embedded(await fetch(`${url}/embed/text`, { method: 'POST', headers: { 'content-type': 'application/json', accept: FLOAT32 }, body: JSON.stringify({ inputs: [text], normalize }) })),
+          embedded(
+            await fetch(`${url}/embed/text`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', accept: FLOAT32 },
+              body: JSON.stringify({ inputs: [text], normalize }),
+            }),
+          ),
       };
     },
   },
@@ -62,7 +68,13 @@ const LANES: readonly LaneCase[] = [
       return {
         key: (normalize) => imageKey(PREFIX, IMAGE_MODEL, normalize, png),
         embed: async (url, normalize = true) =>
-          embedded(await fetch(`${url}/embed/image?normalize=${normalize}`, { method: 'POST', headers: { 'content-type': 'image/png', accept: FLOAT32 }, body: png })),
+          embedded(
+            await fetch(`${url}/embed/image?normalize=${normalize}`, {
+              method: 'POST',
+              headers: { 'content-type': 'image/png', accept: FLOAT32 },
+              body: png,
+            }),
+          ),
       };
     },
   },
@@ -81,7 +93,11 @@ const gauge = (url: string, name: string) => metric(url, new RegExp(`^${name} (\
 async function tierLookups(url: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const tier of ['l1', 'redis']) {
-    for (const result of ['hit', 'miss']) out[`${tier} ${result}`] = await metric(url, new RegExp(`twinlane_cache_tier_lookups_total\\{tier="${tier}",result="${result}"\\} (\\S+)`));
+    for (const result of ['hit', 'miss'])
+      out[`${tier} ${result}`] = await metric(
+        url,
+        new RegExp(`twinlane_cache_tier_lookups_total\\{tier="${tier}",result="${result}"\\} (\\S+)`),
+      );
   }
   return out;
 }
@@ -94,7 +110,12 @@ async function lookupsDuring(url: string, request: () => Promise<unknown>): Prom
 }
 
 async function redisInUse(...servers: TestServer[]): Promise<void> {
-  for (const server of servers) await waitFor(async () => (await gauge(server.url, 'twinlane_cache_redis_up')) === 1, 30_000, 'the server to use Redis');
+  for (const server of servers)
+    await waitFor(
+      async () => (await gauge(server.url, 'twinlane_cache_redis_up')) === 1,
+      30_000,
+      'the server to use Redis',
+    );
 }
 
 beforeAll(async () => {
@@ -117,9 +138,14 @@ beforeAll(async () => {
 // stands and what it last wrote.
 afterEach((context) => {
   if (context.task.result?.state !== 'fail') return;
-  for (const [name, server] of [['warm', warm], ['cold', cold]] as const) {
+  for (const [name, server] of [
+    ['warm', warm],
+    ['cold', cold],
+  ] as const) {
     const { exitCode, signalCode } = server.process;
-    console.error(`${name} server: ${exitCode === null && signalCode === null ? 'running' : `exited (${exitCode ?? signalCode})`}; last output:\n${server.output().slice(-4000)}`);
+    console.error(
+      `${name} server: ${exitCode === null && signalCode === null ? 'running' : `exited (${exitCode ?? signalCode})`}; last output:\n${server.output().slice(-4000)}`,
+    );
   }
 });
 
@@ -129,7 +155,7 @@ afterAll(async () => {
 });
 
 describe.each(LANES)('the $lane lane with a shared Redis tier', (lane) => {
-  it('stores the vector it returned as big-endian BF16 under the item\'s key, with the configured TTL', async () => {
+  it("stores the vector it returned as big-endian BF16 under the item's key, with the configured TTL", async () => {
     const item = await lane.item();
     const answer = await item.embed(warm.url);
     expect(answer.cacheHits).toBe(0);
@@ -172,37 +198,63 @@ describe.each(LANES)('the $lane lane with a shared Redis tier', (lane) => {
   it.each([
     ['odd_length', (dims: number) => Buffer.alloc(dims * 2 - 1, 1)],
     ['wrong_dims', (dims: number) => encodeBf16(new Float32Array(dims - 8).fill(0.05), 'big')],
-    ['not_finite', (dims: number) => {
-      const nan = encodeBf16(new Float32Array(dims).fill(0.05), 'big');
-      nan.writeUInt16BE(0x7fc0, 14);
-      return nan;
-    }],
-  ])('evicts a corrupt value (%s) planted under the item\'s key, answers the right vector and counts it', async (reason, corrupt) => {
-    const item = await lane.item();
-    const key = item.key(true);
-    const reference = await item.embed(warm.url);
-    await stored(key);
-    await redis.client.set(key, corrupt(lane.dims));
-    const counted = () => metric(cold.url, new RegExp(`twinlane_cache_corrupt_values_total\\{reason="${reason}"\\} (\\S+)`));
-    const before = await counted();
+    [
+      'not_finite',
+      (dims: number) => {
+        const nan = encodeBf16(new Float32Array(dims).fill(0.05), 'big');
+        nan.writeUInt16BE(0x7fc0, 14);
+        return nan;
+      },
+    ],
+  ])(
+    "evicts a corrupt value (%s) planted under the item's key, answers the right vector and counts it",
+    async (reason, corrupt) => {
+      const item = await lane.item();
+      const key = item.key(true);
+      const reference = await item.embed(warm.url);
+      await stored(key);
+      await redis.client.set(key, corrupt(lane.dims));
+      const counted = () =>
+        metric(cold.url, new RegExp(`twinlane_cache_corrupt_values_total\\{reason="${reason}"\\} (\\S+)`));
+      const before = await counted();
 
-    const answer = await item.embed(cold.url);
-    expect(answer.cacheHits).toBe(0);
-    expect(maxAbsDiff(answer.vector, reference.vector)).toBeLessThanOrEqual(1e-5);
-    expect(await counted()).toBe(before + 1);
-    await waitFor(async () => (await redis.client.getBuffer(key))?.equals(encodeBf16(answer.vector, 'big')) === true, 10_000, 'the recomputed vector to replace the corrupt value');
-  });
+      const answer = await item.embed(cold.url);
+      expect(answer.cacheHits).toBe(0);
+      expect(maxAbsDiff(answer.vector, reference.vector)).toBeLessThanOrEqual(1e-5);
+      expect(await counted()).toBe(before + 1);
+      await waitFor(
+        async () => (await redis.client.getBuffer(key))?.equals(encodeBf16(answer.vector, 'big')) === true,
+        10_000,
+        'the recomputed vector to replace the corrupt value',
+      );
+    },
+  );
 
   it('counts a miss, an L1 hit and a Redis hit in the tier lookup metrics', async () => {
     const item = await lane.item();
-    expect(await lookupsDuring(warm.url, () => item.embed(warm.url))).toEqual({ 'l1 hit': 0, 'l1 miss': 1, 'redis hit': 0, 'redis miss': 1 });
-    expect(await lookupsDuring(warm.url, () => item.embed(warm.url))).toEqual({ 'l1 hit': 1, 'l1 miss': 0, 'redis hit': 0, 'redis miss': 0 });
+    expect(await lookupsDuring(warm.url, () => item.embed(warm.url))).toEqual({
+      'l1 hit': 0,
+      'l1 miss': 1,
+      'redis hit': 0,
+      'redis miss': 1,
+    });
+    expect(await lookupsDuring(warm.url, () => item.embed(warm.url))).toEqual({
+      'l1 hit': 1,
+      'l1 miss': 0,
+      'redis hit': 0,
+      'redis miss': 0,
+    });
 
     // Computed by the other instance: in Redis, not in this one's L1.
     const shared = await lane.item();
     await shared.embed(cold.url);
     await stored(shared.key(true));
-    expect(await lookupsDuring(warm.url, () => shared.embed(warm.url))).toEqual({ 'l1 hit': 0, 'l1 miss': 1, 'redis hit': 1, 'redis miss': 0 });
+    expect(await lookupsDuring(warm.url, () => shared.embed(warm.url))).toEqual({
+      'l1 hit': 0,
+      'l1 miss': 1,
+      'redis hit': 1,
+      'redis miss': 0,
+    });
   });
 });
 
@@ -215,18 +267,20 @@ describe('the server when Redis fails', () => {
     let running = true;
     let answered = 0;
     const failures: string[] = [];
-    const done = Promise.all(Array.from({ length: workers }, async (_, w) => {
-      for (let n = 0; running; n++) {
-        const item = await LANES[(w + n) % LANES.length]!.item();
-        const server = servers()[w % 2]!;
-        try {
-          await item.embed(server.url);
-          answered++;
-        } catch (error) {
-          failures.push(error instanceof Error ? error.message : String(error));
+    const done = Promise.all(
+      Array.from({ length: workers }, async (_, w) => {
+        for (let n = 0; running; n++) {
+          const item = await LANES[(w + n) % LANES.length]!.item();
+          const server = servers()[w % 2]!;
+          try {
+            await item.embed(server.url);
+            answered++;
+          } catch (error) {
+            failures.push(error instanceof Error ? error.message : String(error));
+          }
         }
-      }
-    }));
+      }),
+    );
     return {
       answered: () => answered,
       async stop() {
@@ -254,7 +308,12 @@ describe('the server when Redis fails', () => {
     await waitFor(() => traffic.answered() >= 8, 60_000, 'traffic before the kill');
     await redis.kill();
     const atKill = traffic.answered();
-    for (const server of servers()) await waitFor(async () => (await gauge(server.url, 'twinlane_cache_breaker_state')) === 2, 15_000, 'the breaker to open');
+    for (const server of servers())
+      await waitFor(
+        async () => (await gauge(server.url, 'twinlane_cache_breaker_state')) === 2,
+        15_000,
+        'the breaker to open',
+      );
     await waitFor(() => traffic.answered() >= atKill + 8, 60_000, 'traffic with Redis down');
     for (const server of servers()) {
       const ready = await fetch(`${server.url}/ready`);

@@ -31,14 +31,25 @@ function load(id: string): Tokenizer {
   return new Tokenizer(read('tokenizer.json'), read('tokenizer_config.json'));
 }
 
-async function tokenize(url: string, body: Record<string, unknown>): Promise<{ model: string; max_tokens: number; data: Tokenized[] }> {
-  const res = await fetch(`${url}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+async function tokenize(
+  url: string,
+  body: Record<string, unknown>,
+): Promise<{ model: string; max_tokens: number; data: Tokenized[] }> {
+  const res = await fetch(`${url}/tokenize`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   expect(res.status, await res.clone().text()).toBe(200);
   return (await res.json()) as { model: string; max_tokens: number; data: Tokenized[] };
 }
 
 /** What a WordPiece (uncased) token reads as in the input: lower-cased, accents stripped, without "##". */
-const bertForm = (text: string) => text.normalize('NFD').replace(/\p{Mn}/gu, '').toLowerCase();
+const bertForm = (text: string) =>
+  text
+    .normalize('NFD')
+    .replace(/\p{Mn}/gu, '')
+    .toLowerCase();
 
 describe('POST /tokenize', () => {
   let server: TestServer;
@@ -50,29 +61,36 @@ describe('POST /tokenize', () => {
     await server.stop();
   });
 
-  it.each([MINILM, CLIP])('gives %s the ids the embedding path uses, with and without special tokens', async (model) => {
-    const reference = load(model);
-    const withSpecials = await tokenize(server.url, { model, inputs: TEXTS });
-    const without = await tokenize(server.url, { model, inputs: TEXTS, add_special_tokens: false });
-    expect(withSpecials.model).toBe(model);
-    expect(withSpecials.max_tokens).toBe(model === CLIP ? 77 : 256);
-    TEXTS.forEach((text, i) => {
-      const got = withSpecials.data[i]!;
-      expect(got.ids, text).toEqual(reference.encode(text).ids);
-      expect(got.count).toBe(got.ids.length);
-      expect(got.tokens).toHaveLength(got.ids.length);
-      expect(got.special[0]).toBe(true);
-      expect(got.special.at(-1)).toBe(true);
-      expect(got.special.slice(1, -1).every((s) => !s)).toBe(true);
-      expect(without.data[i]!.ids).toEqual(reference.encode(text, { add_special_tokens: false }).ids);
-      expect(without.data[i]!.ids).toEqual(got.ids.slice(1, -1));
-    });
-  });
+  it.each([MINILM, CLIP])(
+    'gives %s the ids the embedding path uses, with and without special tokens',
+    async (model) => {
+      const reference = load(model);
+      const withSpecials = await tokenize(server.url, { model, inputs: TEXTS });
+      const without = await tokenize(server.url, { model, inputs: TEXTS, add_special_tokens: false });
+      expect(withSpecials.model).toBe(model);
+      expect(withSpecials.max_tokens).toBe(model === CLIP ? 77 : 256);
+      TEXTS.forEach((text, i) => {
+        const got = withSpecials.data[i]!;
+        expect(got.ids, text).toEqual(reference.encode(text).ids);
+        expect(got.count).toBe(got.ids.length);
+        expect(got.tokens).toHaveLength(got.ids.length);
+        expect(got.special[0]).toBe(true);
+        expect(got.special.at(-1)).toBe(true);
+        expect(got.special.slice(1, -1).every((s) => !s)).toBe(true);
+        expect(without.data[i]!.ids).toEqual(reference.encode(text, { add_special_tokens: false }).ids);
+        expect(without.data[i]!.ids).toEqual(got.ids.slice(1, -1));
+      });
+    },
+  );
 
   it.each([MINILM, CLIP])('counts for %s what the embedding reports as usage', async (model) => {
     const counts = (await tokenize(server.url, { model, inputs: TEXTS })).data.map((d) => d.count);
     for (const [i, text] of TEXTS.entries()) {
-      const res = await fetch(`${server.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, input: text }) });
+      const res = await fetch(`${server.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, input: text }),
+      });
       expect(((await res.json()) as { usage: { prompt_tokens: number } }).usage.prompt_tokens, text).toBe(counts[i]);
     }
   });
@@ -102,7 +120,9 @@ describe('POST /tokenize', () => {
   });
 
   it('gives the same spans in UTF-16 units, code points and UTF-8 bytes', async () => {
-    const [utf16, points, bytes] = await Promise.all(['utf16', 'codepoint', 'byte'].map((offsets) => tokenize(server.url, { model: CLIP, inputs: TEXTS, offsets })));
+    const [utf16, points, bytes] = await Promise.all(
+      ['utf16', 'codepoint', 'byte'].map((offsets) => tokenize(server.url, { model: CLIP, inputs: TEXTS, offsets })),
+    );
     TEXTS.forEach((text, i) => {
       const chars = Array.from(text);
       const utf8 = Buffer.from(text);
@@ -118,9 +138,12 @@ describe('POST /tokenize', () => {
     expect(utf16!.data[2]!.offsets).not.toEqual(points!.data[2]!.offsets);
   });
 
-  it('returns every token of a text over the model\'s limit, for clients to chunk', async () => {
+  it("returns every token of a text over the model's limit, for clients to chunk", async () => {
     const long = 'word '.repeat(300).trim();
-    const [minilm, clip] = await Promise.all([tokenize(server.url, { model: MINILM, inputs: long }), tokenize(server.url, { model: CLIP, inputs: long })]);
+    const [minilm, clip] = await Promise.all([
+      tokenize(server.url, { model: MINILM, inputs: long }),
+      tokenize(server.url, { model: CLIP, inputs: long }),
+    ]);
     expect(minilm.data[0]!.count).toBe(302);
     expect(clip.data[0]!.count).toBe(302);
   });

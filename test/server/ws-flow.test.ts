@@ -13,7 +13,8 @@ function rssMiB(server: TestServer): number {
 }
 
 const computed = (server: TestServer) => metric(server.url, /twinlane_lane_items_computed_total\{lane="text"\} (\S+)/);
-const texts = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag} item ${i} with a few words to embed`);
+const texts = (n: number, tag: string) =>
+  Array.from({ length: n }, (_, i) => `${tag} item ${i} with a few words to embed`);
 
 describe('/ws flow control', () => {
   it('pauses a socket whose client never reads, closes it past its limit, keeps its memory bounded and other sockets fast', async () => {
@@ -35,11 +36,15 @@ describe('/ws flow control', () => {
         peak = Math.max(peak, rssMiB(server));
         await new Promise((r) => setTimeout(r, 150));
       }
-      await expect.poll(() => metric(server.url, /twinlane_ws_closed_total\{reason="slow_reader"\} (\S+)/), { timeout: 10_000 }).toBe(1);
+      await expect
+        .poll(() => metric(server.url, /twinlane_ws_closed_total\{reason="slow_reader"\} (\S+)/), { timeout: 10_000 })
+        .toBe(1);
       const pauses = await metric(server.url, /^twinlane_ws_backpressure_pauses_total (\S+)$/m);
       const refused = await metric(server.url, /twinlane_ws_requests_refused_total\{code="too_many_in_flight"\} (\S+)/);
       const lanes = await computed(server);
-      console.log(`[ws flood] 50,000 texts sent unread: RSS ${baseline.toFixed(0)} → peak ${peak.toFixed(0)} MiB; ${pauses} pause(s); ${refused} requests refused too_many_in_flight; the lane computed ${lanes} texts; probe latency max ${Math.max(...latencies).toFixed(0)} ms, median ${latencies.sort((a, b) => a - b)[12]!.toFixed(0)} ms`);
+      console.log(
+        `[ws flood] 50,000 texts sent unread: RSS ${baseline.toFixed(0)} → peak ${peak.toFixed(0)} MiB; ${pauses} pause(s); ${refused} requests refused too_many_in_flight; the lane computed ${lanes} texts; probe latency max ${Math.max(...latencies).toFixed(0)} ms, median ${latencies.sort((a, b) => a - b)[12]!.toFixed(0)} ms`,
+      );
       expect(pauses).toBeGreaterThanOrEqual(1);
       expect(refused).toBeGreaterThan(400);
       // The socket's in-flight bound (4096 items) and its pause keep the lane from computing the flood.
@@ -104,7 +109,10 @@ describe('/ws flow control', () => {
       const before = await computed(server);
       const body = JSON.stringify({ inputs: texts(2000, 'aborted http') });
       await new Promise<void>((resolve) => {
-        const req = http.request(`${server.url}/embed/text`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+        const req = http.request(`${server.url}/embed/text`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        });
         req.on('error', () => resolve());
         req.end(body);
         setTimeout(() => {
@@ -114,7 +122,10 @@ describe('/ws flow control', () => {
       });
       await new Promise((r) => setTimeout(r, 800));
       const lane = (await computed(server)) - before;
-      const dropped = await metric(server.url, /twinlane_lane_items_dropped_total\{lane="text",reason="cancelled"\} (\S+)/);
+      const dropped = await metric(
+        server.url,
+        /twinlane_lane_items_dropped_total\{lane="text",reason="cancelled"\} (\S+)/,
+      );
       console.log(`[http abort] 2,000 texts, the lane computed ${lane}, dropped ${dropped}`);
       expect(lane).toBeLessThan(600);
       expect(dropped).toBeGreaterThan(1400);
@@ -159,7 +170,11 @@ describe('twinlane/client', () => {
         for (let i = 0; i < 5000; i++) yield `streamed text ${i % 1000} number ${i}`;
       }
       let count = 0;
-      for await (const result of client.stream(source(), { maxInFlight: 256, requestSize: 32, onProgress: (p) => (maxOutstanding = Math.max(maxOutstanding, p.sent - p.answered - p.failed)) })) {
+      for await (const result of client.stream(source(), {
+        maxInFlight: 256,
+        requestSize: 32,
+        onProgress: (p) => (maxOutstanding = Math.max(maxOutstanding, p.sent - p.answered - p.failed)),
+      })) {
         expect(result.ok).toBe(true);
         seen[result.index]! += 1;
         count++;

@@ -13,7 +13,16 @@ async function http(inputs: string[], extra: Record<string, unknown> = {}): Prom
 }
 
 async function png(seed: number): Promise<Buffer> {
-  return sharp({ create: { width: 48 + seed, height: 40, channels: 3, background: { r: (seed * 37) % 256, g: (seed * 91) % 256, b: 120 } } }).png().toBuffer();
+  return sharp({
+    create: {
+      width: 48 + seed,
+      height: 40,
+      channels: 3,
+      background: { r: (seed * 37) % 256, g: (seed * 91) % 256, b: 120 },
+    },
+  })
+    .png()
+    .toBuffer();
 }
 
 beforeAll(async () => {
@@ -26,7 +35,11 @@ afterAll(async () => {
 describe('/ws protocol', () => {
   it('answers three interleaved requests: every (id, index) once, done last, vectors equal to HTTP', async () => {
     const socket = await openSocket(server.url);
-    const texts = { r1: ['alpha one', 'alpha two', 'alpha three', 'alpha four'], 2: ['beta one', 'beta two'], r3: ['gamma one', 'gamma two', 'gamma three'] };
+    const texts = {
+      r1: ['alpha one', 'alpha two', 'alpha three', 'alpha four'],
+      2: ['beta one', 'beta two'],
+      r3: ['gamma one', 'gamma two', 'gamma three'],
+    };
     for (const [id, inputs] of Object.entries(texts)) socket.send({ id: id === '2' ? 2 : id, lane: 'text', inputs });
     for (const [id, inputs] of Object.entries(texts)) {
       const key = id === '2' ? 2 : id;
@@ -37,14 +50,20 @@ describe('/ws protocol', () => {
       // done comes after the request's last item.
       expect(socket.of(key).at(-1)).toBe(done);
       const expected = await http(inputs);
-      for (const m of items) expect(maxAbsDiff(m['embedding'] as number[], expected[m['index'] as number]!)).toBeLessThanOrEqual(1e-5);
+      for (const m of items)
+        expect(maxAbsDiff(m['embedding'] as number[], expected[m['index'] as number]!)).toBeLessThanOrEqual(1e-5);
     }
     await socket.close();
   });
 
   it('completes 20 requests in flight on one socket', async () => {
     const socket = await openSocket(server.url);
-    for (let r = 0; r < 20; r++) socket.send({ id: `many-${r}`, lane: 'text', inputs: [`request ${r} text a`, `request ${r} text b`, `request ${r} text c`] });
+    for (let r = 0; r < 20; r++)
+      socket.send({
+        id: `many-${r}`,
+        lane: 'text',
+        inputs: [`request ${r} text a`, `request ${r} text b`, `request ${r} text c`],
+      });
     const dones = await Promise.all(Array.from({ length: 20 }, (_, r) => socket.done(`many-${r}`)));
     for (const d of dones) expect(d).toMatchObject({ count: 3, failed: 0 });
     expect(socket.received.filter((r) => r.kind === 'json' && 'embedding' in r.value)).toHaveLength(60);
@@ -55,10 +74,17 @@ describe('/ws protocol', () => {
     const cached = ['already seen one', 'already seen two'];
     await http(cached);
     const socket = await openSocket(server.url);
-    socket.send({ id: 'mix', lane: 'text', inputs: ['fresh text number one', cached[0], 'fresh text number two', cached[1]] });
+    socket.send({
+      id: 'mix',
+      lane: 'text',
+      inputs: ['fresh text number one', cached[0], 'fresh text number two', cached[1]],
+    });
     await socket.done('mix');
     const items = socket.of('mix').filter((m) => 'embedding' in m);
-    expect(items.slice(0, 2).map((m) => [m['index'], m['cached']])).toEqual([[1, true], [3, true]]);
+    expect(items.slice(0, 2).map((m) => [m['index'], m['cached']])).toEqual([
+      [1, true],
+      [3, true],
+    ]);
     expect(items.slice(2).map((m) => m['cached'])).toEqual([false, false]);
     await socket.close();
   });
@@ -82,8 +108,12 @@ describe('/ws protocol', () => {
     for (const [frame, code, param, id] of frames) {
       const before = socket.received.length;
       socket.send(frame);
-      const error = await socket.next((m) => socket.received.findIndex((r) => r.kind === 'json' && r.value === m) >= before && 'error' in m);
-      expect(error, JSON.stringify(frame)).toMatchObject({ error: { code, param, type: expect.any(String), message: expect.any(String) } });
+      const error = await socket.next(
+        (m) => socket.received.findIndex((r) => r.kind === 'json' && r.value === m) >= before && 'error' in m,
+      );
+      expect(error, JSON.stringify(frame)).toMatchObject({
+        error: { code, param, type: expect.any(String), message: expect.any(String) },
+      });
       expect(error['id']).toBe(id);
     }
     socket.send({ id: 'ok', lane: 'text', inputs: ['still works'] });
@@ -104,19 +134,44 @@ describe('/ws protocol', () => {
 
   it('fails bad items alone and answers the good ones of the same request', async () => {
     const socket = await openSocket(server.url);
-    socket.send({ id: 'texts', lane: 'text', truncate: false, inputs: ['good text', '', 'word '.repeat(400), 'another good text'] });
+    socket.send({
+      id: 'texts',
+      lane: 'text',
+      truncate: false,
+      inputs: ['good text', '', 'word '.repeat(400), 'another good text'],
+    });
     const done = await socket.done('texts');
     expect(done).toMatchObject({ count: 4, failed: 2 });
-    const byIndex = new Map(socket.of('texts').filter((m) => 'index' in m).map((m) => [m['index'], m]));
+    const byIndex = new Map(
+      socket
+        .of('texts')
+        .filter((m) => 'index' in m)
+        .map((m) => [m['index'], m]),
+    );
     expect(byIndex.get(1)).toMatchObject({ error: { code: 'empty_input', param: 'inputs[1]' } });
     expect(byIndex.get(2)).toMatchObject({ error: { code: 'input_too_long' } });
     expect(byIndex.get(0)).toHaveProperty('embedding');
     expect(byIndex.get(3)).toHaveProperty('embedding');
 
     const good = (await png(1)).toString('base64');
-    socket.send({ id: 'images', lane: 'image', inputs: [{ b64: good }, { b64: Buffer.from('not an image at all').toString('base64') }, 'http://127.0.0.1:9/forbidden.png', { b64: '!!!' }, `data:image/png;base64,${good}`] });
+    socket.send({
+      id: 'images',
+      lane: 'image',
+      inputs: [
+        { b64: good },
+        { b64: Buffer.from('not an image at all').toString('base64') },
+        'http://127.0.0.1:9/forbidden.png',
+        { b64: '!!!' },
+        `data:image/png;base64,${good}`,
+      ],
+    });
     expect(await socket.done('images')).toMatchObject({ count: 5, failed: 3 });
-    const images = new Map(socket.of('images').filter((m) => 'index' in m).map((m) => [m['index'], m]));
+    const images = new Map(
+      socket
+        .of('images')
+        .filter((m) => 'index' in m)
+        .map((m) => [m['index'], m]),
+    );
     expect(images.get(1)).toMatchObject({ error: { code: 'unsupported_image' } });
     expect(images.get(2)).toMatchObject({ error: { code: 'image_fetch_forbidden' } });
     expect(images.get(3)).toMatchObject({ error: { code: 'invalid_request', param: 'inputs[3].b64' } });
@@ -128,7 +183,9 @@ describe('/ws protocol', () => {
   it('takes images as binary frames and answers vectors as binary frames, equal to HTTP', async () => {
     const socket = await openSocket(server.url);
     const pictures = await Promise.all([2, 3, 4].map(png));
-    const expected = (await (await postJson(`${server.url}/embed/image`, { inputs: pictures.map((p) => ({ b64: p.toString('base64') })) })).json()) as number[][];
+    const expected = (await (
+      await postJson(`${server.url}/embed/image`, { inputs: pictures.map((p) => ({ b64: p.toString('base64') })) })
+    ).json()) as number[][];
     // Announced with options (binary answers, f32), then one frame per image.
     socket.send({ id: 'bin', lane: 'image', binary_inputs: 3, format: 'binary' });
     pictures.forEach((p, i) => socket.send(encodeImageFrame('bin', i, 3, p)));
@@ -145,7 +202,8 @@ describe('/ws protocol', () => {
     expect(await socket.done('77')).toMatchObject({ count: 3, failed: 0 });
     const json = socket.of('77').filter((m) => 'embedding' in m);
     expect(json.every((m) => m['cached'] === true)).toBe(true);
-    for (const m of json) expect(maxAbsDiff(m['embedding'] as number[], expected[m['index'] as number]!)).toBeLessThanOrEqual(1e-5);
+    for (const m of json)
+      expect(maxAbsDiff(m['embedding'] as number[], expected[m['index'] as number]!)).toBeLessThanOrEqual(1e-5);
     await socket.close();
   });
 
@@ -156,13 +214,19 @@ describe('/ws protocol', () => {
     socket.send({ id: 'bf', lane: 'text', inputs, format: 'binary', dtype: 'bf16' });
     socket.send({ id: 'b64', lane: 'text', inputs, format: 'base64', dimensions: 64 });
     await Promise.all([socket.done('bf'), socket.done('b64')]);
-    const frames = socket.received.flatMap((r) => (r.kind === 'binary' && r.value.id === 'bf' ? [r.value as VectorFrame] : []));
+    const frames = socket.received.flatMap((r) =>
+      r.kind === 'binary' && r.value.id === 'bf' ? [r.value as VectorFrame] : [],
+    );
     expect(frames).toHaveLength(2);
     for (const f of frames) {
       expect(f.dtype).toBe('bf16');
       expect(maxAbsDiff(f.vector, expected[f.index]!)).toBeLessThanOrEqual(0.004);
     }
-    const cut = ((await (await postJson(`${server.url}/v1/embeddings`, { input: inputs, dimensions: 64 })).json()) as { data: { embedding: number[] }[] }).data.map((d) => d.embedding);
+    const cut = (
+      (await (await postJson(`${server.url}/v1/embeddings`, { input: inputs, dimensions: 64 })).json()) as {
+        data: { embedding: number[] }[];
+      }
+    ).data.map((d) => d.embedding);
     for (const m of socket.of('b64').filter((x) => 'embedding' in x)) {
       const bytes = Buffer.from(m['embedding'] as string, 'base64');
       const vector = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
@@ -193,10 +257,17 @@ describe('/ws protocol', () => {
 
 describe('/ws auth and limits', () => {
   it('checks the API key on the upgrade (header or subprotocol) and spends the rate limit per request', async () => {
-    const guarded = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_API_KEYS: 'ws-key', TWINLANE_RATE_LIMIT: '0.5', TWINLANE_RATE_BURST: '3' });
+    const guarded = await startServer({
+      TWINLANE_IMAGE_MODEL: 'none',
+      TWINLANE_API_KEYS: 'ws-key',
+      TWINLANE_RATE_LIMIT: '0.5',
+      TWINLANE_RATE_BURST: '3',
+    });
     try {
       await expect(openSocket(guarded.url)).rejects.toThrow('upgrade answered 401');
-      await expect(openSocket(guarded.url, { headers: { authorization: 'Bearer wrong' } })).rejects.toThrow('upgrade answered 401');
+      await expect(openSocket(guarded.url, { headers: { authorization: 'Bearer wrong' } })).rejects.toThrow(
+        'upgrade answered 401',
+      );
       const viaHeader = await openSocket(guarded.url, { headers: { authorization: 'Bearer ws-key' } });
       const viaProtocol = await openSocket(guarded.url, { protocols: ['twinlane', 'bearer.ws-key'] });
       expect(viaProtocol.ws.protocol).toBe('twinlane');
@@ -204,7 +275,10 @@ describe('/ws auth and limits', () => {
       expect(await viaHeader.done(1)).toMatchObject({ failed: 0 });
       // The same key on the other socket: one budget. One item is left, two are asked.
       viaProtocol.send({ id: 2, lane: 'text', inputs: ['three', 'four'] });
-      expect(await viaProtocol.next((m) => m['id'] === 2 && 'error' in m)).toMatchObject({ error: { code: 'rate_limited' }, retry_after: expect.any(Number) });
+      expect(await viaProtocol.next((m) => m['id'] === 2 && 'error' in m)).toMatchObject({
+        error: { code: 'rate_limited' },
+        retry_after: expect.any(Number),
+      });
       expect(await viaProtocol.done(2)).toMatchObject({ count: 2, dropped: 2 });
       expect(await metric(guarded.url, /twinlane_auth_failures_total\{reason="missing"\} (\S+)/)).toBe(1);
       await Promise.all([viaHeader.close(), viaProtocol.close()]);
@@ -217,13 +291,22 @@ describe('/ws auth and limits', () => {
     const bounded = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_WS_MAX_IN_FLIGHT_ITEMS: '40' });
     try {
       const socket = await openSocket(bounded.url);
-      socket.send({ id: 'first', lane: 'text', inputs: Array.from({ length: 30 }, (_, i) => `in flight ${i} ${'pad '.repeat(20)}`) });
+      socket.send({
+        id: 'first',
+        lane: 'text',
+        inputs: Array.from({ length: 30 }, (_, i) => `in flight ${i} ${'pad '.repeat(20)}`),
+      });
       socket.send({ id: 'second', lane: 'text', inputs: Array.from({ length: 20 }, (_, i) => `over the bound ${i}`) });
-      expect(await socket.next((m) => m['id'] === 'second' && 'error' in m)).toMatchObject({ error: { code: 'too_many_in_flight', type: 'rate_limit_error' }, retry_after: 1 });
+      expect(await socket.next((m) => m['id'] === 'second' && 'error' in m)).toMatchObject({
+        error: { code: 'too_many_in_flight', type: 'rate_limit_error' },
+        retry_after: 1,
+      });
       expect(await socket.done('first')).toMatchObject({ count: 30, failed: 0 });
       socket.send({ id: 'third', lane: 'text', inputs: ['fits now'] });
       expect(await socket.done('third')).toMatchObject({ failed: 0 });
-      expect(await metric(bounded.url, /twinlane_ws_requests_refused_total\{code="too_many_in_flight"\} (\S+)/)).toBe(1);
+      expect(await metric(bounded.url, /twinlane_ws_requests_refused_total\{code="too_many_in_flight"\} (\S+)/)).toBe(
+        1,
+      );
       await socket.close();
     } finally {
       await bounded.stop();

@@ -4,30 +4,62 @@ import { ConfigError, configWarnings, helpText, loadConfig, OPTIONS } from '../.
 describe('config', () => {
   it('applies SPEC defaults and freezes the result', () => {
     const config = loadConfig([], {}, 8);
-    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, textModels: ['sentence-transformers/all-MiniLM-L6-v2'], imageModels: ['Xenova/clip-vit-base-patch32'], textDtype: 'fp32', imageDtype: 'fp32', cachePrefix: 'twinlane', cacheTtlSeconds: 86400, l1Bytes: 268435456, redisUrl: null, offline: false });
+    expect(config).toMatchObject({
+      host: '127.0.0.1',
+      port: 8080,
+      textModels: ['sentence-transformers/all-MiniLM-L6-v2'],
+      imageModels: ['Xenova/clip-vit-base-patch32'],
+      textDtype: 'fp32',
+      imageDtype: 'fp32',
+      cachePrefix: 'twinlane',
+      cacheTtlSeconds: 86400,
+      l1Bytes: 268435456,
+      redisUrl: null,
+      offline: false,
+    });
     expect(config.executionProvider).toEqual({ name: 'cpu', deviceId: 0 });
     expect(Object.isFrozen(config)).toBe(true);
   });
 
   it('lets flags win over environment variables, in both --flag value and --flag=value forms', () => {
-    const config = loadConfig(['--port', '9000', '--cache-prefix=tl'], { TWINLANE_PORT: '7000', TWINLANE_CACHE_PREFIX: 'env' });
+    const config = loadConfig(['--port', '9000', '--cache-prefix=tl'], {
+      TWINLANE_PORT: '7000',
+      TWINLANE_CACHE_PREFIX: 'env',
+    });
     expect(config.port).toBe(9000);
     expect(config.cachePrefix).toBe('tl');
   });
 
   it('parses booleans, lists, providers and `none`', () => {
-    const config = loadConfig([], { TWINLANE_OFFLINE: '1', TWINLANE_API_KEYS: 'a, b,,c', TWINLANE_EXECUTION_PROVIDER: 'cuda:1', TWINLANE_IMAGE_MODEL: 'none' });
+    const config = loadConfig([], {
+      TWINLANE_OFFLINE: '1',
+      TWINLANE_API_KEYS: 'a, b,,c',
+      TWINLANE_EXECUTION_PROVIDER: 'cuda:1',
+      TWINLANE_IMAGE_MODEL: 'none',
+    });
     expect(config.offline).toBe(true);
     expect(config.apiKeys).toEqual(['a', 'b', 'c']);
     expect(config.executionProvider).toEqual({ name: 'cuda', deviceId: 1 });
     expect(config.imageModels).toEqual([]);
-    const lists = loadConfig([], { TWINLANE_TEXT_MODEL: 'org/a, org/b,org/c', TWINLANE_IMAGE_MODEL: 'org/clip', TWINLANE_TEXT_DTYPE: 'q8' });
-    expect(lists).toMatchObject({ textModels: ['org/a', 'org/b', 'org/c'], imageModels: ['org/clip'], textDtype: 'q8', imageDtype: 'fp32' });
+    const lists = loadConfig([], {
+      TWINLANE_TEXT_MODEL: 'org/a, org/b,org/c',
+      TWINLANE_IMAGE_MODEL: 'org/clip',
+      TWINLANE_TEXT_DTYPE: 'q8',
+    });
+    expect(lists).toMatchObject({
+      textModels: ['org/a', 'org/b', 'org/c'],
+      imageModels: ['org/clip'],
+      textDtype: 'q8',
+      imageDtype: 'fp32',
+    });
   });
 
   it('defaults the Redis breaker to 5 failures and a 1000 ms cool-down, and takes both from env or flags', () => {
     expect(loadConfig([], {})).toMatchObject({ redisFailureThreshold: 5, redisCoolDownMs: 1000 });
-    const config = loadConfig(['--redis-cool-down-ms', '250'], { TWINLANE_REDIS_FAILURE_THRESHOLD: '2', TWINLANE_REDIS_COOL_DOWN_MS: '9000' });
+    const config = loadConfig(['--redis-cool-down-ms', '250'], {
+      TWINLANE_REDIS_FAILURE_THRESHOLD: '2',
+      TWINLANE_REDIS_COOL_DOWN_MS: '9000',
+    });
     expect(config).toMatchObject({ redisFailureThreshold: 2, redisCoolDownMs: 250 });
   });
 
@@ -56,22 +88,41 @@ describe('config', () => {
     expect(() => loadConfig(['--port'], {})).toThrow(/--port needs a value/);
   });
 
-  it.each([1, 2, 4, 8, 16, 32])('lets either lane alone use every core of %i, as separate sessions up to 8', (cores) => {
-    const config = loadConfig([], {}, cores);
-    for (const [threads, intra] of [[config.textThreads, config.textIntraOpThreads], [config.imageThreads, config.imageIntraOpThreads]] as const) {
-      expect(threads * intra).toBeLessThanOrEqual(cores);
-      expect(threads * intra).toBeGreaterThan(cores / 2);
-      expect(threads).toBe(Math.min(cores, 8));
-    }
-    expect(configWarnings(config, cores)).toEqual([]);
-  });
+  it.each([1, 2, 4, 8, 16, 32])(
+    'lets either lane alone use every core of %i, as separate sessions up to 8',
+    (cores) => {
+      const config = loadConfig([], {}, cores);
+      for (const [threads, intra] of [
+        [config.textThreads, config.textIntraOpThreads],
+        [config.imageThreads, config.imageIntraOpThreads],
+      ] as const) {
+        expect(threads * intra).toBeLessThanOrEqual(cores);
+        expect(threads * intra).toBeGreaterThan(cores / 2);
+        expect(threads).toBe(Math.min(cores, 8));
+      }
+      expect(configWarnings(config, cores)).toEqual([]);
+    },
+  );
 
   it('warns about explicit layouts past the measured harmless bounds, and not about the defaults', () => {
     const oneLane = loadConfig([], { TWINLANE_TEXT_THREADS: '4' }, 2);
-    expect(configWarnings(oneLane, 2)).toEqual([expect.stringContaining('text lane asks for 4 worker(s) × 1 intra-op thread(s) = 4 threads on 2 cores')]);
+    expect(configWarnings(oneLane, 2)).toEqual([
+      expect.stringContaining('text lane asks for 4 worker(s) × 1 intra-op thread(s) = 4 threads on 2 cores'),
+    ]);
     const image = loadConfig([], { TWINLANE_IMAGE_INTRA_OP_THREADS: '2' }, 4);
-    expect(configWarnings(image, 4)).toEqual([expect.stringContaining('image lane asks for 4 worker(s) × 2 intra-op thread(s) = 8 threads on 4 cores')]);
-    expect(configWarnings(loadConfig([], { TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '2', TWINLANE_TEXT_INTRA_OP_THREADS: '2' }, 4), 4)).toEqual([]);
+    expect(configWarnings(image, 4)).toEqual([
+      expect.stringContaining('image lane asks for 4 worker(s) × 2 intra-op thread(s) = 8 threads on 4 cores'),
+    ]);
+    expect(
+      configWarnings(
+        loadConfig(
+          [],
+          { TWINLANE_IMAGE_MODEL: 'none', TWINLANE_TEXT_THREADS: '2', TWINLANE_TEXT_INTRA_OP_THREADS: '2' },
+          4,
+        ),
+        4,
+      ),
+    ).toEqual([]);
   });
 
   it('derives queue bounds from batch size and workers', () => {

@@ -12,7 +12,12 @@ describe('error codes', () => {
 
   it('gives each error its status, OpenAI type and param', () => {
     const error = new TwinlaneError('invalid_dimensions', 'bad', { param: 'dimensions' });
-    expect(error).toMatchObject({ code: 'invalid_dimensions', status: 422, type: 'invalid_request_error', param: 'dimensions' });
+    expect(error).toMatchObject({
+      code: 'invalid_dimensions',
+      status: 422,
+      type: 'invalid_request_error',
+      param: 'dimensions',
+    });
   });
 
   it('turns anything else that is thrown into an internal_error that keeps the cause', () => {

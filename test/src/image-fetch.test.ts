@@ -35,7 +35,8 @@ function guardSocket(message: unknown): void {
           const all = typeof address === 'string' ? [address] : address.map((a) => a.address);
           const bad = all.filter((a) => !LOOPBACK.has(a));
           if (bad.length > 0) escaped.push(...bad);
-          if (bad.length > 0) return callback(new Error(`test guard: refused a connection to ${bad.join(', ')}`), '', 4);
+          if (bad.length > 0)
+            return callback(new Error(`test guard: refused a connection to ${bad.join(', ')}`), '', 4);
           callback(error, address, family);
         });
       };
@@ -97,18 +98,24 @@ const lookup: LookupFn = async (hostname) => {
 };
 
 function fetcher(overrides: Partial<ImageFetchOptions> = {}): ImageFetcher {
-  return new ImageFetcher({
-    allowlist: [`127.0.0.1:${port}`],
-    connectTimeoutMs: 2000,
-    totalTimeoutMs: 5000,
-    maxBytes: CAP,
-    maxRedirects: 3,
-    ...overrides,
-  }, lookup);
+  return new ImageFetcher(
+    {
+      allowlist: [`127.0.0.1:${port}`],
+      connectTimeoutMs: 2000,
+      totalTimeoutMs: 5000,
+      maxBytes: CAP,
+      maxRedirects: 3,
+      ...overrides,
+    },
+    lookup,
+  );
 }
 
 async function failure(promise: Promise<unknown>): Promise<TwinlaneError> {
-  const error: unknown = await promise.then(() => null, (e: unknown) => e);
+  const error: unknown = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(TwinlaneError);
   return error as TwinlaneError;
 }
@@ -199,7 +206,9 @@ describe('ImageFetcher', () => {
   });
 
   it('connects an allowlisted name to the address it vetted and keeps the original Host header', async () => {
-    const image = await fetcher({ allowlist: [`images.internal:${port}`] }).fetch(`http://images.internal:${port}/img.png`);
+    const image = await fetcher({ allowlist: [`images.internal:${port}`] }).fetch(
+      `http://images.internal:${port}/img.png`,
+    );
     expect(image.bytes).toEqual(PNG);
     expect(requests).toEqual([{ path: '/img.png', host: `images.internal:${port}` }]);
   });
@@ -210,12 +219,18 @@ describe('ImageFetcher', () => {
     expect(error.message).toContain('nowhere.example could not be resolved (ENOTFOUND)');
   });
 
-  it.each(['file:///etc/passwd', 'ftp://x/', 'data:image/png;base64,iVBORw0KGgo=', 'gopher://x/', '/relative.png', 'not a url'])(
-    'refuses %s as not an http(s) URL', async (url) => {
-      const error = await failure(fetcher().fetch(url));
-      expect(error.code).toBe('image_fetch_forbidden');
-      expect(opened).toEqual([]);
-    });
+  it.each([
+    'file:///etc/passwd',
+    'ftp://x/',
+    'data:image/png;base64,iVBORw0KGgo=',
+    'gopher://x/',
+    '/relative.png',
+    'not a url',
+  ])('refuses %s as not an http(s) URL', async (url) => {
+    const error = await failure(fetcher().fetch(url));
+    expect(error.code).toBe('image_fetch_forbidden');
+    expect(opened).toEqual([]);
+  });
 
   it('refuses URLs with credentials without echoing the password', async () => {
     const error = await failure(fetcher().fetch(`http://user:pw@127.0.0.1:${port}/img.png`));
@@ -288,7 +303,9 @@ describe('ImageFetcher', () => {
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     const closedPort = (closed.address() as AddressInfo).port;
     await new Promise((resolve) => closed.close(resolve));
-    const error = await failure(fetcher({ allowlist: [`127.0.0.1:${closedPort}`] }).fetch(`http://127.0.0.1:${closedPort}/`));
+    const error = await failure(
+      fetcher({ allowlist: [`127.0.0.1:${closedPort}`] }).fetch(`http://127.0.0.1:${closedPort}/`),
+    );
     expect(error.code).toBe('image_fetch_failed');
     expect(error.message).toContain('ECONNREFUSED');
   });
@@ -316,19 +333,40 @@ describe('ImageFetcher', () => {
 
 describe('refusedAddressKind', () => {
   it.each([
-    ['127.0.0.1', 'loopback'], ['0.0.0.0', 'unspecified'], ['::', 'unspecified'], ['172.20.1.1', 'private'],
-    ['192.168.1.1', 'private'], ['fd00::1', 'private'], ['fe80::1%eth0', 'link-local'], ['255.255.255.255', 'reserved'],
-    ['240.0.0.1', 'reserved'], ['192.0.0.8', 'IETF'], ['198.19.0.1', 'benchmarking'], ['ff02::1', 'multicast'],
-    ['::127.0.0.1', 'loopback (IPv4'], ['::ffff:169.254.169.254', 'link-local'],
-    ['2002:7f00:1::1', 'loopback (IPv4 127.0.0.1'], ['2002:a9fe:a9fe::', 'link-local (cloud metadata lives here) (IPv4 169.254.169.254'],
-    ['::ffff:0:10.1.2.3', 'private (IPv4 10.1.2.3'], ['64:ff9b:1::c0a8:101', 'private (IPv4 192.168.1.1'],
-    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'], ['2001:db8::1', 'documentation'], ['203.0.113.9', 'documentation'],
+    ['127.0.0.1', 'loopback'],
+    ['0.0.0.0', 'unspecified'],
+    ['::', 'unspecified'],
+    ['172.20.1.1', 'private'],
+    ['192.168.1.1', 'private'],
+    ['fd00::1', 'private'],
+    ['fe80::1%eth0', 'link-local'],
+    ['255.255.255.255', 'reserved'],
+    ['240.0.0.1', 'reserved'],
+    ['192.0.0.8', 'IETF'],
+    ['198.19.0.1', 'benchmarking'],
+    ['ff02::1', 'multicast'],
+    ['::127.0.0.1', 'loopback (IPv4'],
+    ['::ffff:169.254.169.254', 'link-local'],
+    ['2002:7f00:1::1', 'loopback (IPv4 127.0.0.1'],
+    ['2002:a9fe:a9fe::', 'link-local (cloud metadata lives here) (IPv4 169.254.169.254'],
+    ['::ffff:0:10.1.2.3', 'private (IPv4 10.1.2.3'],
+    ['64:ff9b:1::c0a8:101', 'private (IPv4 192.168.1.1'],
+    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'Teredo'],
+    ['2001:db8::1', 'documentation'],
+    ['203.0.113.9', 'documentation'],
   ])('refuses %s as %s', (address, kind) => {
     expect(refusedAddressKind(address)).toContain(kind);
   });
 
-  it.each(['93.184.216.34', '2606:2800:220:1::1', '::ffff:93.184.216.34', '64:ff9b::5db8:d822', '172.32.0.1', '2002:5db8:d822::1', '::ffff:0:93.184.216.34'])(
-    'allows the public address %s', (address) => {
-      expect(refusedAddressKind(address)).toBeNull();
-    });
+  it.each([
+    '93.184.216.34',
+    '2606:2800:220:1::1',
+    '::ffff:93.184.216.34',
+    '64:ff9b::5db8:d822',
+    '172.32.0.1',
+    '2002:5db8:d822::1',
+    '::ffff:0:93.184.216.34',
+  ])('allows the public address %s', (address) => {
+    expect(refusedAddressKind(address)).toBeNull();
+  });
 });

@@ -71,21 +71,29 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     for (const file of await walk(dir)) {
       const buf = await readFile(path.join(dir, file));
       const sha = file === faults.wrongApiShaFile ? WRONG_SHA : sha256(buf);
-      siblings.push({ rfilename: file, size: buf.length, ...(isLfs(file) ? { lfs: { sha256: sha, size: buf.length } } : {}) });
+      siblings.push({
+        rfilename: file,
+        size: buf.length,
+        ...(isLfs(file) ? { lfs: { sha256: sha, size: buf.length } } : {}),
+      });
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: api[1], sha: 'abc', siblings }));
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ id: api[1], sha: 'abc', siblings }));
     return;
   }
 
   // HF answers LFS files with a redirect to its CDN; the LFS size and sha256 ride on that redirect.
   const resolve = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
   const cdn = /^\/cdn\/(.+?\/.+?)\/(.+)$/.exec(url.pathname);
-  const match = resolve !== null ? { id: resolve[1], file: resolve[3] } : cdn !== null ? { id: cdn[1], file: cdn[2] } : null;
+  const match =
+    resolve !== null ? { id: resolve[1], file: resolve[3] } : cdn !== null ? { id: cdn[1], file: cdn[2] } : null;
   if (match === null) return notFound();
   const id = decodeURIComponent(match.id ?? '');
   const file = decodeURIComponent(match.file ?? '');
   const dir = modelDir(id);
-  if (dir === null || faults.modelMissing === true || file === faults.missingFile || file.split('/').includes('..')) return notFound();
+  if (dir === null || faults.modelMissing === true || file === faults.missingFile || file.split('/').includes('..'))
+    return notFound();
   let buf: Buffer;
   try {
     buf = await readFile(path.join(dir, file));
@@ -94,7 +102,13 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   }
   if (resolve !== null && isLfs(file)) {
     const etag = file === faults.wrongEtagFile ? WRONG_SHA : sha256(buf);
-    res.writeHead(302, { location: `/cdn/${id}/${file}`, 'x-linked-size': String(buf.length), 'x-linked-etag': `"${etag}"` }).end();
+    res
+      .writeHead(302, {
+        location: `/cdn/${id}/${file}`,
+        'x-linked-size': String(buf.length),
+        'x-linked-etag': `"${etag}"`,
+      })
+      .end();
     return;
   }
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(buf.length) });
@@ -187,7 +201,11 @@ const IMAGE_FILES = ['config.json', 'onnx/vision_model.onnx', 'preprocessor_conf
 describe('resolveModel from an existing folder', () => {
   it('reads the text model metadata from the read-only shared folder without touching the network', async () => {
     // An unreachable hub proves nothing is fetched for a complete folder.
-    const info = await resolveModel(TEXT_ID, 'text', { modelsDir: SHARED, hubUrl: 'http://127.0.0.1:9', offline: false });
+    const info = await resolveModel(TEXT_ID, 'text', {
+      modelsDir: SHARED,
+      hubUrl: 'http://127.0.0.1:9',
+      offline: false,
+    });
     const dir = path.join(SHARED, 'twinlane', 'minilm-l6-standin');
     expect(info).toEqual<TextModelInfo>({
       kind: 'text',
@@ -204,20 +222,40 @@ describe('resolveModel from an existing folder', () => {
 
   it('picks the quantized weights with dtype q8', async () => {
     const info = await resolveModel(TEXT_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true, dtype: 'q8' });
-    expect(info).toMatchObject({ dtype: 'q8', onnxPath: path.join(SHARED, 'twinlane', 'minilm-l6-standin', 'onnx', 'model_quantized.onnx') });
-    await expect(resolveModel(IMAGE_ID, 'image', { modelsDir: SHARED, hubUrl, offline: true, dtype: 'q8' })).rejects.toThrow(/vision_model_quantized\.onnx/);
+    expect(info).toMatchObject({
+      dtype: 'q8',
+      onnxPath: path.join(SHARED, 'twinlane', 'minilm-l6-standin', 'onnx', 'model_quantized.onnx'),
+    });
+    await expect(
+      resolveModel(IMAGE_ID, 'image', { modelsDir: SHARED, hubUrl, offline: true, dtype: 'q8' }),
+    ).rejects.toThrow(/vision_model_quantized\.onnx/);
   });
 
   it('reads both towers of a CLIP-style folder, whichever lane names it: BPE text tower of 77 tokens pooled in the graph', async () => {
     for (const kind of ['image', 'text'] as const) {
       const towers = await resolveTowers(CLIP_ID, kind, { modelsDir: SHARED, hubUrl, offline: true }, FP32);
       const dir = path.join(SHARED, 'twinlane', 'clip-standin');
-      expect(towers.image).toMatchObject({ kind: 'image', dims: 512, onnxPath: path.join(dir, 'onnx', 'vision_model.onnx') });
-      expect(towers.text).toMatchObject({ kind: 'text', dims: 512, maxTokens: 77, pooling: 'graph', tokenBound: 'utf8', onnxPath: path.join(dir, 'onnx', 'text_model.onnx') });
+      expect(towers.image).toMatchObject({
+        kind: 'image',
+        dims: 512,
+        onnxPath: path.join(dir, 'onnx', 'vision_model.onnx'),
+      });
+      expect(towers.text).toMatchObject({
+        kind: 'text',
+        dims: 512,
+        maxTokens: 77,
+        pooling: 'graph',
+        tokenBound: 'utf8',
+        onnxPath: path.join(dir, 'onnx', 'text_model.onnx'),
+      });
     }
     const visionOnly = await resolveTowers(IMAGE_ID, 'image', { modelsDir: SHARED, hubUrl, offline: true }, FP32);
-    await expect(resolveTowers(CLIP_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, { text: 'q8', image: 'fp32' })).rejects.toThrow(/text_model_quantized\.onnx.*TWINLANE_TEXT_DTYPE to fp32/);
-    await expect(resolveTowers(IMAGE_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, FP32)).rejects.toThrow(/missing onnx\/model\.onnx/);
+    await expect(
+      resolveTowers(CLIP_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, { text: 'q8', image: 'fp32' }),
+    ).rejects.toThrow(/text_model_quantized\.onnx.*TWINLANE_TEXT_DTYPE to fp32/);
+    await expect(resolveTowers(IMAGE_ID, 'text', { modelsDir: SHARED, hubUrl, offline: true }, FP32)).rejects.toThrow(
+      /missing onnx\/model\.onnx/,
+    );
     expect(visionOnly.text).toBeNull();
   });
 
@@ -249,11 +287,17 @@ describe('resolveModel from an existing folder', () => {
     const clip = path.join(modelsDir, 'org', 'clip');
     await mkdir(path.join(clip, 'onnx'), { recursive: true });
     await writeFile(path.join(clip, 'onnx', 'vision_model.onnx'), 'x');
-    await writeFile(path.join(clip, 'config.json'), JSON.stringify({ model_type: 'clip', vision_config: { projection_dim: 768 } }));
+    await writeFile(
+      path.join(clip, 'config.json'),
+      JSON.stringify({ model_type: 'clip', vision_config: { projection_dim: 768 } }),
+    );
     await writeFile(path.join(clip, 'preprocessor_config.json'), JSON.stringify({ size: 336, crop_size: 336 }));
     const image = await resolveModel('org/clip', 'image', { modelsDir, hubUrl, offline: true });
     expect(image.dims).toBe(768);
-    expect(image.kind === 'image' && image.preprocess).toMatchObject({ resize: { shortestEdge: 336 }, crop: { height: 336, width: 336 } });
+    expect(image.kind === 'image' && image.preprocess).toMatchObject({
+      resize: { shortestEdge: 336 },
+      crop: { height: 336, width: 336 },
+    });
 
     const bert = path.join(modelsDir, 'bert');
     await mkdir(path.join(bert, 'onnx'), { recursive: true });
@@ -262,7 +306,10 @@ describe('resolveModel from an existing folder', () => {
     await writeFile(path.join(bert, 'tokenizer.json'), '{}');
     await writeFile(path.join(bert, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 512 }));
     await writeFile(path.join(bert, 'config.json'), JSON.stringify({ hidden_size: 768 }));
-    await writeFile(path.join(bert, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }));
+    await writeFile(
+      path.join(bert, '1_Pooling', 'config.json'),
+      JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }),
+    );
     const text = await resolveModel('bert', 'text', { modelsDir, hubUrl, offline: true });
     expect(text).toMatchObject({ dims: 768, maxTokens: 512, pooling: 'cls' });
   });
@@ -278,7 +325,16 @@ describe('resolveModel from an existing folder', () => {
       const info = await resolveModel('org/vit', 'image', { modelsDir, hubUrl, offline: true });
       return info.kind === 'image' ? info.preprocess : null;
     };
-    expect(await withConfig({ size: { height: 384, width: 256 }, do_center_crop: false, resample: 2, do_normalize: false, do_rescale: false, do_convert_rgb: false })).toEqual({
+    expect(
+      await withConfig({
+        size: { height: 384, width: 256 },
+        do_center_crop: false,
+        resample: 2,
+        do_normalize: false,
+        do_rescale: false,
+        do_convert_rgb: false,
+      }),
+    ).toEqual({
       resize: { height: 384, width: 256 },
       kernel: 'linear',
       crop: null,
@@ -287,9 +343,16 @@ describe('resolveModel from an existing folder', () => {
       std: [1, 1, 1],
       convertRgb: false,
     });
-    expect(await withConfig({ do_resize: false, crop_size: { height: 200, width: 300 }, resample: 0 })).toMatchObject({ resize: null, crop: { height: 200, width: 300 }, kernel: 'nearest' });
+    expect(await withConfig({ do_resize: false, crop_size: { height: 200, width: 300 }, resample: 0 })).toMatchObject({
+      resize: null,
+      crop: { height: 200, width: 300 },
+      kernel: 'nearest',
+    });
     // Without a crop, a shortest-edge resize keeps each image's own aspect: nothing to batch.
-    const error = await expectModelError(withConfig({ size: { shortest_edge: 224 }, do_center_crop: false }), 'model_invalid');
+    const error = await expectModelError(
+      withConfig({ size: { shortest_edge: 224 }, do_center_crop: false }),
+      'model_invalid',
+    );
     expect(error.message).toContain('cannot be batched');
     await expectModelError(withConfig({ resample: 9 }), 'model_invalid');
   });
@@ -301,11 +364,17 @@ describe('resolveModel from an existing folder', () => {
     await writeFile(path.join(dir, 'onnx', 'model.onnx'), 'x');
     await writeFile(path.join(dir, 'tokenizer.json'), '{}');
     await writeFile(path.join(dir, 'tokenizer_config.json'), '{"model_max_length": 512');
-    const badJson = await expectModelError(resolveModel('org/broken', 'text', { modelsDir, hubUrl, offline: true }), 'model_invalid');
+    const badJson = await expectModelError(
+      resolveModel('org/broken', 'text', { modelsDir, hubUrl, offline: true }),
+      'model_invalid',
+    );
     expect(badJson.message).toContain(path.join(dir, 'tokenizer_config.json'));
 
     await writeFile(path.join(dir, 'tokenizer_config.json'), '{"model_max_length": 512}');
-    const noDims = await expectModelError(resolveModel('org/broken', 'text', { modelsDir, hubUrl, offline: true }), 'model_invalid');
+    const noDims = await expectModelError(
+      resolveModel('org/broken', 'text', { modelsDir, hubUrl, offline: true }),
+      'model_invalid',
+    );
     expect(noDims.message).toContain(path.join(dir, 'config.json'));
   });
 
@@ -322,18 +391,32 @@ describe('resolveModel from an existing folder', () => {
 });
 
 describe('resolveModel validation and offline mode', () => {
-  it.each(['', '..', '../x', 'a/../b', '/abs', '/abs/path', 'a/b/c', 'a b', 'a\\b', 'org/.', 'org//name', 'org/', 'ünïcode'])(
-    'rejects the invalid id %j',
-    async (id) => {
-      const modelsDir = await freshModelsDir();
-      await expectModelError(resolveModel(id, 'text', online(modelsDir)), 'model_invalid');
-      expect(await leftovers(modelsDir)).toEqual([]);
-    },
-  );
+  it.each([
+    '',
+    '..',
+    '../x',
+    'a/../b',
+    '/abs',
+    '/abs/path',
+    'a/b/c',
+    'a b',
+    'a\\b',
+    'org/.',
+    'org//name',
+    'org/',
+    'ünïcode',
+  ])('rejects the invalid id %j', async (id) => {
+    const modelsDir = await freshModelsDir();
+    await expectModelError(resolveModel(id, 'text', online(modelsDir)), 'model_invalid');
+    expect(await leftovers(modelsDir)).toEqual([]);
+  });
 
   it('fails with model_missing_offline naming the id, the folder and the fix when offline', async () => {
     const modelsDir = await freshModelsDir();
-    const err = await expectModelError(resolveModel('org/absent', 'text', { modelsDir, hubUrl, offline: true }), 'model_missing_offline');
+    const err = await expectModelError(
+      resolveModel('org/absent', 'text', { modelsDir, hubUrl, offline: true }),
+      'model_missing_offline',
+    );
     expect(err.message).toContain('org/absent');
     expect(err.message).toContain(path.join(modelsDir, 'org', 'absent'));
     expect(err.message).toContain('TWINLANE_MODELS_DIR');
@@ -349,7 +432,13 @@ describe('resolveModel downloading from the hub', () => {
     const events: DownloadProgress[] = [];
     const info = await resolveModel(TEXT_ID, 'text', online(modelsDir, { progress: (e) => events.push(e) }));
     const dir = path.join(modelsDir, 'twinlane', 'minilm-l6-standin');
-    expect(info).toMatchObject({ dir, onnxPath: path.join(dir, 'onnx', 'model.onnx'), dims: 384, maxTokens: 256, pooling: 'mean' });
+    expect(info).toMatchObject({
+      dir,
+      onnxPath: path.join(dir, 'onnx', 'model.onnx'),
+      dims: 384,
+      maxTokens: 256,
+      pooling: 'mean',
+    });
 
     expect(await walk(dir)).toEqual([...TEXT_FILES, 'twinlane-manifest.json'].sort());
     const sourceDir = path.join(SHARED, TEXT_ID);
@@ -359,7 +448,12 @@ describe('resolveModel downloading from the hub', () => {
     expect(requests.filter((r) => r.includes('README'))).toEqual([]);
 
     const manifest = JSON.parse(await readFile(path.join(dir, 'twinlane-manifest.json'), 'utf8')) as {
-      id: string; kind: string; revision: string; hubUrl: string; downloadedAt: string; files: { path: string; size: number; sha256: string }[];
+      id: string;
+      kind: string;
+      revision: string;
+      hubUrl: string;
+      downloadedAt: string;
+      files: { path: string; size: number; sha256: string }[];
     };
     expect(manifest).toMatchObject({ id: TEXT_ID, kind: 'text', revision: 'main', hubUrl });
     expect(Number.isNaN(Date.parse(manifest.downloadedAt))).toBe(false);
@@ -369,7 +463,12 @@ describe('resolveModel downloading from the hub', () => {
 
     const onnxEvents = events.filter((e) => e.file === 'onnx/model.onnx');
     expect(onnxEvents[0]).toEqual({ file: 'onnx/model.onnx', receivedBytes: 0, totalBytes: onnxSize, done: false });
-    expect(onnxEvents.at(-1)).toEqual({ file: 'onnx/model.onnx', receivedBytes: onnxSize, totalBytes: onnxSize, done: true });
+    expect(onnxEvents.at(-1)).toEqual({
+      file: 'onnx/model.onnx',
+      receivedBytes: onnxSize,
+      totalBytes: onnxSize,
+      done: true,
+    });
     expect(onnxEvents.length).toBeGreaterThan(2);
     const received = onnxEvents.map((e) => e.receivedBytes);
     expect(received).toEqual([...received].sort((a, b) => a - b));
@@ -458,7 +557,10 @@ describe('resolveModel downloading from the hub', () => {
     faults = { stallFile: 'onnx/vision_model.onnx' };
     const modelsDir = await freshModelsDir();
     const started = Date.now();
-    const err = await expectModelError(resolveModel(IMAGE_ID, 'image', online(modelsDir, { fetchTimeoutMs: 1000 })), 'model_download_failed');
+    const err = await expectModelError(
+      resolveModel(IMAGE_ID, 'image', online(modelsDir, { fetchTimeoutMs: 1000 })),
+      'model_download_failed',
+    );
     expect(err.message).toContain('onnx/vision_model.onnx');
     expect(err.message).toContain('1000 ms');
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -467,7 +569,10 @@ describe('resolveModel downloading from the hub', () => {
 
   it('fails clearly when the hub cannot be reached', async () => {
     const modelsDir = await freshModelsDir();
-    const err = await expectModelError(resolveModel(TEXT_ID, 'text', online(modelsDir, { hubUrl: 'http://127.0.0.1:9' })), 'model_download_failed');
+    const err = await expectModelError(
+      resolveModel(TEXT_ID, 'text', online(modelsDir, { hubUrl: 'http://127.0.0.1:9' })),
+      'model_download_failed',
+    );
     expect(err.message).toContain('http://127.0.0.1:9');
     expect(await readdir(modelsDir)).toEqual([]);
   });
@@ -476,7 +581,14 @@ describe('resolveModel downloading from the hub', () => {
     // As on a first run, where ~/.cache/twinlane/models does not exist yet.
     const home = await freshModelsDir();
     const modelsDir = path.join(home, '.cache', 'twinlane', 'models');
-    await expectModelError(resolveModel('sentence-transformers/all-MiniLM-L6-v2', 'text', online(modelsDir, { hubUrl: 'http://127.0.0.1:9' })), 'model_download_failed');
+    await expectModelError(
+      resolveModel(
+        'sentence-transformers/all-MiniLM-L6-v2',
+        'text',
+        online(modelsDir, { hubUrl: 'http://127.0.0.1:9' }),
+      ),
+      'model_download_failed',
+    );
     expect(await readdir(home)).toEqual([]);
   });
 

@@ -22,7 +22,13 @@ describe('RateLimiter with local buckets', () => {
   it('lets a client spend its burst at once, then refuses with the wait its cost needs', async () => {
     const time = clock();
     const limiter = new RateLimiter({ rate: 2, burst: 5, now: time.now });
-    expect(await limiter.spend('a', 3)).toEqual({ allowed: true, limit: 5, remaining: 2, resetSeconds: 2, retryAfterSeconds: 0 });
+    expect(await limiter.spend('a', 3)).toEqual({
+      allowed: true,
+      limit: 5,
+      remaining: 2,
+      resetSeconds: 2,
+      retryAfterSeconds: 0,
+    });
     expect(await limiter.spend('a', 2)).toMatchObject({ allowed: true, remaining: 0, resetSeconds: 3 });
     // 3 items at 2 items/s: 1.5 s, rounded up.
     expect(await limiter.spend('a', 3)).toMatchObject({ allowed: false, remaining: 0, retryAfterSeconds: 2 });
@@ -72,7 +78,13 @@ describe('RateLimiter with local buckets', () => {
 
   it('reports a never-seen client as having its whole burst', () => {
     const limiter = new RateLimiter({ rate: 3, burst: 7, now: clock().now });
-    expect(limiter.peek('new')).toEqual({ allowed: true, limit: 7, remaining: 7, resetSeconds: 0, retryAfterSeconds: 0 });
+    expect(limiter.peek('new')).toEqual({
+      allowed: true,
+      limit: 7,
+      remaining: 7,
+      resetSeconds: 0,
+      retryAfterSeconds: 0,
+    });
   });
 });
 
