@@ -1,6 +1,6 @@
 // The image lane: a Lane whose items are encoded images of any of its models, each costing one slot
 // of a batch. Its workers each hold every model's session.
-import { Lane, workerPath, type LaneObserver } from './lane.js';
+import { Lane, workerPath, type LaneObserver, type WorkerLimits } from './lane.js';
 import type { ImageItem, ImageWorkerData, ImageWorkerModel } from './protocol.js';
 
 export interface ImageLaneOptions {
@@ -13,6 +13,8 @@ export interface ImageLaneOptions {
   readonly nice: number;
   readonly provider: ImageWorkerData['provider'];
   readonly observer?: LaneObserver;
+  /** Each worker's heap limit and (tests only) its injected faults. */
+  readonly worker: WorkerLimits;
 }
 
 export type ImageLane = Lane<ImageItem>;
@@ -27,12 +29,14 @@ export function createImageLane(options: ImageLaneOptions): ImageLane {
     nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,
+    faults: options.worker.faults,
   };
   return new Lane<ImageItem>({
     name: 'image',
     workerFile: workerPath('image-worker'),
     workerData,
     threads: options.threads,
+    maxHeapMb: options.worker.maxHeapMb,
     maxQueue: options.maxQueue,
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchItems,

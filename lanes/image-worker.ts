@@ -13,6 +13,7 @@ import type {
   LaneResult,
   LaneTask,
 } from './protocol.js';
+import { injectFaults } from './faults.js';
 import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
 const data = workerData as ImageWorkerData;
@@ -44,6 +45,10 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly I
   const model = models[modelIndex];
   if (!model || items.some((item) => item.model !== modelIndex))
     throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
+  await injectFaults(
+    data.faults,
+    items.map((item) => item.bytes),
+  );
   const { session, preprocessor } = model;
   const { dims } = model.spec;
   const itemFloats = 3 * preprocessor.height * preprocessor.width;

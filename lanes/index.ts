@@ -1,6 +1,7 @@
 // The lanes' public surface: model execution on isolated worker pools. Nothing outside lanes/ may
 // import onnxruntime-node or reach into these files directly.
-export { Lane, LaneRejectedError } from './lane.js';
+export { Lane, LaneFailedError, LaneRejectedError } from './lane.js';
+export type { WorkerLimits } from './lane.js';
 export type { LaneHandle, LaneName, LaneObserver, LaneRequest, LaneStats, RejectReason } from './lane.js';
 export { PRIORITIES } from './batcher.js';
 export type {
@@ -14,6 +15,8 @@ export type {
   SubmitOutcome,
 } from './batcher.js';
 export type { ItemError, ItemErrorCode, TextItem, TextPooling } from './protocol.js';
+export { parseFaults } from './faults.js';
+export type { FaultSpec, WorkerFault } from './faults.js';
 export { createTextLane } from './text-lane.js';
 export type { TextLane, TextLaneModel, TextLaneOptions } from './text-lane.js';
 export { tokenUpperBound } from './token-bound.js';

@@ -16,6 +16,8 @@ import {
   type SubmitOutcome,
 } from './batcher.js';
 import type { ItemError, LaneResult, LaneTask } from './protocol.js';
+import { WorkerHealth } from './worker-health.js';
+import type { FaultSpec } from './faults.js';
 
 export type LaneName = 'text' | 'image';
 /** queue_full: over the queue bound of the request's priority; deadline: it could not be computed in time; closed: draining. */
@@ -30,6 +32,13 @@ const QUEUE_SHARE: Readonly<Record<Priority, number>> = { high: 1.5, normal: 1, 
 /** How fast recently refused items stop counting toward Retry-After. */
 const REFUSED_HALF_LIFE_MS = 2000;
 
+/** What every worker of a lane is held to. */
+export interface WorkerLimits {
+  /** V8 heap limit per worker in MiB (piscina's resourceLimits); 0: Node's default. */
+  readonly maxHeapMb: number;
+  readonly faults: readonly FaultSpec[];
+}
+
 /** Lanes report what happens to them; the owner (src/metrics) decides how it is counted. */
 export interface LaneObserver {
   /** A batch ran; `model` is the id of every one of its items' model. */
@@ -37,6 +46,25 @@ export interface LaneObserver {
   onRejected(lane: LaneName, reason: RejectReason): void;
   /** `count` items were dropped from the queue before reaching a worker (nobody waited for them any more). */
   onDropped(lane: LaneName, reason: DropReason, count: number): void;
+  /** A worker died (its batch failed); piscina is replacing it. */
+  onWorkerDeath(lane: LaneName): void;
+  /** A replacement worker loaded its models and serves. */
+  onWorkerRestart(lane: LaneName): void;
+}
+
+/** The worker running a batch died: the batch's items fail, the lane goes on with a replacement. */
+export class LaneFailedError extends Error {
+  readonly lane: LaneName;
+  readonly retryAfterSeconds: number;
+
+  constructor(lane: LaneName, retryAfterSeconds: number, cause: unknown) {
+    super(`A ${lane} lane worker died while computing this request's batch; retry after ${retryAfterSeconds} s.`, {
+      cause,
+    });
+    this.name = 'LaneFailedError';
+    this.lane = lane;
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
 }
 
 export class LaneRejectedError extends Error {
@@ -70,6 +98,15 @@ export interface LaneStats {
   readonly running: number;
   readonly maxQueue: number;
   readonly ready: boolean;
+  /** Fewer live workers than configured (a replacement is loading). */
+  readonly degraded: boolean;
+  readonly workers: {
+    readonly live: number;
+    readonly configured: number;
+    readonly restarts: number;
+    /** How long the next batch waits after consecutive worker deaths (0 when healthy). */
+    readonly backoffMs: number;
+  };
 }
 
 /** What a request asks of admission besides its items: its priority and its deadline. */
@@ -98,6 +135,8 @@ export interface LaneSettings<I> {
   readonly workerFile: string;
   readonly workerData: object;
   readonly threads: number;
+  /** V8 heap limit of each worker (piscina's resourceLimits); 0: Node's default. */
+  readonly maxHeapMb: number;
   readonly maxQueue: number;
   readonly maxBatchItems: number;
   readonly maxBatchCost: number;
@@ -146,6 +185,7 @@ export class Lane<I> implements LaneHandle {
   readonly #settings: LaneSettings<I>;
   readonly #pool: Piscina<LaneTask, LaneResult>;
   readonly #batcher: Batcher<I, ItemError>;
+  readonly #health: WorkerHealth;
   #nextBatchId = 1;
   #ready = false;
   #closed = false;
@@ -165,6 +205,11 @@ export class Lane<I> implements LaneHandle {
       maxQueue: settings.threads,
       concurrentTasksPerWorker: 1,
       idleTimeout: Number.MAX_SAFE_INTEGER,
+      ...(settings.maxHeapMb > 0 ? { resourceLimits: { maxOldGenerationSizeMb: settings.maxHeapMb } } : {}),
+    });
+    this.#health = new WorkerHealth(this.#pool, settings.threads, {
+      onDeath: () => settings.observer?.onWorkerDeath(this.name),
+      onRestart: () => settings.observer?.onWorkerRestart(this.name),
     });
     this.#batcher = new Batcher<I, ItemError>({
       maxItems: settings.maxBatchItems,
@@ -183,8 +228,19 @@ export class Lane<I> implements LaneHandle {
   }
 
   async #run(items: readonly I[]): Promise<BatchOutcome<ItemError>> {
+    const wait = this.#health.backoffMs();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const batchId = this.#nextBatchId++;
-    const result = await this.#pool.run(this.#settings.task(batchId, items));
+    const deaths = this.#health.deaths;
+    let result: LaneResult;
+    try {
+      result = await this.#pool.run(this.#settings.task(batchId, items));
+    } catch (error) {
+      // piscina removes a dead worker before failing its task, so the count has grown by now.
+      if (this.#health.deaths > deaths) throw new LaneFailedError(this.name, this.#health.retryAfterSeconds(), error);
+      throw error;
+    }
+    this.#health.succeeded();
     return toOutcomes(result, batchId, items.length);
   }
 
@@ -203,6 +259,13 @@ export class Lane<I> implements LaneHandle {
       running: this.#batcher.running,
       maxQueue: this.#settings.maxQueue,
       ready: this.#ready,
+      degraded: this.#health.degraded,
+      workers: {
+        live: this.#health.live,
+        configured: this.#health.configured,
+        restarts: this.#health.restarts,
+        backoffMs: Math.round(this.#health.backoffMs()),
+      },
     };
   }
 
@@ -280,6 +343,7 @@ export class Lane<I> implements LaneHandle {
           throw new Error(`warm-up got ${result.type}. This is a bug.`);
       }),
     );
+    this.#health.started();
     this.#ready = true;
   }
 
@@ -288,6 +352,7 @@ export class Lane<I> implements LaneHandle {
     this.#closed = true;
     this.#ready = false;
     await this.#batcher.drained();
+    this.#health.closing();
     await this.#pool.destroy();
   }
 }

@@ -1,5 +1,6 @@
 // The one message protocol between a lane (main thread) and its workers. Every task and result is
 // a tagged union member carrying the batch id, so a reply can never be matched to the wrong batch.
+import type { FaultSpec } from './faults.js';
 
 /**
  * How a text model turns tokens into a vector: mean or CLS pooling of `last_hidden_state`
@@ -27,6 +28,8 @@ export interface TextWorkerData {
   readonly nice: number;
   readonly intraOpThreads: number;
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
+  /** Test-only fault injection (lanes/faults.ts); empty in production. */
+  readonly faults: readonly FaultSpec[];
 }
 
 /** sharp's resampling kernels that stand for PIL's `resample` codes in preprocessor_config.json. */
@@ -70,6 +73,8 @@ export interface ImageWorkerData {
   readonly nice: number;
   readonly intraOpThreads: number;
   readonly provider: { readonly name: 'cpu' | 'cuda'; readonly deviceId: number };
+  /** Test-only fault injection (lanes/faults.ts); empty in production. */
+  readonly faults: readonly FaultSpec[];
 }
 
 export interface ImageItem {

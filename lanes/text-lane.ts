@@ -1,6 +1,6 @@
 // The text lane: a Lane whose items are texts of any of its models, costed in (estimated) tokens for
 // batching. Its workers each hold every model's tokenizer and session.
-import { Lane, workerPath, type LaneObserver } from './lane.js';
+import { Lane, workerPath, type LaneObserver, type WorkerLimits } from './lane.js';
 import type { TextItem, TextWorkerData, TextWorkerModel } from './protocol.js';
 import { tokenUpperBound, type TokenBound } from './token-bound.js';
 
@@ -19,6 +19,8 @@ export interface TextLaneOptions {
   readonly nice: number;
   readonly provider: TextWorkerData['provider'];
   readonly observer?: LaneObserver;
+  /** Each worker's heap limit and (tests only) its injected faults. */
+  readonly worker: WorkerLimits;
 }
 
 export type TextLane = Lane<TextItem>;
@@ -39,12 +41,14 @@ export function createTextLane(options: TextLaneOptions): TextLane {
     nice: options.nice,
     intraOpThreads: options.intraOpThreads,
     provider: options.provider,
+    faults: options.worker.faults,
   };
   return new Lane<TextItem>({
     name: 'text',
     workerFile: workerPath('text-worker'),
     workerData,
     threads: options.threads,
+    maxHeapMb: options.worker.maxHeapMb,
     maxQueue: options.maxQueue,
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchTokens,

@@ -14,6 +14,7 @@ import type {
   TextWorkerData,
   TextWorkerModel,
 } from './protocol.js';
+import { injectFaults } from './faults.js';
 import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
 const data = workerData as TextWorkerData;
@@ -198,6 +199,10 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
   const model = models[modelIndex];
   if (!model || items.some((item) => item.model !== modelIndex))
     throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
+  await injectFaults(
+    data.faults,
+    items.map((item) => item.text),
+  );
   const encoded = items.map((item, index) => encode(model, item, index));
   const errors = encoded.flatMap((e) => (e.error ? [e.error] : []));
   const rows = encoded.flatMap((e, index) => (e.error ? [] : [{ index, ids: e.ids }]));

@@ -3,6 +3,8 @@
 // documents, so the three cannot drift apart.
 import os from 'node:os';
 import path from 'node:path';
+// Straight from the module, not lanes/index.ts: config is read before anything loads piscina.
+import { parseFaults, type FaultSpec } from '../lanes/faults.js';
 import { RATE_LIMIT_SEGMENT } from '../cache/index.js';
 import type { ModelDtype } from './models.js';
 
@@ -43,6 +45,10 @@ export interface Config {
   readonly imageMaxQueue: number;
   readonly imageMaxBatchItems: number;
   readonly imageNice: number;
+  /** V8 heap limit of every lane worker in MiB; 0: Node's default. */
+  readonly workerMaxHeapMb: number;
+  /** Test-only: lane workers die on inputs holding these markers (lanes/faults.ts). */
+  readonly testWorkerFaults: readonly FaultSpec[];
   readonly maxBodyBytes: number;
   readonly maxImageBodyBytes: number;
   readonly maxImageBytes: number;
@@ -71,7 +77,7 @@ export interface Config {
   readonly wsMaxConnections: number;
 }
 
-type Parsed = string | number | boolean | null | readonly string[] | Config['executionProvider'];
+type Parsed = string | number | boolean | null | readonly string[] | Config['executionProvider'] | readonly FaultSpec[];
 
 interface Option {
   readonly key: keyof Config;
@@ -135,6 +141,14 @@ function provider(raw: string, env: string): Config['executionProvider'] {
     throw new ConfigError(`${env} must be "cpu" or "cuda[:deviceId]" (got "${raw}").`);
   }
   return Object.freeze({ name: match[1] as 'cpu' | 'cuda', deviceId: Number(match[2] ?? 0) });
+}
+
+function faults(raw: string, env: string): readonly FaultSpec[] {
+  try {
+    return Object.freeze(parseFaults(raw));
+  } catch (error) {
+    throw new ConfigError(`${env}: ${(error as Error).message}.`);
+  }
 }
 
 function url(raw: string, env: string): string {
@@ -451,6 +465,22 @@ export const OPTIONS: readonly Option[] = [
     unit: 'nice (0–19)',
     why: "CPU priority of the image lane's threads below the text lane and the main thread, so that when cores are short, images wait and text does not; 0 = equal.",
     parse: int(0, 19),
+  },
+  {
+    key: 'workerMaxHeapMb',
+    env: 'TWINLANE_WORKER_MAX_HEAP_MB',
+    default: '0',
+    unit: 'MiB',
+    why: "V8 heap limit of each lane worker (ONNX Runtime's and libvips' native memory is outside it); a worker over it is ended and replaced, and only its batch fails (503 lane_failed); 0 = Node's default.",
+    parse: int(0),
+  },
+  {
+    key: 'testWorkerFaults',
+    env: 'TWINLANE_TEST_WORKER_FAULTS',
+    default: '',
+    unit: 'list',
+    why: 'For tests only, never in production: `throw:<marker>`, `exit:<marker>`, `oom:<marker>` make a lane worker die that way on a batch with an input holding the marker (oom needs TWINLANE_WORKER_MAX_HEAP_MB).',
+    parse: faults,
   },
   {
     key: 'maxBodyBytes',
@@ -771,5 +801,10 @@ export function loadConfig(
     throw new ConfigError('TWINLANE_AUTH_OPS needs TWINLANE_API_KEYS: there is no key to require.');
   }
   if (config.redisUrl !== null) url(config.redisUrl, 'TWINLANE_REDIS_URL');
+  if (config.testWorkerFaults.some((f) => f.fault === 'oom') && config.workerMaxHeapMb === 0) {
+    throw new ConfigError(
+      'TWINLANE_TEST_WORKER_FAULTS oom needs TWINLANE_WORKER_MAX_HEAP_MB: without a limit it would take the whole process.',
+    );
+  }
   return Object.freeze(config);
 }

@@ -78,6 +78,11 @@ export const ERROR_CODES = Object.freeze({
     when: 'WebSocket: the socket already has its bound of items or bytes in flight (`retry_after` set); wait for answers',
   },
   not_ready: { status: 503, type: 'server_error', when: 'models not loaded yet' },
+  lane_failed: {
+    status: 503,
+    type: 'server_error',
+    when: 'the lane worker computing the batch died (its items fail, nothing is cached); retry after `Retry-After`',
+  },
   shutting_down: { status: 503, type: 'server_error', when: 'the server is draining' },
   too_many_connections: {
     status: 503,

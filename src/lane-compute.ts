@@ -4,6 +4,7 @@
 // requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
 import { RequestCancelledError, type Computed, type ComputeMisses, type Unwanted } from '../cache/index.js';
 import {
+  LaneFailedError,
   LaneRejectedError,
   type ItemError,
   type ItemOutcome,
@@ -22,6 +23,11 @@ export interface LaneAdmission {
 }
 
 function laneError(error: unknown): unknown {
+  if (error instanceof LaneFailedError)
+    return new TwinlaneError('lane_failed', error.message, {
+      retryAfterSeconds: error.retryAfterSeconds,
+      cause: error,
+    });
   if (!(error instanceof LaneRejectedError)) return error;
   if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
   if (error.reason === 'deadline') return new TwinlaneError('deadline_exceeded', error.message);

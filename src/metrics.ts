@@ -45,6 +45,9 @@ export const METRIC = Object.freeze({
   inFlight: 'twinlane_lane_in_flight',
   laneRejections: 'twinlane_lane_rejections_total',
   droppedItems: 'twinlane_lane_items_dropped_total',
+  workerDeaths: 'twinlane_lane_worker_deaths_total',
+  workerRestarts: 'twinlane_lane_worker_restarts_total',
+  workers: 'twinlane_lane_workers',
   cacheItems: 'twinlane_cache_items_total',
   fallbacks: 'twinlane_fallbacks_total',
   authFailures: 'twinlane_auth_failures_total',
@@ -101,6 +104,8 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #modelItems: client.Counter<'lane' | 'model'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #dropped: client.Counter<'lane' | 'reason'>;
+  readonly #workerDeaths: client.Counter<'lane'>;
+  readonly #workerRestarts: client.Counter<'lane'>;
   readonly #cacheItems: Tally<'lane' | 'result'>;
   readonly #fallbacks: client.Counter<'reason'>;
   readonly #authFailures: client.Counter<'reason'>;
@@ -226,6 +231,27 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
       help: 'Items dropped from a lane queue before reaching a worker, by reason (cancelled: every request waiting for it was cancelled or its client went away).',
       labelNames: ['lane', 'reason'],
       registers,
+    });
+    this.#workerDeaths = new client.Counter({
+      name: METRIC.workerDeaths,
+      help: 'Lane workers that died (an uncaught error, the thread exiting, its heap limit); each failed only its batch.',
+      labelNames: ['lane'],
+      registers,
+    });
+    this.#workerRestarts = new client.Counter({
+      name: METRIC.workerRestarts,
+      help: 'Replacement workers that loaded their models and serve (after a death).',
+      labelNames: ['lane'],
+      registers,
+    });
+    new client.Gauge({
+      name: METRIC.workers,
+      help: 'Live workers per lane (a replacement counts once it has loaded its models); below the configured threads the lane is degraded.',
+      labelNames: ['lane'],
+      registers,
+      collect() {
+        for (const lane of sources.lanes()) this.set({ lane: lane.name }, lane.stats.workers.live);
+      },
     });
     this.#fallbacks = new client.Counter({
       name: METRIC.fallbacks,
@@ -430,6 +456,14 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
     this.#computed.inc({ lane }, info.size);
     this.#modelBatches.inc({ lane, model });
     this.#modelItems.inc({ lane, model }, info.size);
+  }
+
+  onWorkerDeath(lane: LaneName): void {
+    this.#workerDeaths.inc({ lane });
+  }
+
+  onWorkerRestart(lane: LaneName): void {
+    this.#workerRestarts.inc({ lane });
   }
 
   /** A lane refused a request (its admission), or the server shed one before reading its body (`shed`). */

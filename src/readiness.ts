@@ -1,4 +1,5 @@
-// What /ready reports: every lane ready (warm) means ready; the cache tiers are reported, never a
+// What /ready reports: every lane ready (warm, at least one live worker) means ready; each lane says
+// whether it is degraded (fewer live workers than configured); the cache tiers are reported, never a
 // reason to be unready (Redis down only costs hits).
 import type { CacheActor, RedisState } from '../cache/index.js';
 import type { LaneHandle, LaneName, LaneStats } from '../lanes/index.js';
@@ -31,7 +32,8 @@ export function readinessOf(lanes: readonly ServedLane[], cache: CacheActor, l1E
   const stats = cache.stats();
   const entries = lanes.map((l) => [l.name, { ...l.lane.stats(), model: l.models[0]!, models: l.models }] as const);
   return {
-    ready: entries.every(([, l]) => l.ready),
+    // A degraded lane (a worker being replaced) still serves; one with no live worker cannot.
+    ready: entries.every(([, l]) => l.ready && l.workers.live > 0),
     lanes: Object.fromEntries(entries),
     cache: {
       l1: l1Enabled ? 'up' : 'disabled',

@@ -51,6 +51,7 @@ function createLanes(
     maxBatchItems: config.textMaxBatchItems,
     maxBatchTokens: config.textMaxBatchTokens,
     nice: config.textNice,
+    worker: { maxHeapMb: config.workerMaxHeapMb, faults: config.testWorkerFaults },
     provider: config.executionProvider,
     observer: metrics,
   });
@@ -66,6 +67,7 @@ function createLanes(
           maxBatchItems: config.imageMaxBatchItems,
           maxPixels: config.maxImagePixels,
           nice: config.imageNice,
+          worker: { maxHeapMb: config.workerMaxHeapMb, faults: config.testWorkerFaults },
           provider: config.executionProvider,
           observer: metrics,
         });
