@@ -106,8 +106,8 @@ describe('socket-level misbehaviour', () => {
     const everyone = [...slowloris, ...silent, ...stalled];
     const closes = await Promise.all(everyone.map((p) => p.closed));
     for (const drip of drips) clearInterval(drip);
-    // Closed by the server, with no answer, between 10 and 12 s after they connected.
-    expect(closes.filter((c) => c.afterMs < 9_000 || c.received !== '')).toEqual([]);
+    // Closed by the server, with no answer, at its idle timeout (10 s, checked in 4 s ticks: 8–12 s).
+    expect(closes.filter((c) => c.afterMs < 5_000 || c.received !== '')).toEqual([]);
     latencies.sort((a, b) => a - b);
     console.log(
       `good requests during the misbehaviour: ${latencies.length}, p50 ${latencies[Math.floor(latencies.length / 2)]!.toFixed(1)} ms, p99 ${latencies[Math.floor(latencies.length * 0.99)]!.toFixed(1)} ms; RSS ${rssBefore.toFixed(0)} → ${rssMiB().toFixed(0)} MiB`,
@@ -115,12 +115,20 @@ describe('socket-level misbehaviour', () => {
     expect(rssMiB() - rssBefore).toBeLessThan(100);
   }, 60_000);
 
-  it('answers a 64 KiB header block, closes a connection whose headers pass uWebSockets.js limits, and goes on serving', async () => {
-    const big = await exchange(head('/health', `X-Big: ${'b'.repeat(64 * 1024)}\r\n`), (got) =>
-      got.includes('\r\n\r\n'),
-    );
-    expect(big).toMatch(/^HTTP\/1\.1 200/);
-    // Over the header buffer (measured: 100 KiB answered, 128 KiB refused): closed at once, nothing sent.
+  it('answers a 3 KiB header block that arrives in pieces, closes a connection whose headers pass uWebSockets.js limits, and goes on serving', async () => {
+    // uWebSockets.js keeps at most 4 KiB of a header block that has not arrived whole.
+    const inPieces = async (bytes: number) => {
+      const raw = head('/health', `X-Big: ${'b'.repeat(bytes)}\r\n`);
+      const probe = await connect((socket) => {
+        socket.write(raw.slice(0, 1000));
+        setTimeout(() => socket.write(raw.slice(1000)), 50);
+      });
+      setTimeout(() => probe.socket.destroy(), 2_000);
+      return (await probe.closed).received;
+    };
+    expect(await inPieces(3 * 1024)).toMatch(/^HTTP\/1\.1 200/);
+    expect(await inPieces(16 * 1024)).toBe('');
+    // Over what it buffers even in one read (measured: 100 KiB answered, 128 KiB refused): closed at once.
     const huge = await connect((s) => s.write(head('/health', `X-Huge: ${'h'.repeat(1024 * 1024)}\r\n`)));
     const hugeClosed = await huge.closed;
     expect(hugeClosed.received).toBe('');
@@ -130,7 +138,7 @@ describe('socket-level misbehaviour', () => {
     const many = await connect((s) => s.write(head('/health', fields)));
     const manyClosed = await many.closed;
     expect(manyClosed.received).toBe('');
-    expect(manyClosed.afterMs).toBeGreaterThan(9_000);
+    expect(manyClosed.afterMs).toBeGreaterThan(5_000);
     expect((await embedOnce('still serving after oversized headers')).status).toBe(200);
   }, 30_000);
 
