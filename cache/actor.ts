@@ -263,11 +263,17 @@ export class CacheActor {
    */
   #cancellable(results: Promise<ResolvedVector>[], waits: readonly Wait[], signal: AbortSignal): void {
     const pending = new Map<number, { flight: Flight; reject: (error: unknown) => void }>();
+    // Once every result has settled the listener goes: a listener left on a signal that lives on (a
+    // deadline's timer, a socket) would keep this request's closures alive (bench:soak found it).
+    const settled = (index: number) => {
+      pending.delete(index);
+      if (pending.size === 0) signal.removeEventListener('abort', cancel);
+    };
     for (const { index, flight: owner } of waits) {
       const source = results[index]!;
       results[index] = new Promise<ResolvedVector>((resolve, reject) => {
         pending.set(index, { flight: owner, reject });
-        source.then(resolve, reject).finally(() => pending.delete(index));
+        source.then(resolve, reject).finally(() => settled(index));
       });
     }
     const cancel = () => {

@@ -11,6 +11,8 @@ import type { LaneName } from '../lanes/index.js';
 import { replyError } from './reply.js';
 import { embedImage, embedText } from './routes/embed.js';
 import { openAiEmbeddings } from './routes/embeddings.js';
+import * as batch from './routes/batch.js';
+import type { BatchRouteOptions } from './routes/batch.js';
 import * as ops from './routes/ops.js';
 import { tokenize } from './routes/tokenize.js';
 import { registerWebSocket, type WsOptions } from './ws/index.js';
@@ -25,6 +27,8 @@ import {
 } from './uws.js';
 
 export { assertNativeUws, UwsFallbackError } from './uws.js';
+export { embeddingsForBatch } from './routes/embeddings.js';
+export type { BatchRouteOptions } from './routes/batch.js';
 
 export interface ServerOptions {
   readonly orchestrator: Orchestrator;
@@ -44,6 +48,8 @@ export interface ServerOptions {
   readonly frontGate: FrontGateOptions;
   /** GET /ws: bounds and flow control of the WebSocket route. */
   readonly ws: Omit<WsOptions, 'orchestrator' | 'metrics' | 'guard' | 'drain' | 'tracker'>;
+  /** The Files and Batches API; absent: those routes answer 404. */
+  readonly batch?: BatchRouteOptions | undefined;
 }
 
 export interface ListenOptions {
@@ -77,7 +83,7 @@ type Handler = (ex: Exchange) => void | Promise<void>;
 
 interface Route {
   readonly path: string;
-  readonly method: 'get' | 'post';
+  readonly method: 'get' | 'post' | 'del';
   /** Embedding routes refuse new work once the listen socket is closed and spend the client's budget; operator routes keep answering. */
   readonly embedding: boolean;
   readonly access: Access;
@@ -149,6 +155,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
     { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
     { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
     { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
+    ...(options.batch ? batchRoutes(options.batch) : []),
     // Reached only by a GET /ws that is not a WebSocket upgrade (upgrades go to server/ws).
     {
       path: '/ws',
@@ -162,6 +169,32 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
         );
       },
     },
+  ];
+}
+
+/** OpenAI's Files and Batches API (server/routes/batch.ts): keys like the embedding routes, no lane at request time. */
+function batchRoutes(o: BatchRouteOptions): Route[] {
+  const route = (
+    method: Route['method'],
+    path: string,
+    handler: (ex: Exchange, o: BatchRouteOptions) => Promise<void>,
+  ): Route => ({
+    path,
+    method,
+    embedding: false,
+    access: 'api',
+    handler: (ex) => handler(ex, o),
+  });
+  return [
+    route('post', '/v1/files', batch.createFile),
+    route('get', '/v1/files', batch.listFiles),
+    route('get', '/v1/files/:id', batch.getFile),
+    route('del', '/v1/files/:id', batch.deleteFile),
+    route('get', '/v1/files/:id/content', batch.fileContent),
+    route('post', '/v1/batches', batch.createBatch),
+    route('get', '/v1/batches', batch.listBatches),
+    route('get', '/v1/batches/:id', batch.getBatch),
+    route('post', '/v1/batches/:id/cancel', batch.cancelBatch),
   ];
 }
 
@@ -224,7 +257,8 @@ function registerRoutes(app: TemplatedApp, routes: readonly Route[], dispatch: R
   const methodsByPath = new Map<string, string[]>();
   for (const route of routes) {
     app[route.method](route.path, dispatch(route));
-    methodsByPath.set(route.path, [...(methodsByPath.get(route.path) ?? []), route.method.toUpperCase()]);
+    const method = route.method === 'del' ? 'DELETE' : route.method.toUpperCase();
+    methodsByPath.set(route.path, [...(methodsByPath.get(route.path) ?? []), method]);
   }
   for (const [path, methods] of methodsByPath) {
     app.any(

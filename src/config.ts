@@ -23,6 +23,16 @@ export interface Config {
   readonly offline: boolean;
   readonly redisUrl: string | null;
   readonly cachePrefix: string;
+  /** Files and batches (the Files and Batches API). */
+  readonly filesDir: string;
+  readonly filesMaxBytes: number;
+  readonly filesTtlSeconds: number;
+  readonly batchWorker: boolean;
+  readonly batchChunkLines: number;
+  readonly batchConcurrency: number;
+  readonly batchLineConcurrency: number;
+  readonly batchMaxLines: number;
+  readonly batchLockMs: number;
   readonly cacheTtlSeconds: number;
   readonly redisTimeoutMs: number;
   readonly redisFailureThreshold: number;
@@ -277,6 +287,78 @@ export const OPTIONS: readonly Option[] = [
     unit: 'URL',
     why: 'Redis for the shared cache tier; unset = in-process cache only.',
     parse: nullableStr,
+  },
+  {
+    key: 'filesDir',
+    env: 'TWINLANE_FILES_DIR',
+    default: 'twinlane-files',
+    unit: 'path',
+    why: 'Where the Files and Batches API keeps files, batch state and chunk outputs; instances that share batches (one Redis) must share this directory (a network file system at the same path).',
+    parse: str,
+  },
+  {
+    key: 'filesMaxBytes',
+    env: 'TWINLANE_FILES_MAX_BYTES',
+    default: '209715200',
+    unit: 'bytes',
+    why: 'Largest file POST /v1/files takes (413 above it); the upload is held in memory while it arrives.',
+    parse: int(1),
+  },
+  {
+    key: 'filesTtlSeconds',
+    env: 'TWINLANE_FILES_TTL_SECONDS',
+    default: '2592000',
+    unit: 's',
+    why: 'How long uploaded files and batch outputs are kept (30 days); 0 = until deleted.',
+    parse: int(0),
+  },
+  {
+    key: 'batchWorker',
+    env: 'TWINLANE_BATCH_WORKER',
+    default: 'true',
+    unit: 'bool',
+    why: 'Run batch chunks on this instance; false: it only takes and reports batches (others compute them).',
+    parse: bool,
+  },
+  {
+    key: 'batchChunkLines',
+    env: 'TWINLANE_BATCH_CHUNK_LINES',
+    default: '100',
+    unit: 'lines',
+    why: 'Lines per chunk: the unit of work instances share, retry and resume.',
+    parse: int(1, 100_000),
+  },
+  {
+    key: 'batchConcurrency',
+    env: 'TWINLANE_BATCH_CONCURRENCY',
+    default: '1',
+    unit: 'chunks',
+    why: 'Chunks one instance runs at once.',
+    parse: int(1, 64),
+  },
+  {
+    key: 'batchLineConcurrency',
+    env: 'TWINLANE_BATCH_LINE_CONCURRENCY',
+    default: '4',
+    unit: 'lines',
+    why: 'Lines of a chunk in flight at once: with the lowest priority, this bounds the share of a lane a batch holds while live traffic waits.',
+    parse: int(1, 256),
+  },
+  {
+    key: 'batchMaxLines',
+    env: 'TWINLANE_BATCH_MAX_LINES',
+    default: '50000',
+    unit: 'lines',
+    why: 'Most lines in one batch input file (OpenAI allows 50,000).',
+    parse: int(1),
+  },
+  {
+    key: 'batchLockMs',
+    env: 'TWINLANE_BATCH_LOCK_MS',
+    default: '15000',
+    unit: 'ms',
+    why: 'With Redis: how long a chunk stays locked to an instance without renewal; a chunk of an instance that died is taken by another after this.',
+    parse: int(1000),
   },
   {
     key: 'cachePrefix',

@@ -24,6 +24,18 @@ export const ERROR_CODES = Object.freeze({
     when: 'key missing or wrong (when keys are configured)',
   },
   model_not_found: { status: 404, type: 'not_found_error', when: 'unknown model id' },
+  file_not_found: { status: 404, type: 'not_found_error', when: 'Files API: no file with that id (or it expired)' },
+  batch_not_found: { status: 404, type: 'not_found_error', when: 'Batches API: no batch with that id' },
+  batch_not_cancellable: {
+    status: 409,
+    type: 'invalid_request_error',
+    when: 'Batches API: the batch is already finalising or finished',
+  },
+  invalid_file: {
+    status: 422,
+    type: 'invalid_request_error',
+    when: 'Files API: an empty file, or a batch file that is not JSONL',
+  },
   not_found: { status: 404, type: 'not_found_error', when: 'unknown path' },
   method_not_allowed: { status: 405, type: 'invalid_request_error', when: 'wrong method for the path' },
   upgrade_required: { status: 426, type: 'invalid_request_error', when: 'GET /ws without a WebSocket upgrade' },

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Entry point: check the runtime (before any native module loads) → load and validate the config
-// (or print --help) → serve (src/serve.ts, loaded only now). Exit codes: 0 after --help or a clean
+// Entry point: check the runtime (before any native module loads) → `twinlane batch …` goes to the
+// bulk-job client → load and validate the config (or print --help) → serve (src/serve.ts, loaded only now). Exit codes: 0 after --help or a clean
 // drain, 1 when start-up fails (unsupported Node.js, a missing model or provider, a taken port),
 // 2 for a bad option.
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
@@ -28,6 +28,11 @@ function configOrExit(): Readonly<Config> {
 async function main(): Promise<void> {
   const pkg = readPackageInfo();
   assertSupportedNode(pkg);
+  if (process.argv[2] === 'batch') {
+    // `twinlane batch …`: the bulk-job client (batch/cli.ts), which exits with its own codes.
+    const { batchCli } = await import('../batch/cli.js');
+    process.exit(await batchCli(process.argv.slice(3)));
+  }
   const config = configOrExit();
   const { serve } = await import('./serve.js');
   await serve(config, pkg);

@@ -11,6 +11,7 @@ import {
   type LaneStats,
   type RejectReason,
 } from '../lanes/index.js';
+import type { BatchObserver, BatchStatus } from '../batch/index.js';
 import type { AuthFailure } from './auth.js';
 import type { RateLimitObserver, RateStore } from './rate-limit.js';
 import type {
@@ -70,6 +71,11 @@ export const METRIC = Object.freeze({
   wsPauses: 'twinlane_ws_backpressure_pauses_total',
   wsClosed: 'twinlane_ws_closed_total',
   breakerState: 'twinlane_cache_breaker_state',
+  // bulk jobs (batch/)
+  batches: 'twinlane_batches_total',
+  batchLines: 'twinlane_batch_lines_total',
+  batchChunkRetries: 'twinlane_batch_chunk_retries_total',
+  batchQueue: 'twinlane_batch_chunks_queued',
 });
 
 // Latency buckets from 0.5 ms (an L1 hit) to 10 s (a long batch under overload).
@@ -85,9 +91,11 @@ export type RequestLane = LaneName | 'mixed' | 'none';
 export interface MetricsSources {
   lanes(): readonly { readonly name: LaneName; readonly stats: LaneStats }[];
   cache(): CacheStats;
+  /** Batch chunks waiting or running (across instances with Redis). */
+  batchQueue?(): Promise<number>;
 }
 
-export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
+export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, BatchObserver {
   readonly registry = new client.Registry();
   readonly #requests: Tally<'route' | 'lane' | 'status'>;
   readonly #duration: client.Histogram<'route' | 'lane'>;
@@ -126,6 +134,9 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
   readonly #wsRequests: client.Counter<'end'>;
   readonly #wsPauses: client.Counter;
   readonly #wsClosed: client.Counter<'reason'>;
+  readonly #batches: client.Counter<'status'>;
+  readonly #batchLines: client.Counter<'outcome'>;
+  readonly #batchRetries: client.Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -398,9 +409,46 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver {
       labelNames: ['reason'],
       registers,
     });
+    this.#batches = new client.Counter({
+      name: METRIC.batches,
+      help: 'Batches that reached a status here (in_progress when created; failed, completed, cancelled, expired when finalised).',
+      labelNames: ['status'],
+      registers,
+    });
+    this.#batchLines = new client.Counter({
+      name: METRIC.batchLines,
+      help: 'Batch lines computed on this instance, by outcome (completed: a 2xx answer; failed: an error answer).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.#batchRetries = new client.Counter({
+      name: METRIC.batchChunkRetries,
+      help: 'Batch lines or chunks tried again: a transient refusal (live traffic first, a worker being replaced) or a failed chunk.',
+      registers,
+    });
+    new client.Gauge({
+      name: METRIC.batchQueue,
+      help: 'Batch chunks waiting or running (every instance on one Redis sees the same queue).',
+      registers,
+      async collect() {
+        this.set((await sources.batchQueue?.().catch(() => 0)) ?? 0);
+      },
+    });
   }
 
   /** Histogram children per route, made once. */
+  onBatchStatus(status: BatchStatus): void {
+    this.#batches.inc({ status });
+  }
+
+  onBatchLines(outcome: 'completed' | 'failed', count: number): void {
+    this.#batchLines.inc({ outcome }, count);
+  }
+
+  onChunkRetry(): void {
+    this.#batchRetries.inc();
+  }
+
   readonly #durationChildren = new Map<string, { observe(value: number): void }>();
 
   /** `lane`: the lane the request was for, once known (`none`: refused before that, or a route without one). */

@@ -32,8 +32,8 @@ export interface RequestPolicy {
   readonly priority: Priority;
   /** performance.now() when the request arrived: its deadline counts from there. */
   readonly startedAt: number;
-  /** The request's own deadline in ms; absent: its lane's queue timeout. */
-  readonly timeoutMs?: number | undefined;
+  /** The request's own deadline in ms; absent: its lane's queue timeout; null: none (batch work). */
+  readonly timeoutMs?: number | null | undefined;
 }
 
 interface RequestBase {
@@ -138,6 +138,8 @@ interface LaneJob<I> {
   readonly dimensions: number | undefined;
   readonly cancellation: Cancellation | undefined;
   readonly admission: LaneAdmission;
+  /** Ends the request's deadline timer, once its items are all answered. */
+  readonly dispose?: (() => void) | undefined;
 }
 
 type Embedded = Omit<EmbedResult, 'promptTokens'>;
@@ -416,22 +418,35 @@ export class Orchestrator {
   #scheduling(
     request: RequestBase,
     laneTimeoutMs: number | null,
-  ): { cancellation: Cancellation | undefined; admission: LaneAdmission } {
+  ): { cancellation: Cancellation | undefined; admission: LaneAdmission; dispose?: () => void } {
     const { cancellation, policy } = request;
-    const timeoutMs = policy?.timeoutMs ?? laneTimeoutMs;
+    const timeoutMs = policy?.timeoutMs === undefined ? laneTimeoutMs : policy.timeoutMs;
     if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
     const deadline = policy.startedAt + timeoutMs;
-    let signal: AbortSignal | undefined;
+    // Not AbortSignal.timeout and AbortSignal.any: their timer and links live on after the request
+    // (for the whole timeout), holding it in memory; this timer and listener go when it ends.
+    let controller: AbortController | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const outer = cancellation?.signal;
+    const onOuter = () => controller?.abort(outer?.reason);
     const timed: Cancellation = {
       get signal() {
-        if (!signal) {
-          const timeout = AbortSignal.timeout(Math.max(0, Math.ceil(deadline - performance.now())));
-          signal = cancellation ? AbortSignal.any([cancellation.signal, timeout]) : timeout;
+        if (!controller) {
+          const own = new AbortController();
+          controller = own;
+          const ms = Math.max(0, Math.ceil(deadline - performance.now()));
+          timer = setTimeout(() => own.abort(new DOMException('The request deadline passed.', 'TimeoutError')), ms);
+          if (outer?.aborted) own.abort(outer.reason);
+          else outer?.addEventListener('abort', onOuter, { once: true });
         }
-        return signal;
+        return controller.signal;
       },
     };
-    return { cancellation: timed, admission: { priority: policy.priority, deadline } };
+    const dispose = () => {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', onOuter);
+    };
+    return { cancellation: timed, admission: { priority: policy.priority, deadline }, dispose };
   }
 
   /** Computes every item of `job` around the cache (its answers would not be truthful). */
@@ -472,13 +487,15 @@ export class Orchestrator {
             this.#parts.cache.resolve(job.keys, compute, { dims: job.tower.dims, cancellation: job.cancellation }),
           );
     } catch (error) {
-      // The deadline's AbortSignal.timeout fired while items were still queued: they are dropped.
+      // The deadline's timer fired while items were still queued: they are dropped.
       if (error instanceof Error && error.name === 'TimeoutError')
         throw new TwinlaneError(
           'deadline_exceeded',
           "The request's deadline passed before all of its items were computed; those still queued were dropped.",
         );
       throw error;
+    } finally {
+      job.dispose?.();
     }
     const cacheHits = this.#countSources(job.lane.name, answers);
     const dims = job.dimensions ?? job.tower.dims;

@@ -4,7 +4,8 @@
 // --help and a refused start never load native modules.
 import { createCache, rateLimitKeyPrefix, SharedBuckets } from '../cache/index.js';
 import { checkProvider, createImageLane, createTextLane, type ImageLane, type TextLane } from '../lanes/index.js';
-import { assertNativeUws, startServer, type RunningServer } from '../server/index.js';
+import { BatchService, BatchState, BullQueue, FileStore, LocalQueue, type ChunkQueue } from '../batch/index.js';
+import { assertNativeUws, embeddingsForBatch, startServer, type RunningServer } from '../server/index.js';
 import { ApiKeys } from './auth.js';
 import { configWarnings, type Config } from './config.js';
 import { ImageBytes } from './image-bytes.js';
@@ -24,6 +25,7 @@ export function resolveModels(config: Readonly<Config>): Promise<ModelRegistry> 
 
 export interface Parts {
   readonly metrics: Metrics;
+  readonly batch: BatchParts;
   readonly orchestrator: Orchestrator;
   readonly textLane: TextLane;
   readonly imageLane: ImageLane | null;
@@ -74,6 +76,57 @@ function createLanes(
   return { textLane, imageLane };
 }
 
+interface BatchParts {
+  readonly service: BatchService;
+  readonly files: FileStore;
+  readonly queue: ChunkQueue;
+}
+
+/** The Files and Batches API: lines are embedded by the server's own /v1/embeddings code at low priority. */
+function createBatch(config: Readonly<Config>, orchestrator: Orchestrator, metrics: Metrics): BatchParts {
+  const files = new FileStore({ dir: config.filesDir, ttlSeconds: config.filesTtlSeconds });
+  const knownModel = (id: string | undefined) => {
+    try {
+      orchestrator.registry.find(id, 'text');
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const service = new BatchService({
+    files,
+    state: new BatchState(config.filesDir),
+    execute: (body) => embeddingsForBatch(body, orchestrator),
+    limits: {
+      maxInputs: config.maxInputs,
+      maxLineBytes: config.maxBodyBytes,
+      maxLines: config.batchMaxLines,
+      knownModel,
+    },
+    chunkLines: config.batchChunkLines,
+    lineConcurrency: config.batchLineConcurrency,
+    observer: metrics,
+  });
+  const run = (batchId: string, chunk: number) => service.processChunk(batchId, chunk);
+  const onRetry = () => metrics.onChunkRetry();
+  const queue =
+    config.redisUrl === null
+      ? new LocalQueue(run, config.batchConcurrency, onRetry)
+      : new BullQueue(
+          {
+            redisUrl: config.redisUrl,
+            prefix: `${config.cachePrefix}:bull`,
+            worker: config.batchWorker,
+            concurrency: config.batchConcurrency,
+            lockMs: config.batchLockMs,
+          },
+          run,
+          onRetry,
+        );
+  service.attach(queue);
+  return { service, files, queue };
+}
+
 function createRateLimiter(config: Readonly<Config>, metrics: Metrics): RateLimiter | null {
   if (config.rateLimit === null) return null;
   const burst = config.rateBurst ?? config.rateLimit;
@@ -100,7 +153,11 @@ function createRateLimiter(config: Readonly<Config>, metrics: Metrics): RateLimi
 /** Everything a server is made of but its sockets; tests build an orchestrator with it as serving does. */
 export function createParts(config: Readonly<Config>, registry: ModelRegistry): Parts {
   // Metrics read lane gauges at scrape time; the orchestrator that answers exists by then.
-  const metrics = new Metrics({ lanes: () => orchestrator.laneStats(), cache: () => cache.stats() });
+  const metrics = new Metrics({
+    lanes: () => orchestrator.laneStats(),
+    cache: () => cache.stats(),
+    batchQueue: () => batch.queue.depth(),
+  });
   // Redis down at start-up is not an error: the cache serves from L1 and finds Redis when it comes.
   const cache = createCache({
     l1Bytes: config.l1Bytes,
@@ -137,11 +194,12 @@ export function createParts(config: Readonly<Config>, registry: ModelRegistry): 
     limits: { maxInputs: config.maxInputs, maxChars: config.maxChars },
     metrics,
   });
-  return { metrics, orchestrator, textLane, imageLane, limiter: createRateLimiter(config, metrics) };
+  const batch = createBatch(config, orchestrator, metrics);
+  return { metrics, orchestrator, textLane, imageLane, limiter: createRateLimiter(config, metrics), batch };
 }
 
 function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promise<RunningServer> {
-  const { orchestrator, metrics, imageLane, limiter } = parts;
+  const { orchestrator, metrics, imageLane, limiter, batch } = parts;
   return startServer(
     {
       orchestrator,
@@ -170,6 +228,7 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
       },
       accessLog: config.accessLog,
       hotAnswerBytes: config.hotAnswerBytes,
+      batch: { service: batch.service, files: batch.files, maxFileBytes: config.filesMaxBytes },
       frontGate: {
         stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond,
         probesPerSecond: config.shedProbesPerSecond,
@@ -217,6 +276,8 @@ function installSignalHandlers(config: Readonly<Config>, server: RunningServer, 
     if (!drained)
       log.warn('shutdown timeout reached with requests still in flight', { timeoutMs: config.shutdownTimeoutMs });
     server.closeSockets();
+    // Chunks running here finish first; those queued stay queued (Redis) or on disk, for a restart.
+    await parts.batch.queue.close();
     await Promise.all([parts.orchestrator.close(), parts.limiter?.close()]);
     log.info('stopped');
     process.exit(drained ? 0 : 1);
@@ -253,4 +314,6 @@ export async function serve(config: Readonly<Config>, pkg: PackageInfo): Promise
   installSignalHandlers(config, server, parts);
   await Promise.all([parts.textLane.warmup(), parts.imageLane?.warmup()]);
   log.info('ready', { lanes: parts.imageLane ? ['text', 'image'] : ['text'] });
+  const resumed = await parts.batch.service.resume();
+  if (resumed > 0) log.info('batch chunks resumed', { chunks: resumed });
 }

@@ -1,7 +1,8 @@
 // Line charts for the load report, drawn as SVG and rendered to PNG with sharp (already a
 // dependency for image preprocessing; librsvg inside its libvips), so no browser and no charting
-// library with a canvas build is needed. Log-scaled axes: concurrency doubles per step, and
-// throughput and latency span several decades between cached texts and unique images.
+// library with a canvas build is needed. Log-scaled axes by default: concurrency doubles per step,
+// and throughput and latency span several decades between cached texts and unique images; linear
+// axes for a figure over time (bench:soak's memory).
 import sharp from 'sharp';
 
 export interface Series {
@@ -17,6 +18,8 @@ export interface Chart {
   readonly xLabel: string;
   readonly yLabel: string;
   readonly series: readonly Series[];
+  /** Log scales (the default) suit sweeps; linear ones suit figures over time. */
+  readonly scale?: 'log' | 'linear';
 }
 
 const W = 1200;
@@ -39,23 +42,60 @@ function logTicks(lo: number, hi: number): number[] {
 
 const tickLabel = (v: number) => (v >= 1000 ? `${v / 1000}k` : v >= 1 ? String(v) : v.toPrecision(1));
 
+/** About six round steps covering [lo, hi], from zero up when the values are positive. */
+function linearTicks(lo: number, hi: number): number[] {
+  const raw = (hi - lo) / 6;
+  const step = [1, 2, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((s) => s >= raw)!;
+  const ticks: number[] = [];
+  for (let v = Math.floor(lo / step) * step; v < hi + step; v += step) ticks.push(Number(v.toPrecision(6)));
+  return ticks;
+}
+
+interface Axes {
+  readonly px: (x: number) => number;
+  readonly py: (y: number) => number;
+  readonly xTicks: readonly number[];
+  readonly yTicks: readonly number[];
+}
+
+function logAxes(xs: readonly number[], ys: readonly number[]): Axes {
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [10 ** Math.floor(Math.log10(Math.min(...ys))), 10 ** Math.ceil(Math.log10(Math.max(...ys)))];
+  return {
+    px: (x) => PAD.left + (Math.log2(x / x0) / Math.log2(x1 / x0)) * (W - PAD.left - PAD.right),
+    py: (y) => H - PAD.bottom - (Math.log10(y / y0) / Math.log10(y1 / y0)) * (H - PAD.top - PAD.bottom),
+    xTicks: [...new Set(xs)].sort((a, b) => a - b),
+    yTicks: logTicks(y0, y1),
+  };
+}
+
+function linearAxes(xs: readonly number[], ys: readonly number[]): Axes {
+  const xTicks = linearTicks(Math.min(...xs), Math.max(...xs));
+  const yTicks = linearTicks(0, Math.max(...ys));
+  const [x0, x1] = [xTicks[0]!, xTicks.at(-1)!];
+  const y1 = yTicks.at(-1)!;
+  return {
+    px: (x) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right),
+    py: (y) => H - PAD.bottom - (y / y1) * (H - PAD.top - PAD.bottom),
+    xTicks,
+    yTicks,
+  };
+}
+
 export function chartSvg(chart: Chart): string {
   const xs = chart.series.flatMap((s) => s.points.map(([x]) => x));
   const ys = chart.series.flatMap((s) => s.points.map(([, y]) => y)).filter((y) => Number.isFinite(y) && y > 0);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [10 ** Math.floor(Math.log10(Math.min(...ys))), 10 ** Math.ceil(Math.log10(Math.max(...ys)))];
-  const px = (x: number) => PAD.left + (Math.log2(x / x0) / Math.log2(x1 / x0)) * (W - PAD.left - PAD.right);
-  const py = (y: number) => H - PAD.bottom - (Math.log10(y / y0) / Math.log10(y1 / y0)) * (H - PAD.top - PAD.bottom);
+  const { px, py, xTicks, yTicks } = (chart.scale ?? 'log') === 'log' ? logAxes(xs, ys) : linearAxes(xs, ys);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif" font-size="14">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2 - PAD.right / 2}" y="32" text-anchor="middle" font-size="20">${escape(chart.title)}</text>`,
   ];
-  for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
+  for (const x of xTicks) {
     out.push(`<line x1="${px(x)}" x2="${px(x)}" y1="${PAD.top}" y2="${H - PAD.bottom}" stroke="#e4e4e4"/>`);
     out.push(`<text x="${px(x)}" y="${H - PAD.bottom + 22}" text-anchor="middle">${x}</text>`);
   }
-  for (const y of logTicks(y0, y1)) {
+  for (const y of yTicks) {
     out.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${py(y)}" y2="${py(y)}" stroke="#e4e4e4"/>`);
     out.push(`<text x="${PAD.left - 8}" y="${py(y) + 5}" text-anchor="end">${tickLabel(y)}</text>`);
   }

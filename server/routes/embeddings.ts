@@ -1,6 +1,7 @@
 // POST /v1/embeddings (and /embeddings): OpenAI's embeddings API, so the official client, LangChain
 // and friends work by changing only their base URL.
 import {
+  asTwinlaneError,
   TwinlaneError,
   type EmbedInput,
   type EmbedResult,
@@ -63,10 +64,51 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
     { policy, model: optionalString(body, 'model'), dimensions: optionalNumber(body, 'dimensions') },
     options,
   );
-  const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
-  const answer = `{"object":"list","data":[${result.vectors.map((vector, index) => embeddingObject(vector, index, format)).join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
+  const answer = answerJson(result, format);
   ex.send(200, { 'content-type': 'application/json', ...timingHeaders(ex, result) }, answer);
   keepHot(options, hotKey, result, { contentType: 'application/json', headers: {}, body: answer });
+}
+
+function answerJson(result: EmbedResult, format: (typeof ENCODINGS)[number]): string {
+  const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
+  return `{"object":"list","data":[${result.vectors.map((vector, index) => embeddingObject(vector, index, format)).join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
+}
+
+/** Refusals a batch line waits out and tries again: live traffic first, a worker being replaced, a drain. */
+const TRANSIENT = new Set(['lane_overloaded', 'lane_failed', 'not_ready', 'shutting_down', 'deadline_exceeded']);
+
+/**
+ * One `/v1/embeddings` body of a batch line, answered as the route answers it (same parsing, same
+ * body, same error shape) but at the lowest priority, with no deadline and no rate limit: batch work
+ * waits behind live traffic and never takes its budget.
+ */
+export async function embeddingsForBatch(
+  body: Readonly<Record<string, unknown>>,
+  orchestrator: Orchestrator,
+): Promise<{ statusCode: number; body: unknown; retryAfterSeconds?: number }> {
+  try {
+    const format = optionalEnum(body, 'encoding_format', ENCODINGS, 'float');
+    const model = optionalString(body, 'model');
+    const inputs = openAiInputs(body, 'input', orchestrator.registry.find(model, 'text'));
+    const result = await orchestrator.embedInputs({
+      model,
+      dimensions: optionalNumber(body, 'dimensions'),
+      inputs,
+      normalize: true,
+      truncate: true,
+      needsUsage: true,
+      param: 'input',
+      policy: { priority: 'low', startedAt: performance.now(), timeoutMs: null },
+    });
+    return { statusCode: 200, body: JSON.parse(answerJson(result, format)) as unknown };
+  } catch (thrown) {
+    const error = asTwinlaneError(thrown);
+    return {
+      statusCode: error.status,
+      body: { error: { message: error.message, type: error.type, code: error.code, param: error.param } },
+      ...(TRANSIENT.has(error.code) ? { retryAfterSeconds: error.retryAfterSeconds ?? 1 } : {}),
+    };
+  }
 }
 
 /**
