@@ -12,6 +12,9 @@ export type Priority = 'high' | 'normal' | 'low';
 export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
 
 /** cancelled: every request waiting for it was cancelled or went away; deadline: their deadlines passed. */
+/** How long after a live item bulk work keeps to its share of the workers. */
+const LIVE_WINDOW_MS = 1000;
+
 export type DropReason = 'cancelled' | 'deadline';
 
 export type ItemOutcome<E> =
@@ -187,6 +190,10 @@ export class Batcher<I, E> {
   readonly #queuedAt: Record<Priority, number> = { high: 0, normal: 0, low: 0 };
   #running = 0;
   #runningItems = 0;
+  /** Batches of low-priority (bulk) items running, and when a live item last arrived. */
+  #runningLow = 0;
+  #liveAt = Number.NEGATIVE_INFINITY;
+  #lowTimer: NodeJS.Timeout | null = null;
   #idle: (() => void)[] = [];
 
   constructor(options: BatcherOptions<I, E>) {
@@ -223,6 +230,7 @@ export class Batcher<I, E> {
     const slot = new RequestSlot<E>(items.length, options);
     const priority = options.priority ?? 'normal';
     const now = performance.now();
+    if (priority !== 'low') this.#liveAt = now;
     const { cost, group } = this.#options;
     items.forEach((item, index) => {
       const g = group?.(item) ?? 0;
@@ -256,8 +264,27 @@ export class Batcher<I, E> {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * Bulk work's share while live traffic is about (a live item within LIVE_WINDOW_MS): at most half
+   * the workers (at least one) run low-priority batches, so a live item that arrives finds a worker
+   * free soon instead of waiting behind bulk batches on every worker. Alone, bulk work uses them all.
+   */
+  #lowBlocked(): boolean {
+    if (this.#queuedAt.high + this.#queuedAt.normal > 0) return false;
+    const sinceLive = performance.now() - this.#liveAt;
+    if (sinceLive >= LIVE_WINDOW_MS || this.#runningLow < Math.max(1, Math.floor(this.#options.concurrency / 2)))
+      return false;
+    // Try again once the live window has passed, if nothing else wakes the pump first.
+    if (this.#lowTimer === null)
+      this.#lowTimer = setTimeout(() => {
+        this.#lowTimer = null;
+        this.#pump();
+      }, LIVE_WINDOW_MS - sinceLive).unref();
+    return true;
+  }
+
   #pump(): void {
-    while (this.#running < this.#options.concurrency && this.queued > 0) {
+    while (this.#running < this.#options.concurrency && this.queued > 0 && !this.#lowBlocked()) {
       const batch = this.#take();
       if (batch.length > 0) void this.#dispatch(batch);
     }
@@ -316,6 +343,9 @@ export class Batcher<I, E> {
     const batch: Entry<I, E>[] = [];
     let widest = 0;
     for (const priority of PRIORITIES) {
+      // Low-priority items (bulk jobs) never ride along with live ones: they would make the live
+      // batch longer. They run in batches of their own, when nothing live is waiting.
+      if (priority === 'low' && batch.length > 0) break;
       const queue = queues[priority];
       let entry: Entry<I, E> | undefined;
       while (batch.length < maxItems && (entry = this.#wantedHead(queue, dropped)) !== undefined) {
@@ -333,6 +363,8 @@ export class Batcher<I, E> {
   async #dispatch(batch: Entry<I, E>[]): Promise<void> {
     this.#running++;
     this.#runningItems += batch.length;
+    const low = batch[0]!.priority === 'low';
+    if (low) this.#runningLow++;
     const started = performance.now();
     try {
       const outcome = await this.#options.run(batch.map((e) => e.item));
@@ -357,6 +389,7 @@ export class Batcher<I, E> {
     } finally {
       this.#running--;
       this.#runningItems -= batch.length;
+      if (low) this.#runningLow--;
       this.#pump();
     }
   }
