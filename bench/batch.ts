@@ -5,7 +5,7 @@
 // bench/results/batch.md.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { ROOT, standInServerEnv, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { cpuMark, cpuSince, type CpuShare } from './lib/cpu.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { machineLines, quietSample } from './lib/machine.js';
@@ -77,17 +77,10 @@ async function main(): Promise<void> {
   const modelsDir = path.resolve(ROOT, process.env['TWINLANE_MODELS_DIR'] ?? '../shared/models');
   let server: Child | undefined;
   try {
-    server = await startChild('dist/src/main.js', {
-      ...process.env,
-      TWINLANE_PORT: '0',
-      TWINLANE_HOST: '127.0.0.1',
-      TWINLANE_MODELS_DIR: modelsDir,
-      TWINLANE_TEXT_MODEL: TEXT_MODEL,
-      TWINLANE_IMAGE_MODEL: 'twinlane/clip-vision-standin',
-      TWINLANE_OFFLINE: 'true',
-      TWINLANE_ACCESS_LOG: 'false',
-      TWINLANE_FILES_DIR: path.join(ROOT, 'scratch', `bench-batch-${process.pid}`),
-    });
+    server = await startChild(
+      'dist/src/main.js',
+      standInServerEnv(modelsDir, { TWINLANE_FILES_DIR: path.join(ROOT, 'scratch', `bench-batch-${process.pid}`) }),
+    );
     await waitReady(server.port);
     progress(`(A) ${LIVE_CLIENTS} live clients alone, ${PHASE_S} s`);
     const alone = await live(server, 0);

@@ -7,7 +7,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { ROOT, standInServerEnv, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { chartPng, type Series } from './lib/chart.js';
 import { cpuMark, cpuSince, disturbed, type CpuShare } from './lib/cpu.js';
 import { machineLines, quietSample } from './lib/machine.js';
@@ -269,16 +269,7 @@ async function main(): Promise<void> {
   const results: { scenario: Scenario; steps: Step[] }[] = [];
   let server: Child | undefined;
   try {
-    server = await startChild('dist/src/main.js', {
-      ...process.env,
-      TWINLANE_PORT: '0',
-      TWINLANE_HOST: '127.0.0.1',
-      TWINLANE_MODELS_DIR: modelsDir,
-      TWINLANE_TEXT_MODEL: TEXT_MODEL,
-      TWINLANE_IMAGE_MODEL: IMAGE_MODEL,
-      TWINLANE_OFFLINE: 'true',
-      TWINLANE_ACCESS_LOG: 'false',
-    });
+    server = await startChild('dist/src/main.js', standInServerEnv(modelsDir));
     await waitReady(server.port);
     await warmRepeated(server.port, fx);
     for (const scenario of SCENARIOS) {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { ROOT, standInServerEnv, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { chartPng } from './lib/chart.js';
 import { cpuMark, cpuSince } from './lib/cpu.js';
 import { runLoad, type LoadResult } from './lib/load.js';
@@ -94,17 +94,7 @@ async function main(): Promise<void> {
   let ws: WsLoadResult | undefined;
   let cpuCores = 0;
   try {
-    server = await startChild('dist/src/main.js', {
-      ...process.env,
-      TWINLANE_PORT: '0',
-      TWINLANE_HOST: '127.0.0.1',
-      TWINLANE_MODELS_DIR: modelsDir,
-      TWINLANE_TEXT_MODEL: TEXT_MODEL,
-      TWINLANE_IMAGE_MODEL: 'twinlane/clip-vision-standin',
-      TWINLANE_OFFLINE: 'true',
-      TWINLANE_ACCESS_LOG: 'false',
-      TWINLANE_L1_BYTES: String(L1_BYTES),
-    });
+    server = await startChild('dist/src/main.js', standInServerEnv(modelsDir, { TWINLANE_L1_BYTES: String(L1_BYTES) }));
     await waitReady(server.port);
     const running = server;
     const t0 = performance.now();

@@ -25,6 +25,21 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
+/** The server's environment in the benches that run it with the stand-ins: both lanes, offline, no access log. */
+export function standInServerEnv(modelsDir: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    TWINLANE_PORT: '0',
+    TWINLANE_HOST: '127.0.0.1',
+    TWINLANE_MODELS_DIR: modelsDir,
+    TWINLANE_TEXT_MODEL: 'twinlane/minilm-l6-standin',
+    TWINLANE_IMAGE_MODEL: 'twinlane/clip-vision-standin',
+    TWINLANE_OFFLINE: 'true',
+    TWINLANE_ACCESS_LOG: 'false',
+    ...extra,
+  };
+}
+
 export function startChild(script: string, env: NodeJS.ProcessEnv): Promise<Child> {
   const child = spawn(process.execPath, [path.join(ROOT, script)], {
     cwd: ROOT,
