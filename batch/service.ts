@@ -59,6 +59,7 @@ export class BatchError extends Error {
 const ENDPOINT = '/v1/embeddings';
 const WINDOW_SECONDS = 24 * 3600;
 const TRANSIENT_TRIES = 20;
+const MAX_PARSED_BATCHES = 4;
 const now = () => Math.floor(Date.now() / 1000);
 
 export class BatchService {
@@ -198,6 +199,8 @@ export class BatchService {
         return checked.lines;
       });
       this.#lines.set(batchId, lines);
+      // Kept for the few batches this instance is working on, not for every batch it ever saw.
+      if (this.#lines.size > MAX_PARSED_BATCHES) this.#lines.delete(this.#lines.keys().next().value!);
     }
     return lines;
   }
@@ -206,12 +209,11 @@ export class BatchService {
   async processChunk(batchId: string, chunk: number): Promise<void> {
     const { state } = this.#o;
     const files = state.chunkFiles(batchId, chunk);
-    const done = await state.chunks(batchId);
-    if (!done.has(chunk)) {
-      const batch = await state.get(batchId);
-      const plan = await state.plan(batchId);
-      if (!batch || !plan) return;
-      const stop = batch.status === 'cancelling' || batch.expires_at <= now();
+    if (!(await state.isDone(batchId, chunk))) {
+      const stored = await state.stored(batchId);
+      if (!stored || isFinal(stored.batch.status)) return;
+      const { batch, plan } = stored;
+      const stop = (await state.cancelRequested(batchId)) !== null || batch.expires_at <= now();
       const result: ChunkResult = stop
         ? { completed: 0, failed: 0, skipped: true }
         : await this.#runChunk(batch, chunk, plan.chunkLines, files);
@@ -266,15 +268,16 @@ export class BatchService {
 
   async #finalizeIfDone(batchId: string): Promise<void> {
     const { state, files } = this.#o;
-    const plan = await state.plan(batchId);
-    const batch = await state.get(batchId);
-    if (!plan || !batch || isFinal(batch.status)) return;
-    const done = await state.chunks(batchId);
+    const stored = await state.stored(batchId);
+    if (!stored || isFinal(stored.batch.status)) return;
+    const { batch, plan } = stored;
     // Every chunk has its marker: a cancelled or expired batch's chunks not yet run are skipped (at
     // once) when a worker takes them, so it finalises with the part that was finished.
-    if (done.size < plan.chunks) return;
-    const cancelling = (await state.cancelRequested(batchId)) !== null;
+    if ((await state.doneCount(batchId)) < plan.chunks) return;
+    const cancelledAt = await state.cancelRequested(batchId);
+    const cancelling = cancelledAt !== null;
     if (!(await state.claimFinalize(batchId))) return;
+    const done = await state.chunks(batchId);
     const parts = await Promise.all(
       [...done.keys()]
         .sort((a, b) => a - b)
@@ -301,6 +304,7 @@ export class BatchService {
       output_file_id: output?.id ?? null,
       error_file_id: errors?.id ?? null,
       finalizing_at: batch.finalizing_at ?? at,
+      cancelling_at: cancelledAt,
       completed_at: status === 'completed' ? at : null,
       cancelled_at: status === 'cancelled' ? at : null,
       expired_at: status === 'expired' ? at : null,

@@ -48,7 +48,7 @@ export interface BatchPlan {
   readonly lines: number;
 }
 
-interface Stored {
+export interface Stored {
   readonly batch: BatchObject;
   readonly plan: BatchPlan;
 }
@@ -89,7 +89,8 @@ export class BatchState {
     await writeAtomically(this.#meta(batch.id), JSON.stringify({ batch, plan } satisfies Stored));
   }
 
-  async #stored(id: string): Promise<Stored | null> {
+  /** The batch as written at creation (or finalisation), with its plan; no progress folded in. */
+  async stored(id: string): Promise<Stored | null> {
     if (!/^batch_[0-9a-f]{24}$/.test(id)) return null;
     try {
       return JSON.parse(await readFile(this.#meta(id), 'utf8')) as Stored;
@@ -99,7 +100,21 @@ export class BatchState {
   }
 
   async plan(id: string): Promise<BatchPlan | null> {
-    return (await this.#stored(id))?.plan ?? null;
+    return (await this.stored(id))?.plan ?? null;
+  }
+
+  /** Whether chunk `chunk` has its marker (one stat, no read). */
+  async isDone(id: string, chunk: number): Promise<boolean> {
+    return stat(this.chunkFiles(id, chunk).done).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** How many chunks have their marker (one directory listing, no file read). */
+  async doneCount(id: string): Promise<number> {
+    const names = await readdir(this.work(id)).catch(() => [] as string[]);
+    return names.filter((n) => n.endsWith('.done')).length;
   }
 
   /** Finished chunks and their counts. */
@@ -141,7 +156,7 @@ export class BatchState {
 
   /** The batch as a client sees it now: stored, with progress and a cancel or finalisation in course folded in. */
   async get(id: string): Promise<BatchObject | null> {
-    const stored = await this.#stored(id);
+    const stored = await this.stored(id);
     if (!stored) return null;
     const { batch, plan } = stored;
     if (batch.status !== 'in_progress') return batch;

@@ -45,10 +45,11 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly I
   const model = models[modelIndex];
   if (!model || items.some((item) => item.model !== modelIndex))
     throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
-  await injectFaults(
-    data.faults,
-    items.map((item) => item.bytes),
-  );
+  if (data.faults.length > 0)
+    await injectFaults(
+      data.faults,
+      items.map((item) => item.bytes),
+    );
   const { session, preprocessor } = model;
   const { dims } = model.spec;
   const itemFloats = 3 * preprocessor.height * preprocessor.width;

@@ -199,10 +199,11 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
   const model = models[modelIndex];
   if (!model || items.some((item) => item.model !== modelIndex))
     throw new Error(`batch ${batchId} for model ${modelIndex} holds items of another model. This is a bug.`);
-  await injectFaults(
-    data.faults,
-    items.map((item) => item.text),
-  );
+  if (data.faults.length > 0)
+    await injectFaults(
+      data.faults,
+      items.map((item) => item.text),
+    );
   const encoded = items.map((item, index) => encode(model, item, index));
   const errors = encoded.flatMap((e) => (e.error ? [e.error] : []));
   const rows = encoded.flatMap((e, index) => (e.error ? [] : [{ index, ids: e.ids }]));

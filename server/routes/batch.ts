@@ -81,7 +81,6 @@ export async function getFile(ex: Exchange, options: BatchRouteOptions): Promise
 
 export async function fileContent(ex: Exchange, options: BatchRouteOptions): Promise<void> {
   const id = idOf(ex, 3);
-  await fileOr404(options, id);
   const content = await options.files.content(id);
   if (!content) throw new TwinlaneError('file_not_found', `No file ${JSON.stringify(id)}.`);
   ex.send(200, { 'content-type': 'application/octet-stream' }, content);
