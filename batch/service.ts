@@ -43,6 +43,8 @@ export interface BatchServiceOptions {
   /** Lines of one chunk in flight at once. */
   readonly lineConcurrency: number;
   readonly observer?: BatchObserver;
+  /** Unix seconds; the system clock unless a test moves time on. */
+  readonly clock?: () => number;
 }
 
 export class BatchError extends Error {
@@ -60,16 +62,23 @@ const ENDPOINT = '/v1/embeddings';
 const WINDOW_SECONDS = 24 * 3600;
 const TRANSIENT_TRIES = 20;
 const MAX_PARSED_BATCHES = 4;
-const now = () => Math.floor(Date.now() / 1000);
+const systemClock = () => Math.floor(Date.now() / 1000);
+/** Error lines of requests a cancelled or expired batch never ran, as OpenAI writes them. */
+const NOT_RUN = {
+  batch_cancelled: 'The batch was cancelled before this request was executed.',
+  batch_expired: 'This request could not be executed before the completion window expired.',
+} as const;
 
 export class BatchService {
   readonly #o: BatchServiceOptions;
   #queue: ChunkQueue | null = null;
   /** Parsed input files by batch, so chunks of one batch read and parse it once per instance. */
   readonly #lines = new Map<string, Promise<BatchLine[]>>();
+  readonly #now: () => number;
 
   constructor(options: BatchServiceOptions) {
     this.#o = options;
+    this.#now = options.clock ?? systemClock;
   }
 
   attach(queue: ChunkQueue): void {
@@ -98,7 +107,7 @@ export class BatchService {
         `No batch input file ${JSON.stringify(request.input_file_id)}.`,
         'input_file_id',
       );
-    const created = now();
+    const created = this.#now();
     const base: BatchObject = {
       id: `batch_${randomBytes(12).toString('hex')}`,
       object: 'batch',
@@ -129,7 +138,7 @@ export class BatchService {
     const batch: BatchObject = {
       ...base,
       status: 'in_progress',
-      in_progress_at: now(),
+      in_progress_at: this.#now(),
       request_counts: { total: lines, completed: 0, failed: 0 },
     };
     await this.#o.state.save(batch, { chunks, chunkLines: this.#o.chunkLines, lines });
@@ -145,7 +154,7 @@ export class BatchService {
     const failed: BatchObject = {
       ...base,
       status: 'failed',
-      failed_at: now(),
+      failed_at: this.#now(),
       errors: { object: 'list', data: errors },
     };
     await this.#o.state.save(failed, { chunks: 0, chunkLines: this.#o.chunkLines, lines: 0 });
@@ -213,13 +222,37 @@ export class BatchService {
       const stored = await state.stored(batchId);
       if (!stored || isFinal(stored.batch.status)) return;
       const { batch, plan } = stored;
-      const stop = (await state.cancelRequested(batchId)) !== null || batch.expires_at <= now();
+      const stop =
+        (await state.cancelRequested(batchId)) !== null
+          ? 'batch_cancelled'
+          : batch.expires_at <= this.#now()
+            ? 'batch_expired'
+            : null;
       const result: ChunkResult = stop
-        ? { completed: 0, failed: 0, skipped: true }
+        ? await this.#skipChunk(batch, chunk, plan.chunkLines, files, stop)
         : await this.#runChunk(batch, chunk, plan.chunkLines, files);
       await writeAtomically(files.done, JSON.stringify(result));
     }
     await this.#finalizeIfDone(batchId);
+  }
+
+  async #chunkLines(batch: BatchObject, chunk: number, chunkLines: number): Promise<BatchLine[]> {
+    const lines = await this.#batchLines(batch.id, batch.input_file_id);
+    return lines.slice(chunk * chunkLines, (chunk + 1) * chunkLines);
+  }
+
+  /** A chunk of a cancelled or expired batch: each of its lines goes to the error file, not run. */
+  async #skipChunk(
+    batch: BatchObject,
+    chunk: number,
+    chunkLines: number,
+    files: { out: string; err: string },
+    code: keyof typeof NOT_RUN,
+  ): Promise<ChunkResult> {
+    const lines = await this.#chunkLines(batch, chunk, chunkLines);
+    await writeFile(files.out, '');
+    await writeFile(files.err, lines.map((line) => notRunLine(batch.id, line, code)).join(''));
+    return { completed: 0, failed: lines.length, skipped: true };
   }
 
   async #runChunk(
@@ -228,10 +261,7 @@ export class BatchService {
     chunkLines: number,
     files: { out: string; err: string },
   ): Promise<ChunkResult> {
-    const lines = (await this.#batchLines(batch.id, batch.input_file_id)).slice(
-      chunk * chunkLines,
-      (chunk + 1) * chunkLines,
-    );
+    const lines = await this.#chunkLines(batch, chunk, chunkLines);
     const answers = new Array<{ ok: boolean; text: string }>(lines.length);
     let next = 0;
     const worker = async () => {
@@ -296,7 +326,7 @@ export class BatchService {
     const expired = !cancelling && [...done.values()].some((c) => c.skipped);
     const output = out === '' ? null : await files.create('batch_output', `${batchId}_output.jsonl`, Buffer.from(out));
     const errors = err === '' ? null : await files.create('batch_output', `${batchId}_error.jsonl`, Buffer.from(err));
-    const at = now();
+    const at = this.#now();
     const status = cancelling ? 'cancelled' : expired ? 'expired' : 'completed';
     const final: BatchObject = {
       ...batch,
@@ -321,9 +351,14 @@ function metadataOf(value: unknown): Readonly<Record<string, string>> | null {
   return Object.fromEntries(Object.entries(value).filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
+/** A line's output id: derived from the batch and custom_id, so a chunk run twice writes the same line. */
+function lineId(batchId: string, line: BatchLine): string {
+  return `batch_req_${createHash('sha256').update(`${batchId}\n${line.customId}`).digest('hex').slice(0, 24)}`;
+}
+
 /** One output line as OpenAI writes them: `error` is null for a 2xx, the body's error otherwise. */
 function outputLine(batchId: string, line: BatchLine, answer: LineAnswer): string {
-  const id = `batch_req_${createHash('sha256').update(`${batchId}\n${line.customId}`).digest('hex').slice(0, 24)}`;
+  const id = lineId(batchId, line);
   const ok = answer.statusCode >= 200 && answer.statusCode < 300;
   const error = ok ? null : ((answer.body as { error?: { code?: string; message?: string } }).error ?? null);
   return `${JSON.stringify({
@@ -331,5 +366,15 @@ function outputLine(batchId: string, line: BatchLine, answer: LineAnswer): strin
     custom_id: line.customId,
     response: { status_code: answer.statusCode, request_id: id, body: answer.body },
     error: error && { code: error.code ?? 'error', message: error.message ?? '' },
+  })}\n`;
+}
+
+/** The error line of a request never run: no response, OpenAI's batch_cancelled or batch_expired. */
+function notRunLine(batchId: string, line: BatchLine, code: keyof typeof NOT_RUN): string {
+  return `${JSON.stringify({
+    id: lineId(batchId, line),
+    custom_id: line.customId,
+    response: null,
+    error: { code, message: NOT_RUN[code] },
   })}\n`;
 }

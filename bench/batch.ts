@@ -117,7 +117,7 @@ async function report(run: Run): Promise<void> {
     `Written by \`npm run bench:batch\` (bench/batch.ts) on ${run.startedAt.toISOString()}.`,
     '',
     ...machineLines(run.quiet),
-    `- Server defaults, both lanes on; live load: ${LIVE_CLIENTS} closed-loop keep-alive clients, one never-repeated sentence per \`POST /v1/embeddings\`, 2 s warm-up + ${PHASE_S} s measured; (B) with a ${BATCH_LINES.toLocaleString('en')}-line batch of unique sentences running (Batch API defaults: 4 lines in flight, lowest priority)`,
+    `- Server defaults, both lanes on; live load: ${LIVE_CLIENTS} closed-loop keep-alive clients, one never-repeated sentence per \`POST /v1/embeddings\`, 2 s warm-up + ${PHASE_S} s measured; (B) with a ${BATCH_LINES.toLocaleString('en')}-line batch of unique sentences running (Batch API defaults: 2 chunks × 64 lines in flight, lowest priority, at most half the workers while live traffic is about)`,
     '',
     '| phase | live texts/s | p50 ms | p99 ms | live 429s | live non-2xx | server (cores) | other programs (cores) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|',

@@ -11,10 +11,12 @@
 export type Priority = 'high' | 'normal' | 'low';
 export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low'];
 
-/** cancelled: every request waiting for it was cancelled or went away; deadline: their deadlines passed. */
 /** How long after a live item bulk work keeps to its share of the workers. */
 const LIVE_WINDOW_MS = 1000;
+/** Bulk work's default share of the workers while live traffic is about. */
+export const DEFAULT_BULK_SHARE = 0.5;
 
+/** cancelled: every request waiting for it was cancelled or went away; deadline: their deadlines passed. */
 export type DropReason = 'cancelled' | 'deadline';
 
 export type ItemOutcome<E> =
@@ -60,6 +62,11 @@ export interface BatcherOptions<I, E> {
   readonly maxCost: number;
   /** Batches allowed to run at once: one per worker, so a batch never waits inside the pool. */
   readonly concurrency: number;
+  /**
+   * The share of `concurrency` low-priority (bulk) batches may hold while live traffic is about, in
+   * (0, 1]; at least one worker. Default DEFAULT_BULK_SHARE.
+   */
+  readonly bulkShare?: number;
   readonly cost: (item: I) => number;
   /** Items of different groups never share a batch (a lane's models); absent: one group. */
   readonly group?: (item: I) => number;
@@ -194,10 +201,15 @@ export class Batcher<I, E> {
   #runningLow = 0;
   #liveAt = Number.NEGATIVE_INFINITY;
   #lowTimer: NodeJS.Timeout | null = null;
+  /** Low-priority batches allowed to run while live traffic is about. */
+  readonly #bulkWorkers: number;
   #idle: (() => void)[] = [];
 
   constructor(options: BatcherOptions<I, E>) {
     this.#options = options;
+    const share = options.bulkShare ?? DEFAULT_BULK_SHARE;
+    if (!(share > 0 && share <= 1)) throw new Error(`bulkShare must be in (0, 1] (got ${share}). This is a bug.`);
+    this.#bulkWorkers = Math.max(1, Math.floor(options.concurrency * share));
   }
 
   /** Items waiting for a batch. */
@@ -265,15 +277,15 @@ export class Batcher<I, E> {
   }
 
   /**
-   * Bulk work's share while live traffic is about (a live item within LIVE_WINDOW_MS): at most half
-   * the workers (at least one) run low-priority batches, so a live item that arrives finds a worker
-   * free soon instead of waiting behind bulk batches on every worker. Alone, bulk work uses them all.
+   * Bulk work's share while live traffic is about (a live item within LIVE_WINDOW_MS): at most
+   * `bulkShare` of the workers (at least one) run low-priority batches, so a live item that arrives
+   * finds a worker free soon instead of waiting behind bulk batches on every worker. Alone, bulk work
+   * uses them all.
    */
   #lowBlocked(): boolean {
     if (this.#queuedAt.high + this.#queuedAt.normal > 0) return false;
     const sinceLive = performance.now() - this.#liveAt;
-    if (sinceLive >= LIVE_WINDOW_MS || this.#runningLow < Math.max(1, Math.floor(this.#options.concurrency / 2)))
-      return false;
+    if (sinceLive >= LIVE_WINDOW_MS || this.#runningLow < this.#bulkWorkers) return false;
     // Try again once the live window has passed, if nothing else wakes the pump first.
     if (this.#lowTimer === null)
       this.#lowTimer = setTimeout(() => {

@@ -11,6 +11,8 @@ export interface ImageLaneOptions {
   readonly maxBatchItems: number;
   readonly maxPixels: number;
   readonly nice: number;
+  /** The share of the workers batch jobs may hold while live traffic is about (the batcher's bulkShare). */
+  readonly bulkShare?: number;
   readonly provider: ImageWorkerData['provider'];
   readonly observer?: LaneObserver;
   /** Each worker's heap limit and (tests only) its injected faults. */
@@ -38,6 +40,7 @@ export function createImageLane(options: ImageLaneOptions): ImageLane {
     threads: options.threads,
     maxHeapMb: options.worker.maxHeapMb,
     maxQueue: options.maxQueue,
+    ...(options.bulkShare === undefined ? {} : { bulkShare: options.bulkShare }),
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchItems,
     cost: () => 1,

@@ -140,6 +140,8 @@ export interface LaneSettings<I> {
   readonly maxQueue: number;
   readonly maxBatchItems: number;
   readonly maxBatchCost: number;
+  /** The share of the workers bulk (low-priority) batches may hold while live traffic is about. */
+  readonly bulkShare?: number;
   readonly cost: (item: I) => number;
   /** The lane's model ids; an item names its model by position (`model(item)`), and a batch holds one model's items. */
   readonly models: readonly string[];
@@ -215,6 +217,7 @@ export class Lane<I> implements LaneHandle {
       maxItems: settings.maxBatchItems,
       maxCost: settings.maxBatchCost,
       concurrency: settings.threads,
+      ...(settings.bulkShare === undefined ? {} : { bulkShare: settings.bulkShare }),
       cost: settings.cost,
       group: settings.model,
       run: (items) => this.#run(items),

@@ -17,6 +17,8 @@ export interface TextLaneOptions {
   readonly maxBatchItems: number;
   readonly maxBatchTokens: number;
   readonly nice: number;
+  /** The share of the workers batch jobs may hold while live traffic is about (the batcher's bulkShare). */
+  readonly bulkShare?: number;
   readonly provider: TextWorkerData['provider'];
   readonly observer?: LaneObserver;
   /** Each worker's heap limit and (tests only) its injected faults. */
@@ -50,6 +52,7 @@ export function createTextLane(options: TextLaneOptions): TextLane {
     threads: options.threads,
     maxHeapMb: options.worker.maxHeapMb,
     maxQueue: options.maxQueue,
+    ...(options.bulkShare === undefined ? {} : { bulkShare: options.bulkShare }),
     maxBatchItems: options.maxBatchItems,
     maxBatchCost: options.maxBatchTokens,
     // Tokenising happens in the worker, so the batcher bounds padded tokens by the model's bound.

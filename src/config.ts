@@ -31,6 +31,7 @@ export interface Config {
   readonly batchChunkLines: number;
   readonly batchConcurrency: number;
   readonly batchLineConcurrency: number;
+  readonly batchLaneShare: number;
   readonly batchMaxLines: number;
   readonly batchLockMs: number;
   readonly cacheTtlSeconds: number;
@@ -136,6 +137,14 @@ function optionalPositive(raw: string, env: string): number | null {
   if (raw === '') return null;
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new ConfigError(`${env} must be a positive number (got "${raw}").`);
+  return n;
+}
+
+/** A fraction in (0, 1]. */
+function share(raw: string, env: string): number {
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1)
+    throw new ConfigError(`${env} must be a number above 0 and at most 1 (got "${raw}").`);
   return n;
 }
 
@@ -331,18 +340,26 @@ export const OPTIONS: readonly Option[] = [
   {
     key: 'batchConcurrency',
     env: 'TWINLANE_BATCH_CONCURRENCY',
-    default: '1',
+    default: '2',
     unit: 'chunks',
-    why: 'Chunks one instance runs at once.',
+    why: 'Chunks one instance runs at once: two, so the next chunk fills the lane while the last lines of the one before finish.',
     parse: int(1, 64),
   },
   {
     key: 'batchLineConcurrency',
     env: 'TWINLANE_BATCH_LINE_CONCURRENCY',
-    default: '4',
+    default: '64',
     unit: 'lines',
-    why: 'Lines of a chunk in flight at once: with the lowest priority, this bounds the share of a lane a batch holds while live traffic waits.',
+    why: "Lines of a chunk in flight at once: enough to keep a lane's workers in full batches when no live traffic is about.",
     parse: int(1, 256),
+  },
+  {
+    key: 'batchLaneShare',
+    env: 'TWINLANE_BATCH_LANE_SHARE',
+    default: '0.5',
+    unit: 'share',
+    why: "The share of a lane's workers (at least one) batch jobs may hold while live traffic is about (a live request within 1 s); alone, a batch uses every worker.",
+    parse: share,
   },
   {
     key: 'batchMaxLines',

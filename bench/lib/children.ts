@@ -40,8 +40,13 @@ export function standInServerEnv(modelsDir: string, extra: NodeJS.ProcessEnv = {
   };
 }
 
-export function startChild(script: string, env: NodeJS.ProcessEnv): Promise<Child> {
-  const child = spawn(process.execPath, [path.join(ROOT, script)], {
+/**
+ * Starts `node script`; `wrapper` runs it under a command that execs it, such as
+ * `['taskset', '-c', '0']` (the child's pid is then node's own, so CPU accounting still sees it).
+ */
+export function startChild(script: string, env: NodeJS.ProcessEnv, wrapper: readonly string[] = []): Promise<Child> {
+  const [command, ...args] = [...wrapper, process.execPath, path.join(ROOT, script)];
+  const child = spawn(command!, args, {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,13 +7,14 @@ interface Item {
 }
 
 /** A fake model: the vector of an item is [id], so any mix-up between requests shows. */
-function harness(options: { maxItems?: number; maxCost?: number; concurrency?: number } = {}) {
+function harness(options: { maxItems?: number; maxCost?: number; concurrency?: number; bulkShare?: number } = {}) {
   const calls: number[][] = [];
   const release: (() => void)[] = [];
   const batcher = new Batcher<Item, string>({
     maxItems: options.maxItems ?? 4,
     maxCost: options.maxCost ?? 1000,
     concurrency: options.concurrency ?? 1,
+    ...(options.bulkShare === undefined ? {} : { bulkShare: options.bulkShare }),
     cost: (item) => item.cost,
     run: (items) => {
       calls.push(items.map((i) => i.id));
@@ -183,5 +184,28 @@ describe('Batcher', () => {
     expect(dropped.reduce((a, b) => a + b, 0)).toBe(3);
     expect(settled.map(([i]) => i).sort()).toEqual([0, 1, 2, 3, 4]);
     expect(batcher.queued).toBe(0);
+  });
+
+  it('holds bulk (low-priority) batches to their share of the workers while live items are about', () => {
+    const { batcher, calls } = harness({ maxItems: 1, concurrency: 4, bulkShare: 0.5 });
+    void batcher.submit([item(100)]); // a live item: bulk work keeps to its share for the next second
+    for (let i = 1; i <= 6; i++) void batcher.submit([item(i)], { priority: 'low' });
+    // The live item runs and two of the three free workers take bulk batches (half of 4); one stays free.
+    expect(calls).toEqual([[100], [1], [2]]);
+    void batcher.submit([item(101)]);
+    expect(calls.at(-1)).toEqual([101]);
+  });
+
+  it('lets bulk work use every worker when no live item is about', () => {
+    const { batcher, calls } = harness({ maxItems: 1, concurrency: 4, bulkShare: 0.25 });
+    for (let i = 1; i <= 6; i++) void batcher.submit([item(i)], { priority: 'low' });
+    expect(calls).toEqual([[1], [2], [3], [4]]);
+  });
+
+  it('gives bulk work at least one worker however small its share', () => {
+    const { batcher, calls } = harness({ maxItems: 1, concurrency: 2, bulkShare: 0.1 });
+    void batcher.submit([item(100)]);
+    for (let i = 1; i <= 3; i++) void batcher.submit([item(i)], { priority: 'low' });
+    expect(calls).toEqual([[100], [1]]);
   });
 });

@@ -78,6 +78,8 @@ describe('config', () => {
     [{ TWINLANE_RATE_BURST: '5' }, /TWINLANE_RATE_BURST needs TWINLANE_RATE_LIMIT/],
     [{ TWINLANE_REDIS_FAILURE_THRESHOLD: '0' }, /TWINLANE_REDIS_FAILURE_THRESHOLD must be between 1 and 1000/],
     [{ TWINLANE_REDIS_COOL_DOWN_MS: '1.5' }, /TWINLANE_REDIS_COOL_DOWN_MS must be a whole number/],
+    [{ TWINLANE_BATCH_LANE_SHARE: '0' }, /TWINLANE_BATCH_LANE_SHARE must be a number above 0 and at most 1/],
+    [{ TWINLANE_BATCH_LANE_SHARE: '1.5' }, /TWINLANE_BATCH_LANE_SHARE must be a number above 0 and at most 1/],
   ])('refuses %o with a message naming the option', (env, message) => {
     expect(() => loadConfig([], env)).toThrow(ConfigError);
     expect(() => loadConfig([], env)).toThrow(message);
