@@ -3,7 +3,7 @@
 // work. The HTTP routes live in server/routes/batch.ts; a line's embedding is the server's own
 // /v1/embeddings code, handed in as a LineExecutor.
 export { FileStore, type FileObject, type FilePurpose } from './files.js';
-export { BatchState, type BatchObject, type BatchStatus, type RequestCounts } from './state.js';
+export { BATCH_STATUSES, BatchState, type BatchObject, type BatchStatus, type RequestCounts } from './state.js';
 export {
   BatchError,
   BatchService,

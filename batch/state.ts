@@ -8,8 +8,18 @@ import path from 'node:path';
 import { writeAtomically } from './files.js';
 import type { LineError } from './validate.js';
 
-export type BatchStatus =
-  'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
+/** OpenAI's batch statuses. */
+export const BATCH_STATUSES = [
+  'validating',
+  'failed',
+  'in_progress',
+  'finalizing',
+  'completed',
+  'expired',
+  'cancelling',
+  'cancelled',
+] as const;
+export type BatchStatus = (typeof BATCH_STATUSES)[number];
 
 export interface RequestCounts {
   readonly total: number;

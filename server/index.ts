@@ -15,6 +15,9 @@ import * as batch from './routes/batch.js';
 import type { BatchRouteOptions } from './routes/batch.js';
 import * as ops from './routes/ops.js';
 import { tokenize } from './routes/tokenize.js';
+import { createPages } from './routes/pages.js';
+import * as doc from './openapi/operations.js';
+import { openApiDocument, type DocumentContext } from './openapi/document.js';
 import { registerWebSocket, type WsOptions } from './ws/index.js';
 import {
   assertNativeUws,
@@ -50,6 +53,8 @@ export interface ServerOptions {
   readonly ws: Omit<WsOptions, 'orchestrator' | 'metrics' | 'guard' | 'drain' | 'tracker'>;
   /** The Files and Batches API; absent: those routes answer 404. */
   readonly batch?: BatchRouteOptions | undefined;
+  /** GET /openapi.json, /docs and /playground; false: those routes answer 404. */
+  readonly ui: boolean;
 }
 
 export interface ListenOptions {
@@ -89,6 +94,8 @@ interface Route {
   readonly access: Access;
   /** The lane a route's requests go to, when its path says so: shed at header time while that lane is stormed. */
   readonly lane?: LaneName;
+  /** What the route is, for /openapi.json (server/openapi). */
+  readonly doc: doc.OperationDoc;
   readonly handler: Handler;
 }
 
@@ -112,12 +119,13 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
     startedAt: Date.now(),
     draining: () => drain.draining,
   };
-  return [
+  const routes: Route[] = [
     {
       path: '/v1/embeddings',
       method: 'post',
       embedding: true,
       access: 'api',
+      doc: doc.EMBEDDINGS,
       handler: (ex) => openAiEmbeddings(ex, openAi),
     },
     {
@@ -125,6 +133,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       method: 'post',
       embedding: true,
       access: 'api',
+      doc: doc.EMBEDDINGS,
       handler: (ex) => openAiEmbeddings(ex, openAi),
     },
     {
@@ -132,6 +141,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       method: 'post',
       embedding: true,
       access: 'api',
+      doc: doc.EMBED_TEXT,
       lane: 'text',
       handler: (ex) => embedText(ex, { orchestrator, guard, hot, maxBodyBytes }),
     },
@@ -140,6 +150,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       method: 'post',
       embedding: true,
       access: 'api',
+      doc: doc.EMBED_IMAGE,
       lane: 'image',
       handler: (ex) => embedImage(ex, { orchestrator, guard, hot: null, maxBodyBytes: options.maxImageBodyBytes }),
     },
@@ -148,13 +159,14 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       method: 'post',
       embedding: true,
       access: 'api',
+      doc: doc.TOKENIZE,
       handler: (ex) => tokenize(ex, { orchestrator, guard, maxBodyBytes }),
     },
-    { path: '/health', method: 'get', embedding: false, access: 'ops', handler: ops.health },
-    { path: '/ready', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.ready(ex, opsOptions) },
-    { path: '/info', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.info(ex, opsOptions) },
-    { path: '/v1/models', method: 'get', embedding: false, access: 'api', handler: (ex) => ops.models(ex, opsOptions) },
-    { path: '/metrics', method: 'get', embedding: false, access: 'ops', handler: (ex) => ops.metrics(ex, opsOptions) },
+    operator('/health', 'ops', doc.HEALTH, ops.health),
+    operator('/ready', 'ops', doc.READY, (ex) => ops.ready(ex, opsOptions)),
+    operator('/info', 'api', doc.INFO, (ex) => ops.info(ex, opsOptions)),
+    operator('/v1/models', 'api', doc.MODELS, (ex) => ops.models(ex, opsOptions)),
+    operator('/metrics', 'ops', doc.METRICS, (ex) => ops.metrics(ex, opsOptions)),
     ...(options.batch ? batchRoutes(options.batch) : []),
     // Reached only by a GET /ws that is not a WebSocket upgrade (upgrades go to server/ws).
     {
@@ -162,6 +174,7 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       method: 'get',
       embedding: false,
       access: 'open',
+      doc: doc.WEBSOCKET,
       handler: () => {
         throw new TwinlaneError(
           'upgrade_required',
@@ -170,6 +183,23 @@ function routeTable(options: ServerOptions, guard: Guard, drain: Drain, gate: Fr
       },
     },
   ];
+  if (options.ui) routes.push(...pageRoutes(routes, documentContext(options, guard)));
+  return routes;
+}
+
+function documentContext(options: ServerOptions, guard: Guard): DocumentContext {
+  return {
+    version: options.version,
+    keys: (options.access?.apiKeys ?? null) !== null,
+    authOps: options.access?.authOps ?? false,
+    rateLimited: guard.rateLimited,
+    limits: { maxInputs: options.limits.maxInputs, maxChars: options.limits.maxChars },
+  };
+}
+
+/** A GET route that embeds nothing. */
+function operator(path: string, access: Access, about: doc.OperationDoc, handler: Handler): Route {
+  return { path, method: 'get', embedding: false, access, doc: about, handler };
 }
 
 /** OpenAI's Files and Batches API (server/routes/batch.ts): keys like the embedding routes, no lane at request time. */
@@ -177,24 +207,40 @@ function batchRoutes(o: BatchRouteOptions): Route[] {
   const route = (
     method: Route['method'],
     path: string,
+    about: doc.OperationDoc,
     handler: (ex: Exchange, o: BatchRouteOptions) => Promise<void>,
   ): Route => ({
     path,
     method,
     embedding: false,
     access: 'api',
+    doc: about,
     handler: (ex) => handler(ex, o),
   });
   return [
-    route('post', '/v1/files', batch.createFile),
-    route('get', '/v1/files', batch.listFiles),
-    route('get', '/v1/files/:id', batch.getFile),
-    route('del', '/v1/files/:id', batch.deleteFile),
-    route('get', '/v1/files/:id/content', batch.fileContent),
-    route('post', '/v1/batches', batch.createBatch),
-    route('get', '/v1/batches', batch.listBatches),
-    route('get', '/v1/batches/:id', batch.getBatch),
-    route('post', '/v1/batches/:id/cancel', batch.cancelBatch),
+    route('post', '/v1/files', doc.FILE_CREATE, batch.createFile),
+    route('get', '/v1/files', doc.FILE_LIST, batch.listFiles),
+    route('get', '/v1/files/:id', doc.FILE_GET, batch.getFile),
+    route('del', '/v1/files/:id', doc.FILE_DELETE, batch.deleteFile),
+    route('get', '/v1/files/:id/content', doc.FILE_CONTENT, batch.fileContent),
+    route('post', '/v1/batches', doc.BATCH_CREATE, batch.createBatch),
+    route('get', '/v1/batches', doc.BATCH_LIST, batch.listBatches),
+    route('get', '/v1/batches/:id', doc.BATCH_GET, batch.getBatch),
+    route('post', '/v1/batches/:id/cancel', doc.BATCH_CANCEL, batch.cancelBatch),
+  ];
+}
+
+/**
+ * The API description and the pages (server/routes/pages.ts), open like /health. The document is
+ * built from `routes` — the table being registered, these routes included — on its first request.
+ */
+function pageRoutes(routes: readonly Route[], context: DocumentContext): Route[] {
+  const pages = createPages(() => openApiDocument(routes, context));
+  return [
+    operator('/openapi.json', 'open', doc.OPENAPI, (ex) => pages.openApi(ex)),
+    operator('/docs', 'open', doc.DOCS, (ex) => pages.docs(ex)),
+    operator('/playground', 'open', doc.PLAYGROUND, (ex) => pages.playground(ex)),
+    operator('/ui/:name', 'open', doc.UI_ASSET, (ex) => pages.asset(ex)),
   ];
 }
 
@@ -224,7 +270,7 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 /** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
 function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: ExchangeTracker) {
   const shed = new ShedReplies(tracker.metrics);
-  return (route: Omit<Route, 'method'>) => (res: HttpResponse, req: HttpRequest) => {
+  return (route: Omit<Route, 'method' | 'doc'>) => (res: HttpResponse, req: HttpRequest) => {
     // A stormed lane's request is refused from its headers alone, before anything else is made for
     // it (with rate limits on, it takes the usual path, whose answers carry the client's budget).
     if (route.lane && !guard.rateLimited) {

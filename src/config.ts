@@ -74,6 +74,7 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly drainDelayMs: number;
   readonly accessLog: boolean;
+  readonly ui: boolean;
   readonly hotAnswerBytes: number;
   readonly shedAfterRefusalsPerSecond: number;
   readonly shedProbesPerSecond: number;
@@ -771,6 +772,14 @@ export const OPTIONS: readonly Option[] = [
     default: 'false',
     unit: 'boolean',
     why: 'One JSON log line per answer: request id (x-request-id), method, path, status, milliseconds. Off by default: at tens of thousands of answers a second the log would cost more than the answers.',
+    parse: bool,
+  },
+  {
+    key: 'ui',
+    env: 'TWINLANE_UI',
+    default: 'true',
+    unit: 'boolean',
+    why: 'Serve GET /openapi.json, /docs (Swagger UI, from the package) and /playground; open like /health (the calls they make need a key when keys are configured). false: those paths answer 404.',
     parse: bool,
   },
   {

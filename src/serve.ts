@@ -230,6 +230,7 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
       },
       accessLog: config.accessLog,
       hotAnswerBytes: config.hotAnswerBytes,
+      ui: config.ui,
       batch: { service: batch.service, files: batch.files, maxFileBytes: config.filesMaxBytes },
       frontGate: {
         stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond,

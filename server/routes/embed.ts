@@ -17,7 +17,8 @@ export interface EmbedRouteOptions extends HotRoute {
   readonly maxBodyBytes: number;
 }
 
-const ENCODINGS = ['float', ...QUANTIZATIONS] as const;
+/** The native routes' `encoding` values. */
+export const NATIVE_ENCODINGS = ['float', ...QUANTIZATIONS] as const;
 
 /** The `encoding` a client asks for; quantized vectors are answered as JSON only. */
 function encodingOf(value: string | undefined, format: VectorFormat, param: string): 'float' | Quantization {
@@ -25,7 +26,7 @@ function encodingOf(value: string | undefined, format: VectorFormat, param: stri
   if (encoding !== 'float' && !isQuantization(encoding)) {
     throw new TwinlaneError(
       'invalid_request',
-      `'${param}' must be one of ${ENCODINGS.join(', ')} (got '${encoding}').`,
+      `'${param}' must be one of ${NATIVE_ENCODINGS.join(', ')} (got '${encoding}').`,
       { param },
     );
   }

@@ -39,7 +39,8 @@ export interface EmbeddingsRouteOptions extends HotRoute {
   readonly readLimitBytes: number;
 }
 
-const ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
+/** `encoding_format` values: OpenAI's two, and the quantized encodings. */
+export const OPENAI_ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
 
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
@@ -56,7 +57,7 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
     options.gate.admit(ex.lane);
   }
   const body = requireObject(parseJson(raw));
-  const format = optionalEnum(body, 'encoding_format', ENCODINGS, 'float');
+  const format = optionalEnum(body, 'encoding_format', OPENAI_ENCODINGS, 'float');
   const result = await embed(
     ex,
     body,
@@ -69,7 +70,7 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   keepHot(options, hotKey, result, { contentType: 'application/json', headers: {}, body: answer });
 }
 
-function answerJson(result: EmbedResult, format: (typeof ENCODINGS)[number]): string {
+function answerJson(result: EmbedResult, format: (typeof OPENAI_ENCODINGS)[number]): string {
   const usage = `{"prompt_tokens":${result.promptTokens},"total_tokens":${result.promptTokens}}`;
   return `{"object":"list","data":[${result.vectors.map((vector, index) => embeddingObject(vector, index, format)).join(',')}],"model":${JSON.stringify(result.model)},"usage":${usage}}`;
 }
@@ -87,7 +88,7 @@ export async function embeddingsForBatch(
   orchestrator: Orchestrator,
 ): Promise<{ statusCode: number; body: unknown; retryAfterSeconds?: number }> {
   try {
-    const format = optionalEnum(body, 'encoding_format', ENCODINGS, 'float');
+    const format = optionalEnum(body, 'encoding_format', OPENAI_ENCODINGS, 'float');
     const model = optionalString(body, 'model');
     const inputs = openAiInputs(body, 'input', orchestrator.registry.find(model, 'text'));
     const result = await orchestrator.embedInputs({
@@ -115,7 +116,7 @@ export async function embeddingsForBatch(
  * One `data` item. Written by hand: base64 never needs escaping, and JSON.stringify would scan every
  * vector string (or build an array per float vector) on the hottest path of the server.
  */
-function embeddingObject(vector: Float32Array, index: number, format: (typeof ENCODINGS)[number]): string {
+function embeddingObject(vector: Float32Array, index: number, format: (typeof OPENAI_ENCODINGS)[number]): string {
   const head = `{"object":"embedding","index":${index},`;
   if (format === 'float') return `${head}"embedding":${jsonVector(vector)}}`;
   if (format === 'base64') return `${head}"embedding":"${float32Bytes([vector], vector.length).toString('base64')}"}`;

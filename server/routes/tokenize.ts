@@ -13,6 +13,9 @@ export interface TokenizeRouteOptions {
   readonly maxBodyBytes: number;
 }
 
+/** How /tokenize counts character offsets. */
+export const TOKENIZE_OFFSETS = ['utf16', 'codepoint', 'byte'] as const;
+
 export async function tokenize(ex: Exchange, options: TokenizeRouteOptions): Promise<void> {
   requireJson(ex);
   const body = requireObject(parseJson(await readBody(ex, options.maxBodyBytes)));
@@ -21,7 +24,7 @@ export async function tokenize(ex: Exchange, options: TokenizeRouteOptions): Pro
     model: optionalString(body, 'model'),
     inputs,
     addSpecialTokens: optionalBoolean(body, 'add_special_tokens', true),
-    offsets: optionalEnum(body, 'offsets', ['utf16', 'codepoint', 'byte'], 'utf16'),
+    offsets: optionalEnum(body, 'offsets', TOKENIZE_OFFSETS, 'utf16'),
     param: 'inputs',
   };
   await options.guard.spend(ex, inputs.length);
