@@ -155,7 +155,9 @@ function dockerignored(): (file: string) => boolean {
 /** GET routes of server/index.ts's routeTable, read from its source text. */
 function serverGetRoutes(): Set<string> {
   const source = readFileSync('server/index.ts', 'utf8');
-  return new Set([...source.matchAll(/\{ path: '([^']+)', method: 'get'/g)].map((m) => m[1] as string));
+  // GET routes are written `{ path: '/x', method: 'get', … }` or `operator('/x', …)` in the route table.
+  const routes = source.matchAll(/\{ path: '([^']+)', method: 'get'|operator\('([^']+)'/g);
+  return new Set([...routes].map((m) => (m[1] ?? m[2]) as string));
 }
 
 const compose = () => loadYaml('compose.yaml');
