@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, standInServerEnv, startChild, stopChild, waitReady, type Child } from './lib/children.js';
+import { batchProgress, sentenceBatch, submitBatch, type BatchProgress } from './lib/batch-api.js';
 import { cpuMark, cpuSince, type CpuMark, type CpuShare } from './lib/cpu.js';
 import { machineLines, quietSample } from './lib/machine.js';
 import { f0, f1, f2, progress } from './lib/phase.js';
 import { scrape, value } from './lib/scrape.js';
-import { sentence } from './fixtures/texts.js';
 
 const LINES = Number(process.env['BENCH_BATCH_LINES'] ?? '6000');
 const TEXT_MODEL = 'twinlane/minilm-l6-standin';
@@ -54,45 +54,10 @@ function instanceEnv(modelsDir: string, core: number | null, shared: { prefix: s
   });
 }
 
-function batchFile(runIndex: number): Blob {
-  // Unique sentences in every run, so no run is helped by what an earlier one left in Redis.
-  const lines = Array.from({ length: LINES }, (_, i) =>
-    JSON.stringify({
-      custom_id: `c${i}`,
-      method: 'POST',
-      url: '/v1/embeddings',
-      body: { model: TEXT_MODEL, input: sentence(3_000_000 + runIndex * 100_000 + i) },
-    }),
-  );
-  return new Blob([lines.join('\n')]);
-}
-
-async function submit(port: number, file: Blob): Promise<string> {
-  const form = new FormData();
-  form.set('purpose', 'batch');
-  form.set('file', file, 'catalogue.jsonl');
-  const uploaded = (await (
-    await fetch(`http://127.0.0.1:${port}/v1/files`, { method: 'POST', body: form })
-  ).json()) as { id: string };
-  const batch = (await (
-    await fetch(`http://127.0.0.1:${port}/v1/batches`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input_file_id: uploaded.id, endpoint: '/v1/embeddings', completion_window: '24h' }),
-    })
-  ).json()) as { id: string; status: string };
-  if (batch.status !== 'in_progress') throw new Error(`the batch is ${batch.status}`);
-  return batch.id;
-}
-
-async function waitFinal(port: number, id: string): Promise<{ status: string; completed: number; failed: number }> {
+async function waitFinal(port: number, id: string): Promise<BatchProgress> {
   for (;;) {
-    const batch = (await (await fetch(`http://127.0.0.1:${port}/v1/batches/${id}`)).json()) as {
-      status: string;
-      request_counts: { completed: number; failed: number };
-    };
-    if (['completed', 'failed', 'cancelled', 'expired'].includes(batch.status))
-      return { status: batch.status, ...batch.request_counts };
+    const progress = await batchProgress(port, id);
+    if (['completed', 'failed', 'cancelled', 'expired'].includes(progress.status)) return progress;
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -117,10 +82,11 @@ async function runLayout(layout: Layout, runIndex: number, modelsDir: string): P
         ),
       );
     await Promise.all(servers.map((s) => waitReady(s.port)));
-    const file = batchFile(runIndex);
+    // Unique sentences in every run, so no run is helped by what an earlier one left in Redis.
+    const file = sentenceBatch(TEXT_MODEL, LINES, 3_000_000 + runIndex * 100_000);
     const marks: CpuMark[] = servers.map((s) => cpuMark(s.pid));
     const started = performance.now();
-    const id = await submit(servers[0]!.port, file);
+    const id = await submitBatch(servers[0]!.port, file);
     const final = await waitFinal(servers[0]!.port, id);
     const seconds = (performance.now() - started) / 1000;
     if (final.status !== 'completed') throw new Error(`${layout.label}: the batch ended ${final.status}`);

@@ -7,6 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ROOT, standInServerEnv, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { cpuMark, cpuSince, type CpuShare } from './lib/cpu.js';
+import { batchProgress, sentenceBatch, submitBatch } from './lib/batch-api.js';
 import { runLoad, type LoadResult } from './lib/load.js';
 import { machineLines, quietSample } from './lib/machine.js';
 import { f0, f1, f2, progress } from './lib/phase.js';
@@ -16,46 +17,6 @@ const LIVE_CLIENTS = 16;
 const PHASE_S = Number(process.env['BENCH_MEASURE_S'] ?? '15');
 const BATCH_LINES = 20_000;
 const TEXT_MODEL = 'twinlane/minilm-l6-standin';
-
-interface Counts {
-  readonly completed: number;
-  readonly failed: number;
-  readonly total: number;
-}
-
-async function batchCounts(port: number, id: string): Promise<Counts & { status: string }> {
-  const batch = (await (await fetch(`http://127.0.0.1:${port}/v1/batches/${id}`)).json()) as {
-    status: string;
-    request_counts: Counts;
-  };
-  return { status: batch.status, ...batch.request_counts };
-}
-
-async function submitBatch(port: number): Promise<string> {
-  const lines = Array.from({ length: BATCH_LINES }, (_, i) =>
-    JSON.stringify({
-      custom_id: `c${i}`,
-      method: 'POST',
-      url: '/v1/embeddings',
-      body: { model: TEXT_MODEL, input: sentence(2_000_000 + i) },
-    }),
-  );
-  const form = new FormData();
-  form.set('purpose', 'batch');
-  form.set('file', new Blob([lines.join('\n')]), 'catalogue.jsonl');
-  const file = (await (await fetch(`http://127.0.0.1:${port}/v1/files`, { method: 'POST', body: form })).json()) as {
-    id: string;
-  };
-  const batch = (await (
-    await fetch(`http://127.0.0.1:${port}/v1/batches`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' }),
-    })
-  ).json()) as { id: string; status: string };
-  if (batch.status !== 'in_progress') throw new Error(`the batch is ${batch.status}`);
-  return batch.id;
-}
 
 async function live(server: Child, offset: number): Promise<{ result: LoadResult; cpu: CpuShare }> {
   let n = offset;
@@ -85,11 +46,11 @@ async function main(): Promise<void> {
     progress(`(A) ${LIVE_CLIENTS} live clients alone, ${PHASE_S} s`);
     const alone = await live(server, 0);
     progress(`(B) the same with a ${BATCH_LINES}-line batch running`);
-    const id = await submitBatch(server.port);
+    const id = await submitBatch(server.port, sentenceBatch(TEXT_MODEL, BATCH_LINES, 2_000_000));
     await new Promise((r) => setTimeout(r, 1000));
-    const before = await batchCounts(server.port, id);
+    const before = await batchProgress(server.port, id);
     const during = await live(server, 1_000_000);
-    const after = await batchCounts(server.port, id);
+    const after = await batchProgress(server.port, id);
     if (after.status !== 'in_progress')
       throw new Error(`the batch ended (${after.status}) before phase B did: raise BATCH_LINES`);
     const batchRate = (after.completed + after.failed - before.completed - before.failed) / (PHASE_S + 2);

@@ -48,6 +48,14 @@ async function newPage(): Promise<Page> {
   return page;
 }
 
+/** /playground with the key entered, once it has listed the models. */
+async function openPlayground(page: Page): Promise<void> {
+  await page.goto(`${server.url}/playground`);
+  await page.fill('#key', KEY);
+  await page.dispatchEvent('#key', 'change');
+  await page.waitForSelector('#model option:nth-child(2)', { state: 'attached' });
+}
+
 /** The heat map's cells as [row, col, cosine, red − blue of its colour]. */
 async function cells(page: Page): Promise<[number, number, number, number][]> {
   return page.$$eval('table.heat td', (tds) =>
@@ -99,10 +107,7 @@ describe('/playground', () => {
   it('draws a 3×3 heat map whose related pair is the warmest off-diagonal cell', async () => {
     const page = await newPage();
     try {
-      await page.goto(`${server.url}/playground`);
-      await page.fill('#key', KEY);
-      await page.dispatchEvent('#key', 'change');
-      await page.waitForSelector('#model option:nth-child(2)', { state: 'attached' });
+      await openPlayground(page);
       await page.fill(
         '#texts',
         'A man is playing a guitar.\nSomeone plays the guitar.\nThe stock market fell sharply today.',
@@ -127,10 +132,7 @@ describe('/playground', () => {
   it('draws a 2×2 heat map for two dropped images', async () => {
     const page = await newPage();
     try {
-      await page.goto(`${server.url}/playground`);
-      await page.fill('#key', KEY);
-      await page.dispatchEvent('#key', 'change');
-      await page.waitForSelector('#model option:nth-child(2)', { state: 'attached' });
+      await openPlayground(page);
       const images = await Promise.all(
         ['#d33', '#35d'].map(async (colour) =>
           (
