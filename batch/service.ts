@@ -250,6 +250,7 @@ export class BatchService {
     code: keyof typeof NOT_RUN,
   ): Promise<ChunkResult> {
     const lines = await this.#chunkLines(batch, chunk, chunkLines);
+    // Emptied, not left alone: an earlier attempt of this chunk may have written lines before it died.
     await writeFile(files.out, '');
     await writeFile(files.err, lines.map((line) => notRunLine(batch.id, line, code)).join(''));
     return { completed: 0, failed: lines.length, skipped: true };

@@ -3,7 +3,7 @@
 export { Lane, LaneFailedError, LaneRejectedError } from './lane.js';
 export type { WorkerLimits } from './lane.js';
 export type { LaneHandle, LaneName, LaneObserver, LaneRequest, LaneStats, RejectReason } from './lane.js';
-export { PRIORITIES } from './batcher.js';
+export { DEFAULT_BULK_SHARE, PRIORITIES } from './batcher.js';
 export type {
   BatchInfo,
   WorkerReport,

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 // Straight from the module, not lanes/index.ts: config is read before anything loads piscina.
 import { parseFaults, type FaultSpec } from '../lanes/faults.js';
+import { DEFAULT_BULK_SHARE } from '../lanes/batcher.js';
 import { RATE_LIMIT_SEGMENT } from '../cache/index.js';
 import type { ModelDtype } from './models.js';
 
@@ -357,7 +358,7 @@ export const OPTIONS: readonly Option[] = [
   {
     key: 'batchLaneShare',
     env: 'TWINLANE_BATCH_LANE_SHARE',
-    default: '0.5',
+    default: String(DEFAULT_BULK_SHARE),
     unit: 'share',
     why: "The share of a lane's workers (at least one) batch jobs may hold while live traffic is about (a live request within 1 s); alone, a batch uses every worker.",
     parse: share,

@@ -49,14 +49,20 @@ const RATE = {
 const REQUEST_ID = { 'x-request-id': header("the request's id (the client's own when it sent one)") };
 const RETRY_AFTER = { 'retry-after': header('seconds to wait before retrying', { type: 'integer' }) };
 
+/** The route answers only with a key: keys are configured and the guard checks this route's access. */
+function needsKey(route: DescribedRoute, context: DocumentContext): boolean {
+  return context.keys && (route.access === 'api' || (route.access === 'ops' && context.authOps));
+}
+
+const httpMethod = (route: DescribedRoute) => (route.method === 'del' ? 'delete' : route.method);
+
 function errorCodes(route: DescribedRoute, context: DocumentContext): ErrorCode[] {
-  const guarded = context.keys && (route.access === 'api' || (route.access === 'ops' && context.authOps));
   return [
     ...new Set<ErrorCode>([
       ...route.doc.errors,
       ...(route.embedding ? EMBEDDING_ERRORS : []),
       ...(route.embedding && context.rateLimited ? (['rate_limited'] as const) : []),
-      ...(guarded ? (['invalid_api_key'] as const) : []),
+      ...(needsKey(route, context) ? (['invalid_api_key'] as const) : []),
       'internal_error',
     ]),
   ];
@@ -135,7 +141,6 @@ function parameters(route: DescribedRoute): unknown[] {
 
 function operation(route: DescribedRoute, context: DocumentContext): Record<string, unknown> {
   const { doc } = route;
-  const guarded = context.keys && (route.access === 'api' || (route.access === 'ops' && context.authOps));
   const okHeaders = {
     ...REQUEST_ID,
     ...(doc.timed ? TIMING : {}),
@@ -160,26 +165,24 @@ function operation(route: DescribedRoute, context: DocumentContext): Record<stri
       },
       ...errorResponses(errorCodes(route, context)),
     },
-    security: guarded ? [{ bearer: [] }] : [],
+    security: needsKey(route, context) ? [{ bearer: [] }] : [],
   };
 }
 
 /** A stable id from method and path: `post_v1_embeddings`, `get_v1_files_id`. */
 function operationId(route: DescribedRoute): string {
-  const method = route.method === 'del' ? 'delete' : route.method;
-  return `${method}${route.path.replace(/[/:]+/g, '_').replace(/_$/, '')}`;
+  return `${httpMethod(route)}${route.path.replace(/[/:]+/g, '_').replace(/_$/, '')}`;
 }
 
 /** OpenAPI's path for a uWS pattern: `/v1/files/:id` → `/v1/files/{id}`. */
-export function openApiPath(path: string): string {
+function openApiPath(path: string): string {
   return path.replace(/:(\w+)/g, '{$1}');
 }
 
 export function openApiDocument(routes: readonly DescribedRoute[], context: DocumentContext): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
-    const method = route.method === 'del' ? 'delete' : route.method;
-    (paths[openApiPath(route.path)] ??= {})[method] = operation(route, context);
+    (paths[openApiPath(route.path)] ??= {})[httpMethod(route)] = operation(route, context);
   }
   return {
     openapi: '3.1.0',

@@ -16,7 +16,7 @@ export interface SchemaLimits {
   readonly maxChars: number;
 }
 
-const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+export const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
 const nullable = (schema: Schema): Schema => ({ anyOf: [schema, { type: 'null' }] });
 const vector: Schema = { type: 'array', items: { type: 'number' } };
 
@@ -52,6 +52,9 @@ function errorSchemas(): Record<string, Schema> {
 }
 
 function embeddingSchemas(limits: SchemaLimits): Record<string, Schema> {
+  const list = (item: Schema): Schema => ({ type: 'array', minItems: 1, maxItems: limits.maxInputs, items: item });
+  /** One input or a list of them, as the parsers take `input` / `inputs`. */
+  const oneOrList = (item: Schema): Schema => ({ anyOf: [item, list(item)] });
   const text: Schema = { type: 'string', maxLength: limits.maxChars };
   const image: Schema = {
     description: 'An image: an http(s) URL, a data URI, `{"url"}` or `{"b64"}`.',
@@ -75,7 +78,7 @@ function embeddingSchemas(limits: SchemaLimits): Record<string, Schema> {
       type: 'object',
       required: ['input'],
       properties: {
-        input: { anyOf: [item, { type: 'array', minItems: 1, maxItems: limits.maxInputs, items: item }] },
+        input: oneOrList(item),
         model: { type: 'string', description: "A served model id (GET /v1/models); absent: the text lane's default." },
         encoding_format: { enum: [...OPENAI_ENCODINGS], default: 'float' },
         dimensions: { type: 'integer', minimum: 1, description: 'Matryoshka truncation, then re-normalisation.' },
@@ -121,7 +124,7 @@ function embeddingSchemas(limits: SchemaLimits): Record<string, Schema> {
       type: 'object',
       required: ['inputs'],
       properties: {
-        inputs: { anyOf: [text, { type: 'array', minItems: 1, maxItems: limits.maxInputs, items: text }] },
+        inputs: oneOrList(text),
         model: { type: 'string' },
         normalize: { type: 'boolean', default: true },
         truncate: { type: 'boolean', default: true },
@@ -133,7 +136,7 @@ function embeddingSchemas(limits: SchemaLimits): Record<string, Schema> {
       type: 'object',
       required: ['inputs'],
       properties: {
-        inputs: { type: 'array', minItems: 1, maxItems: limits.maxInputs, items: image },
+        inputs: list(image),
         model: { type: 'string' },
         normalize: { type: 'boolean', default: true },
         encoding: { enum: [...NATIVE_ENCODINGS], default: 'float' },
@@ -162,7 +165,7 @@ function embeddingSchemas(limits: SchemaLimits): Record<string, Schema> {
       type: 'object',
       required: ['inputs'],
       properties: {
-        inputs: { anyOf: [text, { type: 'array', minItems: 1, maxItems: limits.maxInputs, items: text }] },
+        inputs: oneOrList(text),
         model: { type: 'string' },
         add_special_tokens: { type: 'boolean', default: true },
         offsets: { enum: [...TOKENIZE_OFFSETS], default: 'utf16' },
@@ -355,5 +358,3 @@ function batchSchemas(): Record<string, Schema> {
 export function componentSchemas(limits: SchemaLimits): Record<string, Schema> {
   return { ...errorSchemas(), ...embeddingSchemas(limits), ...operatorSchemas(), ...batchSchemas() };
 }
-
-export { ref };

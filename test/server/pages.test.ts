@@ -36,7 +36,8 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function newPage(): Promise<Page> {
+/** Runs `use` on a fresh page, closed afterwards whatever happens. */
+async function withPage(use: (page: Page) => Promise<void>): Promise<void> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   // The pages must work offline: any request that leaves the server fails the test.
   await page.route(
@@ -45,7 +46,11 @@ async function newPage(): Promise<Page> {
       throw new Error(`the page asked for ${route.request().url()}`);
     },
   );
-  return page;
+  try {
+    await use(page);
+  } finally {
+    await page.close();
+  }
 }
 
 /** /playground with the key entered, once it has listed the models. */
@@ -74,8 +79,7 @@ async function cells(page: Page): Promise<[number, number, number, number][]> {
 
 describe('/docs', () => {
   it('renders the route list, and "try it" on /v1/embeddings with the key answers 200', async () => {
-    const page = await newPage();
-    try {
+    await withPage(async (page) => {
       await page.goto(`${server.url}/docs`);
       await page.waitForSelector('.opblock-summary-path');
       const paths = await page.$$eval('.opblock-summary-path', (els) => els.map((e) => e.textContent?.trim()));
@@ -97,16 +101,13 @@ describe('/docs', () => {
         await status.scrollIntoViewIfNeeded();
         await page.screenshot({ path: path.resolve('docs/docs-try-it.png') });
       }
-    } finally {
-      await page.close();
-    }
+    });
   }, 60_000);
 });
 
 describe('/playground', () => {
   it('draws a 3×3 heat map whose related pair is the warmest off-diagonal cell', async () => {
-    const page = await newPage();
-    try {
+    await withPage(async (page) => {
       await openPlayground(page);
       await page.fill(
         '#texts',
@@ -124,14 +125,11 @@ describe('/playground', () => {
       expect([byColour[0], byColour[1]].sort()).toEqual([0, 1]);
       expect(await page.textContent('#calls')).toMatch(/3 inputs, 384 dims, cache hits \d+/);
       if (SCREENSHOTS) await page.screenshot({ path: path.resolve('docs/playground.png'), fullPage: true });
-    } finally {
-      await page.close();
-    }
+    });
   }, 60_000);
 
   it('draws a 2×2 heat map for two dropped images', async () => {
-    const page = await newPage();
-    try {
+    await withPage(async (page) => {
       await openPlayground(page);
       const images = await Promise.all(
         ['#d33', '#35d'].map(async (colour) =>
@@ -158,21 +156,16 @@ describe('/playground', () => {
       await page.waitForSelector('table.heat td');
       expect(await cells(page)).toHaveLength(4);
       expect(await page.textContent('#calls')).toMatch(/2 inputs, \d+ dims/);
-    } finally {
-      await page.close();
-    }
+    });
   }, 60_000);
 
   it("shows a wrong key's error in the API's words", async () => {
-    const page = await newPage();
-    try {
+    await withPage(async (page) => {
       await page.goto(`${server.url}/playground`);
       await page.fill('#key', 'sk-wrong');
       await page.dispatchEvent('#key', 'change');
       await page.waitForFunction(() => (document.getElementById('error')?.textContent ?? '') !== '');
       expect(await page.textContent('#error')).toMatch(/^invalid_api_key \(401\): /);
-    } finally {
-      await page.close();
-    }
+    });
   }, 60_000);
 });
