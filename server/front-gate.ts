@@ -13,6 +13,8 @@ import type { HttpResponse } from './uws.js';
 export interface FrontGateOptions {
   readonly stormRefusalsPerSecond: number;
   readonly probesPerSecond: number;
+  /** How long a shed request's 429 is held before it is written (0: at once); see ShedReplies. */
+  readonly holdMs: number;
 }
 
 interface LaneWindow {
@@ -105,16 +107,76 @@ function shedError(lane: LaneName, retryAfterSeconds: number): TwinlaneError {
   );
 }
 
+/** A shed request whose 429 waits for its hold to pass. */
+interface Held {
+  readonly res: HttpResponse;
+  readonly requestId: string;
+  readonly route: string;
+  readonly lane: LaneName;
+  readonly retryAfterSeconds: number;
+  readonly startedAt: number;
+  gone: boolean;
+}
+
+/** Most 429s held at once: past it, a shed request is answered at once, so a flood over many sockets cannot grow the queue. */
+const MAX_HELD = 8192;
+
 /**
- * The 429 of a shed request, written at once from the request's headers: no Exchange, no body read,
- * the error body made once per lane and Retry-After. What a flood of retried requests costs is this.
+ * The 429 of a shed request, written from the request's headers: no Exchange, no body read, the error
+ * body made once per lane and Retry-After. What a flood of retried requests costs is this.
+ *
+ * The 429 is held for `holdMs` first (a tarpit). A client that retries a 429 at once (as many do)
+ * otherwise comes back within microseconds, so a few hundred of them made the main thread refuse
+ * ≈ 10,000 requests a second (bench:isolation phase 3) and their load generator burn a third of the
+ * machine; held, each connection can be refused at most 1000 / holdMs times a second. Clients that
+ * honour Retry-After (≥ 1 s) lose nothing. One FIFO and one timer serve every held answer, since all
+ * are held equally long.
  */
 export class ShedReplies {
   readonly #metrics: Metrics;
+  readonly #holdMs: number;
   readonly #bodies = new Map<string, string>();
+  readonly #held: Held[] = [];
+  #head = 0;
+  #timer: NodeJS.Timeout | null = null;
 
-  constructor(metrics: Metrics) {
+  constructor(metrics: Metrics, holdMs: number) {
     this.#metrics = metrics;
+    this.#holdMs = holdMs;
+  }
+
+  /** Answers the shed request now, or after the hold (the request must then be answered asynchronously: onAborted is attached). */
+  send(res: HttpResponse, requestId: string, route: string, lane: LaneName, retryAfterSeconds: number): void {
+    const startedAt = performance.now();
+    if (this.#holdMs === 0 || this.#held.length - this.#head >= MAX_HELD) {
+      this.#write({ res, requestId, route, lane, retryAfterSeconds, startedAt, gone: false });
+      return;
+    }
+    const held: Held = { res, requestId, route, lane, retryAfterSeconds, startedAt, gone: false };
+    res.onAborted(() => {
+      held.gone = true;
+    });
+    this.#held.push(held);
+    this.#timer ??= setTimeout(() => this.#release(), this.#holdMs);
+  }
+
+  /** Writes every held answer whose hold has passed, then waits for the next one's. */
+  #release(): void {
+    this.#timer = null;
+    const due = performance.now() - this.#holdMs;
+    while (this.#head < this.#held.length && this.#held[this.#head]!.startedAt <= due)
+      this.#write(this.#held[this.#head++]!);
+    if (this.#head === this.#held.length) {
+      this.#held.length = 0;
+      this.#head = 0;
+      return;
+    }
+    if (this.#head > 1024) {
+      this.#held.splice(0, this.#head);
+      this.#head = 0;
+    }
+    const next = this.#held[this.#head]!.startedAt + this.#holdMs - performance.now();
+    this.#timer = setTimeout(() => this.#release(), Math.max(1, Math.ceil(next)));
   }
 
   /**
@@ -122,7 +184,25 @@ export class ShedReplies {
    * JavaScript. (Closing it instead spared the main thread that reading, but clients still uploading
    * then saw a reset instead of the 429: undici failed 10 of 56 such requests in a test.)
    */
-  send(res: HttpResponse, requestId: string, route: string, lane: LaneName, retryAfterSeconds: number): void {
+  #write(held: Held): void {
+    const { res, lane, retryAfterSeconds, route } = held;
+    if (!held.gone) {
+      const body = this.#body(lane, retryAfterSeconds);
+      const retryAfter = String(retryAfterSeconds);
+      res.cork(() => {
+        res
+          .writeStatus('429 Too Many Requests')
+          .writeHeader('x-request-id', held.requestId)
+          .writeHeader('content-type', 'application/json')
+          .writeHeader('retry-after', retryAfter)
+          .end(body);
+      });
+    }
+    this.#metrics.request(route, lane, held.gone ? 499 : 429, (performance.now() - held.startedAt) / 1000);
+    if (!held.gone) this.#metrics.error(route, 'lane_overloaded');
+  }
+
+  #body(lane: LaneName, retryAfterSeconds: number): string {
     const key = `${lane} ${retryAfterSeconds}`;
     let body = this.#bodies.get(key);
     if (body === undefined) {
@@ -130,16 +210,15 @@ export class ShedReplies {
       body = JSON.stringify({ error: { message: error.message, type: error.type, code: error.code, param: null } });
       this.#bodies.set(key, body);
     }
-    const retryAfter = String(retryAfterSeconds);
-    res.cork(() => {
-      res
-        .writeStatus('429 Too Many Requests')
-        .writeHeader('x-request-id', requestId)
-        .writeHeader('content-type', 'application/json')
-        .writeHeader('retry-after', retryAfter)
-        .end(body);
-    });
-    this.#metrics.request(route, lane, 429, 0);
-    this.#metrics.error(route, 'lane_overloaded');
+    return body;
+  }
+
+  /** Writes every held answer at once (the server is closing). */
+  flush(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    while (this.#head < this.#held.length) this.#write(this.#held[this.#head++]!);
+    this.#held.length = 0;
+    this.#head = 0;
   }
 }

@@ -23,14 +23,12 @@ export interface HotAnswer {
   readonly contentType: string;
   /** Headers of the answer's shape (`x-embedding-dims`, …); timing headers are added when it is sent. */
   readonly headers: Readonly<Record<string, string>>;
-  readonly body: string | Buffer;
+  /** Encoded once when kept: a string body would be converted to UTF-8 on every send. */
+  readonly body: Buffer;
 }
 
 const answerBytes = (answer: HotAnswer, key: string): number =>
-  key.length * 2 +
-  (typeof answer.body === 'string' ? answer.body.length * 2 : answer.body.length) +
-  answer.cacheKeys.reduce((n, k) => n + k.length * 2, 0) +
-  ENTRY_OVERHEAD_BYTES;
+  key.length * 2 + answer.body.length + answer.cacheKeys.reduce((n, k) => n + k.length * 2, 0) + ENTRY_OVERHEAD_BYTES;
 
 export class HotAnswers {
   readonly #lru: LRUCache<string, HotAnswer>;
@@ -95,8 +93,9 @@ export function keepHot(
   route: HotRoute,
   key: string | null,
   result: EmbedResult,
-  answer: Omit<HotAnswer, 'lane' | 'cacheKeys'>,
+  answer: Omit<HotAnswer, 'lane' | 'cacheKeys' | 'body'> & { readonly body: string | Buffer },
 ): void {
   if (key === null || route.hot === null || result.hotKeys === null) return;
-  route.hot.set(key, { ...answer, lane: result.lane, cacheKeys: result.hotKeys });
+  const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body;
+  route.hot.set(key, { ...answer, body, lane: result.lane, cacheKeys: result.hotKeys });
 }

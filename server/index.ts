@@ -268,8 +268,7 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 }
 
 /** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
-function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, tracker: ExchangeTracker) {
-  const shed = new ShedReplies(tracker.metrics);
+function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedReplies, tracker: ExchangeTracker) {
   return (route: Omit<Route, 'method' | 'doc'>) => (res: HttpResponse, req: HttpRequest) => {
     // A stormed lane's request is refused from its headers alone, before anything else is made for
     // it (with rate limits on, it takes the usual path, whose answers carry the client's budget).
@@ -364,6 +363,8 @@ interface App {
   readonly app: TemplatedApp;
   readonly drain: Drain;
   readonly ws: ReturnType<typeof registerWebSocket>;
+  /** Shed requests' 429s, some of them held (written at once when the server stops accepting). */
+  readonly shed: ShedReplies;
 }
 
 /** The uWS app with every HTTP route and the WebSocket route registered, sharing one guard, drain and gate. */
@@ -387,12 +388,13 @@ function buildApp(options: ServerOptions): App {
     drain,
     tracker,
   });
-  registerRoutes(app, routeTable(options, guard, drain, gate), dispatcher(guard, drain, gate, tracker));
-  return { app, drain, ws };
+  const shed = new ShedReplies(options.metrics, options.frontGate.holdMs);
+  registerRoutes(app, routeTable(options, guard, drain, gate), dispatcher(guard, drain, gate, shed, tracker));
+  return { app, drain, ws, shed };
 }
 
 /** The drain steps of a listening app (src/serve.ts runs them in order on SIGTERM). */
-function running({ drain, ws }: App, at: ListenOptions, socket: us_listen_socket): RunningServer {
+function running({ drain, ws, shed }: App, at: ListenOptions, socket: us_listen_socket): RunningServer {
   return {
     host: at.host,
     port: uWS.us_socket_local_port(socket),
@@ -400,6 +402,7 @@ function running({ drain, ws }: App, at: ListenOptions, socket: us_listen_socket
     stopAccepting() {
       if (drain.refusing) return;
       drain.close();
+      shed.flush();
       uWS.us_listen_socket_close(socket);
     },
     drained: (timeoutMs) => drain.idle(timeoutMs),

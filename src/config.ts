@@ -79,6 +79,8 @@ export interface Config {
   readonly hotAnswerBytes: number;
   readonly shedAfterRefusalsPerSecond: number;
   readonly shedProbesPerSecond: number;
+  /** ms a shed request's 429 is held before it is written; 0: at once. */
+  readonly shedHoldMs: number;
   readonly wsMaxFrameBytes: number;
   readonly wsMaxInFlightItems: number;
   readonly wsMaxQueuedBytes: number;
@@ -686,6 +688,14 @@ export const OPTIONS: readonly Option[] = [
     unit: 'requests/s',
     why: 'A lane at its queue bound that refused more requests than this in the last second is stormed: its requests are refused (429) before their bodies are read, so refusing costs the shared main thread microseconds.',
     parse: int(1),
+  },
+  {
+    key: 'shedHoldMs',
+    env: 'TWINLANE_SHED_HOLD_MS',
+    default: '100',
+    unit: 'ms',
+    why: "How long a shed request's 429 is held before it is written, so a client that retries at once is refused at most 1000 / this times a second per connection; 0 answers at once.",
+    parse: int(0, 10_000),
   },
   {
     key: 'shedProbesPerSecond',

@@ -235,6 +235,7 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
       frontGate: {
         stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond,
         probesPerSecond: config.shedProbesPerSecond,
+        holdMs: config.shedHoldMs,
       },
       ws: {
         limits: {

@@ -48,7 +48,13 @@ async function main(): Promise<void> {
   await Promise.all(cache.resolve([key], seeded));
   const hot = new HotAnswers(1 << 20);
   const hotKey = hot.key('/v1/embeddings', 'openai', BODY)!;
-  hot.set(hotKey, { lane: 'text', cacheKeys: [key], contentType: 'application/json', headers: {}, body: 'kept' });
+  hot.set(hotKey, {
+    lane: 'text',
+    cacheKeys: [key],
+    contentType: 'application/json',
+    headers: {},
+    body: Buffer.from('kept'),
+  });
   const registry = new client.Registry();
   const counter = new client.Counter({
     name: 'naive_items_total',

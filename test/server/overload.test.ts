@@ -136,71 +136,145 @@ describe('priorities', () => {
   });
 });
 
+/**
+ * A server whose image lane is held over its queue bound of 1 by one long request, and stormed by
+ * eight clients that send a small image again as soon as each is refused (40 ms apart), until `calm()`.
+ */
+async function stormedImageLane(extraEnv: Record<string, string>) {
+  const server = await startServer({
+    TWINLANE_IMAGE_THREADS: '1',
+    TWINLANE_IMAGE_MAX_QUEUE: '1',
+    TWINLANE_IMAGE_MAX_BATCH_ITEMS: '1',
+    TWINLANE_SHED_AFTER_REFUSALS_PER_S: '5',
+    TWINLANE_SHED_PROBES_PER_S: '0',
+    ...extraEnv,
+  });
+  const picture = (i: number) =>
+    sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } })
+      .png()
+      .toBuffer();
+  const pictures = await Promise.all(Array.from({ length: 400 }, (_, i) => picture(i)));
+  const holder = postJson(`${server.url}/embed/image`, {
+    inputs: pictures.map((p) => ({ b64: p.toString('base64') })),
+  });
+  await expect
+    .poll(
+      async () =>
+        ((await (await fetch(`${server.url}/ready`)).json()) as { lanes: { image: { queued: number } } }).lanes.image
+          .queued,
+      { timeout: 5000, interval: 20 },
+    )
+    .toBeGreaterThan(1);
+  const small = await picture(999);
+  let storming = true;
+  const refusedStatuses = new Set<number>();
+  const client = async (c: number) => {
+    for (let i = 0; storming; i++) {
+      // A failed fetch (status 0) fails calm(): every one of these must be answered 429.
+      const res = await fetch(`${server.url}/embed/image`, {
+        method: 'POST',
+        headers: { 'content-type': 'image/png' },
+        body: Buffer.concat([small, Buffer.from(`${c} ${i}`)]),
+      }).catch(() => null);
+      // Answers that come after calm() was called may meet a server that is stopping.
+      if (storming) refusedStatuses.add(res?.status ?? 0);
+      await res?.arrayBuffer();
+      await new Promise((r) => setTimeout(r, 40));
+    }
+  };
+  const clients = Promise.all(Array.from({ length: 8 }, (_, c) => client(c)));
+  await expect
+    .poll(() => metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/), {
+      timeout: 10_000,
+      interval: 100,
+    })
+    .toBeGreaterThan(0);
+  const calm = async () => {
+    storming = false;
+    await clients;
+    expect([...refusedStatuses]).toEqual([429]);
+    expect((await holder).status).toBe(200);
+  };
+  return { server, small, calm };
+}
+
+/** Sends a request's headers announcing a 5 MB image and 512 bytes of it; resolves with the answer's head and when it came. */
+function announceLargeImage(port: number, firstBytes: Buffer): Promise<{ head: string; afterMs: number }> {
+  return new Promise((resolve, reject) => {
+    const sentAt = performance.now();
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write(
+        'POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n',
+      );
+      socket.write(firstBytes.subarray(0, 512));
+    });
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (text.includes('\r\n\r\n')) {
+        socket.destroy();
+        resolve({ head: text, afterMs: performance.now() - sentAt });
+      }
+    });
+    socket.on('error', reject);
+    setTimeout(() => reject(new Error('no answer before the body was sent')), 5000);
+  });
+}
+
+const shedCount = (url: string) => metric(url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/);
+
 describe('a stormed lane', () => {
   it("is shed when a request's headers arrive, before its body is read, and counted as shed", async () => {
-    const server = await startServer({
-      TWINLANE_IMAGE_THREADS: '1',
-      TWINLANE_IMAGE_MAX_QUEUE: '1',
-      TWINLANE_IMAGE_MAX_BATCH_ITEMS: '1',
-      TWINLANE_SHED_AFTER_REFUSALS_PER_S: '5',
-      TWINLANE_SHED_PROBES_PER_S: '0',
-    });
+    const { server, small, calm } = await stormedImageLane({ TWINLANE_SHED_HOLD_MS: '0' });
     try {
-      const picture = (i: number) =>
-        sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } })
-          .png()
-          .toBuffer();
-      const pictures = await Promise.all(Array.from({ length: 400 }, (_, i) => picture(i)));
-      // One request of 400 images holds the lane over its queue bound of 1 for a few seconds.
-      const holder = postJson(`${server.url}/embed/image`, {
-        inputs: pictures.map((p) => ({ b64: p.toString('base64') })),
-      });
-      await expect
-        .poll(
-          async () =>
-            ((await (await fetch(`${server.url}/ready`)).json()) as { lanes: { image: { queued: number } } }).lanes
-              .image.queued,
-          { timeout: 5000, interval: 20 },
-        )
-        .toBeGreaterThan(1);
-      // Refused requests, well over 5 a second, make it stormed.
-      const small = await picture(999);
-      for (let i = 0; i < 30; i++) {
-        const res = await fetch(`${server.url}/embed/image`, {
-          method: 'POST',
-          headers: { 'content-type': 'image/png' },
-          body: Buffer.concat([small, Buffer.from(`${i}`)]),
-        });
-        expect(res.status).toBe(429);
-        await res.arrayBuffer();
-        await new Promise((r) => setTimeout(r, 40));
-      }
-      expect(
-        await metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="shed"\} (\S+)/),
-      ).toBeGreaterThan(0);
       // A request announcing a large body gets its 429 after its headers and a few bytes: the server
       // never waited for the rest.
-      const answer = await new Promise<string>((resolve, reject) => {
-        const socket = net.connect(server.port, '127.0.0.1', () => {
-          socket.write(
-            'POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n',
-          );
-          socket.write(small.subarray(0, 512));
-        });
-        let text = '';
-        socket.on('data', (chunk: Buffer) => {
-          text += chunk.toString('latin1');
-          if (text.includes('\r\n\r\n')) {
-            socket.destroy();
-            resolve(text);
-          }
-        });
-        socket.on('error', reject);
-        setTimeout(() => reject(new Error('no answer before the body was sent')), 5000);
-      });
-      expect(answer).toMatch(/^HTTP\/1\.1 429/);
-      expect(answer.toLowerCase()).toMatch(/retry-after: \d+/);
-      expect((await holder).status).toBe(200);
+      const { head } = await announceLargeImage(server.port, small);
+      expect(head).toMatch(/^HTTP\/1\.1 429/);
+      expect(head.toLowerCase()).toMatch(/retry-after: \d+/);
+      await calm();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('holds a shed 429 for TWINLANE_SHED_HOLD_MS, counts a client gone while held as 499, and writes held ones when stopping', async () => {
+    const { server, small, calm } = await stormedImageLane({ TWINLANE_SHED_HOLD_MS: '1000' });
+    try {
+      const shedBefore = await shedCount(server.url);
+      // Several at once share the one timer; none is answered before its hold has passed.
+      const answers = await Promise.all(Array.from({ length: 5 }, () => announceLargeImage(server.port, small)));
+      for (const { head, afterMs } of answers) {
+        expect(head).toMatch(/^HTTP\/1\.1 429/);
+        expect(head.toLowerCase()).toMatch(/retry-after: \d+/);
+        expect(afterMs).toBeGreaterThanOrEqual(990);
+      }
+      expect((await shedCount(server.url)) - shedBefore).toBeGreaterThanOrEqual(5);
+      const gone = net.connect(server.port, '127.0.0.1', () =>
+        gone.write('POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 600\r\n\r\n'),
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      gone.destroy();
+      await expect
+        .poll(
+          () =>
+            metric(
+              server.url,
+              /twinlane_http_requests_total\{route="\/embed\/image",lane="image",status="499"\} (\S+)/,
+            ),
+          { timeout: 3000 },
+        )
+        .toBe(1);
+      // Stopping writes a held answer at once rather than leaving it to its timer or a reset.
+      const last = announceLargeImage(server.port, small);
+      await new Promise((r) => setTimeout(r, 100));
+      const calmed = calm();
+      const stopped = server.stop();
+      const { head, afterMs } = await last;
+      expect(head).toMatch(/^HTTP\/1\.1 429/);
+      expect(afterMs).toBeLessThan(900);
+      expect(await stopped).toBe(0);
+      await calmed;
     } finally {
       await server.stop();
     }
