@@ -4,6 +4,7 @@
 //   (b) the server with unique texts (every request computed),
 //   (c) the server with repeated texts (every request an L1 cache hit),
 //   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c),
+//   (c-w), (d-w) the same two with wrk as the load generator (its latencies are the server's),
 //   (t) @huggingface/transformers behind node:http (bench/workers/transformers-server.ts) under the loads of
 //       (b) and (c): the common alternative, measured in the same run on the same model folder.
 // The server runs with its defaults, the image lane on but idle, as in production.
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import os from 'node:os';
 import { ceilingOverLayouts, layoutName, layoutsFor, measureCeiling, type LayoutRow } from './ceiling.js';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
 import { histogramRows, laneActivity, type LaneActivity } from './lane-activity.js';
@@ -24,6 +25,7 @@ import {
   f2,
   loadPhase,
   MEASURE_MS,
+  wrkPhase,
   pct,
   phaseRow,
   progress,
@@ -35,6 +37,7 @@ import {
 import { IMAGE_MODEL } from './e2e-image.js';
 import { scrape } from './scrape.js';
 import { SentenceSource } from '../fixtures/texts.js';
+import type { WrkRun } from './wrk.js';
 
 export const TEXT_MODEL = 'twinlane/minilm-l6-standin';
 const TJS_VERSION = (
@@ -51,6 +54,30 @@ const TARGET_HTTP = 0.5;
 const TARGET_HIT_P99_MS = 3;
 /** Against transformers.js: throughput (unique), p99 (unique, at most), throughput (repeated). */
 const TARGET_VS_TJS = { unique: 1.8, p99: 0.15, repeated: 30 };
+
+/** wrk's load for (c-w) and (d-w): the repeated sentences, one per line, in a file its script cycles. */
+function wrkRepeatedRun(texts: readonly string[]): Omit<WrkRun, 'port' | 'seconds'> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'twinlane-e2e-'));
+  const textsFile = path.join(dir, 'repeated.txt');
+  const imagesFile = path.join(dir, 'no-images.txt');
+  writeFileSync(textsFile, texts.join('\n') + '\n');
+  writeFileSync(imagesFile, '');
+  return {
+    concurrency: CONCURRENCY,
+    lane: 'text',
+    unique: false,
+    model: TEXT_MODEL,
+    textsFile,
+    imagesFile,
+    repeated: texts.length,
+    offset: 0,
+    salt: 'e2e',
+    // One thread and no answers handed to Lua: measured here, the cheapest wrk (two threads beside the
+    // server's main thread on 2 cores quadrupled the echo's p99).
+    threads: 1,
+    statuses: false,
+  };
+}
 
 export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): Promise<string[]> {
   const serverEnv: NodeJS.ProcessEnv = { ...baseEnv, TWINLANE_IMAGE_MODEL: IMAGE_MODEL };
@@ -72,7 +99,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   let server: Child | undefined;
   let echo: Child | undefined;
   let tjs: Child | undefined;
-  let b: Phase, c: Phase, d: Phase, bt: Phase, ct: Phase;
+  let b: Phase, c: Phase, d: Phase, cw: Phase, dw: Phase, bt: Phase, ct: Phase;
   let activityB: LaneActivity, activityC: LaneActivity;
   let cacheHitShare: number;
   try {
@@ -89,7 +116,9 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     activityB = laneActivity(before, after, 'text');
 
     const repeatedSource = new SentenceSource(1_000_000, REPEATED_TEXTS);
-    const repeatedBodies = Array.from({ length: REPEATED_TEXTS }, () => openAiBody(repeatedSource.next()));
+    const repeatedTexts = Array.from({ length: REPEATED_TEXTS }, () => repeatedSource.next());
+    const repeatedBodies = repeatedTexts.map(openAiBody);
+    const wrkRepeated = wrkRepeatedRun(repeatedTexts);
     for (const body of repeatedBodies) {
       const res = await post(srv.port, '/v1/embeddings', body);
       if (res.status !== 200) throw new Error(`pre-warming the cache got HTTP ${res.status}`);
@@ -105,6 +134,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     after = await scrape(srv.port);
     activityC = laneActivity(before, after, 'text');
     cacheHitShare = (c.load.headerValues['1'] ?? 0) / Math.max(1, c.load.requests);
+    cw = await wrkPhase('(c-w) server, repeated texts, wrk', srv, wrkRepeated);
     await stopChild(server);
 
     // Same answer size as the real one, so (d) moves the same bytes as (c).
@@ -118,6 +148,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
       concurrency: CONCURRENCY,
       body: repeated,
     });
+    dw = await wrkPhase('(d-w) bare uWebSockets.js echo, wrk', echo, { ...wrkRepeated, textPath: '/echo' });
     await stopChild(echo);
 
     tjs = await startChild('dist/bench/workers/transformers-server.js', {
@@ -145,8 +176,9 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
   const a = Math.max(best.textsPerSecond, recheck.textsPerSecond);
   const ratioBA = b.load.throughput / a;
   const ratioCD = c.load.throughput / d.load.throughput;
+  const ratioCDw = cw.load.throughput / dw.load.throughput;
   const verdict = (ratio: number, target: number) => (ratio >= target ? 'met' : 'not met');
-  const notes = [b, c, d, bt, ct].map(errorNote).filter((n): n is string => n !== null);
+  const notes = [b, c, d, cw, dw, bt, ct].map(errorNote).filter((n): n is string => n !== null);
   const vsTjs = {
     unique: b.load.throughput / bt.load.throughput,
     p99: b.load.latencyMs.p99 / bt.load.latencyMs.p99,
@@ -169,6 +201,8 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     phaseRow(b),
     phaseRow(c),
     phaseRow(d),
+    phaseRow(cw),
+    phaseRow(dw),
     phaseRow(bt),
     phaseRow(ct),
     '',
@@ -181,12 +215,15 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     `| c/d: server cache hits ÷ bare uWebSockets.js echo | ${f2(ratioCD)} | ≥ ${TARGET_HTTP} | ${verdict(ratioCD, TARGET_HTTP)} |`,
     `| (b) p99 ÷ (b) p50 | ${f2(b.load.latencyMs.p99 / b.load.latencyMs.p50)} | ≤ 2 | ${b.load.latencyMs.p99 <= 2 * b.load.latencyMs.p50 ? 'met' : 'not met'} |`,
     `| (c) cache-hit p99 | ${f2(c.load.latencyMs.p99)} ms | ≤ ${TARGET_HIT_P99_MS} ms | ${c.load.latencyMs.p99 <= TARGET_HIT_P99_MS ? 'met' : 'not met'} |`,
+    `| c-w/d-w: the same two with wrk as the load generator | ${f2(ratioCDw)} | ≥ ${TARGET_HTTP} | ${verdict(ratioCDw, TARGET_HTTP)} |`,
+    `| (c-w) cache-hit p99 with wrk | ${f2(cw.load.latencyMs.p99)} ms | ≤ ${TARGET_HIT_P99_MS} ms | ${cw.load.latencyMs.p99 <= TARGET_HIT_P99_MS ? 'met' : 'not met'} |`,
     `| b ÷ t-b: unique texts/s against transformers.js | ${f2(vsTjs.unique)} | ≥ ${TARGET_VS_TJS.unique} | ${verdict(vsTjs.unique, TARGET_VS_TJS.unique)} |`,
     `| b p99 ÷ t-b p99 | ${f2(vsTjs.p99)} | ≤ ${TARGET_VS_TJS.p99} | ${vsTjs.p99 <= TARGET_VS_TJS.p99 ? 'met' : 'not met'} |`,
     `| c ÷ t-c: repeated texts/s against transformers.js | ${f2(vsTjs.repeated)} | ≥ ${TARGET_VS_TJS.repeated} | ${verdict(vsTjs.repeated, TARGET_VS_TJS.repeated)} |`,
     '',
     `- The winning layout: ${layoutName(aRow)} (sessions × intra-op threads) at batch ${aRow.batchSize}; the server's own layout is ${config.textThreads} × ${config.textIntraOpThreads}.`,
     `- (t-b), (t-c): \`@huggingface/transformers\` ${TJS_VERSION}'s feature-extraction pipeline (mean pooling, normalised) on the same model folder, one pipeline call per request behind \`node:http\` (bench/workers/transformers-server.ts), ONNX Runtime's default threads, no cache: the same load and bodies as (b) and (c).`,
+    `- (c-w), (d-w): the loads of (c) and (d) from Debian's wrk (${CONCURRENCY} connections, one thread, bench/workers/wrk-embed.lua without a response() callback, the same 64 sentences and request bodies), after a ${WARMUP_MS / 1000} s warm-up run. The JavaScript generator spends more CPU per request than the server it measures (its load gen column), on the same 2 cores, so its latencies are partly its own; wrk takes less CPU per request and adds less of its own queueing, though it still shares the cores.`,
     `- Server CPU per answer: ${usPerItem(c.cpu, c.load.throughput)} µs for a cache hit (c) vs ${usPerItem(d.cpu, d.load.throughput)} µs for the bare echo (d); by CPU cost alone c/d would be ${f2(d.cpu.target / d.load.throughput / (c.cpu.target / c.load.throughput))}.`,
     '',
     "### (a) The machine's raw ONNX Runtime ceiling, by thread layout and batch size",

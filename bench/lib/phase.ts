@@ -1,8 +1,10 @@
 // What every bench:e2e phase shares: the timing constants, progress lines, one closed-loop load
-// phase against a child process with its CPU accounting, and the figures' formatting.
+// phase against a child process with its CPU accounting (from the JavaScript generator, or from wrk),
+// and the figures' formatting.
 import type { Child } from './children.js';
 import { cpuMark, cpuSince, disturbed, type CpuShare } from './cpu.js';
 import { runLoad, type LoadOptions, type LoadResult } from './load.js';
+import { runWrk, type WrkResult, type WrkRun } from './wrk.js';
 
 export const WARMUP_MS = 3000;
 // BENCH_MEASURE_S shortens the run while working on the bench itself; reported figures use the default.
@@ -34,6 +36,64 @@ export async function loadPhase(label: string, target: Child, load: PhaseLoad): 
     `${label}: ${result.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, load gen ${cpu.loadGen.toFixed(2)}, other ${cpu.other.toFixed(2)}, steal ${cpu.steal.toFixed(2)}), p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`,
   );
   return { label, load: result, cpu };
+}
+
+/**
+ * The same phase with Debian's wrk as the load generator (a warm-up run, then the measured one): a few
+ * µs of CPU per request where the JavaScript generator takes more than the server it measures, so
+ * latency under closed-loop load is the server's rather than the generator's. wrk is a process of
+ * its own: its CPU is the phase's load gen, not one of the other programs.
+ */
+export async function wrkPhase(label: string, target: Child, run: Omit<WrkRun, 'port' | 'seconds'>): Promise<Phase> {
+  progress(`${label}: ${run.concurrency} connections (wrk), ${WARMUP_MS / 1000} s warm-up + ${MEASURE_MS / 1000} s`);
+  await runWrk({ ...run, port: target.port, seconds: WARMUP_MS / 1000 });
+  const mark = cpuMark(target.pid);
+  const result = await runWrk({ ...run, port: target.port, seconds: MEASURE_MS / 1000 });
+  const share = cpuSince(mark, target.pid);
+  const seconds = result.durationUs / 1e6;
+  const loadGen = result.cpuSeconds / seconds;
+  const cpu: CpuShare = { ...share, loadGen, other: Math.max(0, share.other + share.loadGen - loadGen) };
+  const load = wrkLoad(result);
+  progress(
+    `${label}: ${load.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, wrk ${loadGen.toFixed(2)}), p50 ${load.latencyMs.p50.toFixed(2)} ms, p99 ${load.latencyMs.p99.toFixed(2)} ms, errors ${load.non2xx + load.socketErrors}`,
+  );
+  return { label, load, cpu };
+}
+
+/** wrk's figures in the load generator's terms (wrk counts only the measured run, so both are the window). */
+function wrkLoad(r: WrkResult): LoadResult {
+  const seconds = r.durationUs / 1e6;
+  const socketErrors = r.connectErrors + r.readErrors + r.writeErrors + r.timeouts;
+  const ok = r.requests - r.status429 - r.statusOther;
+  const statuses: Record<string, number> = { '200': ok };
+  if (r.status429 > 0) statuses['429'] = r.status429;
+  if (r.statusOther > 0) statuses['other'] = r.statusOther;
+  return {
+    requests: r.requests,
+    seconds,
+    throughput: r.requests / seconds,
+    latencyMs: {
+      p50: r.p50Us / 1000,
+      p95: r.p95Us / 1000,
+      p99: r.p99Us / 1000,
+      max: r.maxUs / 1000,
+      mean: r.meanUs / 1000,
+    },
+    statuses,
+    non2xx: r.status429 + r.statusOther,
+    socketErrors,
+    errorSamples:
+      socketErrors > 0
+        ? [
+            `wrk: ${r.connectErrors} connect, ${r.readErrors} read, ${r.writeErrors} write errors, ${r.timeouts} timeouts`,
+          ]
+        : [],
+    headerValues: {},
+    lastBodyBytes: 0,
+    notSent: 0,
+    sent: r.requests,
+    retried: { sent: 0, ok: 0 },
+  };
 }
 
 export function errorNote(phase: Phase): string | null {

@@ -43,13 +43,19 @@ export interface WrkRun {
   /** Where unique texts start in the file (a run never reuses another's). */
   readonly offset: number;
   readonly salt: string;
+  /** Where texts are posted (default /v1/embeddings). */
+  readonly textPath?: string;
+  /** wrk threads (default one per core, at most one per connection). */
+  readonly threads?: number;
+  /** false: answers are not handed to Lua (no 429s apart, see wrk-embed.lua); for the cheapest generator. */
+  readonly statuses?: boolean;
 }
 
 const SCRIPT = path.join(ROOT, 'bench/workers/wrk-embed.lua');
 
 export async function runWrk(run: WrkRun): Promise<WrkResult> {
   // Two threads (one per core) once there are two connections to share.
-  const threads = Math.min(2, run.concurrency);
+  const threads = run.threads ?? Math.min(2, run.concurrency);
   const { stdout } = await promisify(execFile)(
     'wrk',
     [
@@ -74,6 +80,8 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
         WRK_SALT: run.salt,
         WRK_OFFSET: String(run.offset),
         WRK_THREADS: String(threads),
+        ...(run.textPath ? { WRK_TEXT_PATH: run.textPath } : {}),
+        ...(run.statuses === false ? { WRK_STATUSES: '0' } : {}),
       },
       maxBuffer: 1 << 20,
     },
