@@ -127,7 +127,7 @@ const MAX_HELD = 8192;
  *
  * The 429 is held for `holdMs` first (a tarpit). A client that retries a 429 at once (as many do)
  * otherwise comes back within microseconds, so a few hundred of them made the main thread refuse
- * ≈ 10,000 requests a second (bench:isolation phase 3) and their load generator burn a third of the
+ * ≈ 10,000 requests a second (bench:isolation phase 3) and their load generator burn a fifth of the
  * machine; held, each connection can be refused at most 1000 / holdMs times a second. Clients that
  * honour Retry-After (≥ 1 s) lose nothing. One FIFO and one timer serve every held answer, since all
  * are held equally long.
