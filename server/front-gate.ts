@@ -92,30 +92,38 @@ export class FrontGate {
     return lane.retryAfterSeconds();
   }
 
-  /** Throws 429 lane_overloaded when the lane is stormed and this request is not a probe (after its body was read). */
+  /** Throws a ShedError (429 lane_overloaded) when the lane is stormed and this request is not a probe (after its body was read). */
   admit(name: LaneName): void {
     const retryAfterSeconds = this.shed(name);
-    if (retryAfterSeconds !== null) throw shedError(name, retryAfterSeconds);
+    if (retryAfterSeconds !== null) throw new ShedError(name, retryAfterSeconds);
   }
 }
 
-function shedError(lane: LaneName, retryAfterSeconds: number): TwinlaneError {
-  return new TwinlaneError(
-    'lane_overloaded',
-    `The ${lane} lane is at capacity and refusing a flood of requests; retry after ${retryAfterSeconds} s.`,
-    { retryAfterSeconds },
-  );
+/** The 429 of a request shed after its body was read (/v1/embeddings names its model inside): held like the others. */
+export class ShedError extends TwinlaneError {
+  constructor(lane: LaneName, retryAfterSeconds: number) {
+    super(
+      'lane_overloaded',
+      `The ${lane} lane is at capacity and refusing a flood of requests; retry after ${retryAfterSeconds} s.`,
+      { retryAfterSeconds },
+    );
+  }
 }
 
-/** A shed request whose 429 waits for its hold to pass. */
-interface Held {
-  readonly res: HttpResponse;
+/** What the 429 of a request shed from its headers says and counts. */
+interface HeaderShed {
   readonly requestId: string;
   readonly route: string;
   readonly lane: LaneName;
   readonly retryAfterSeconds: number;
   readonly startedAt: number;
-  gone: boolean;
+}
+
+/** A shed request whose 429 waits for its hold to pass. */
+interface Held {
+  readonly startedAt: number;
+  /** Writes the 429 (or, for a client gone meanwhile, only counts it). */
+  readonly write: () => void;
 }
 
 /** Most 429s held at once: past it, a shed request is answered at once, so a flood over many sockets cannot grow the queue. */
@@ -123,7 +131,8 @@ const MAX_HELD = 8192;
 
 /**
  * The 429 of a shed request, written from the request's headers: no Exchange, no body read, the error
- * body made once per lane and Retry-After. What a flood of retried requests costs is this.
+ * body made once per lane and Retry-After. What a flood of retried requests costs is this. (A request
+ * shed once its body was read, a ShedError, is answered through `hold` with the same delay.)
  *
  * The 429 is held for `holdMs` first (a tarpit). A client that retries a 429 at once (as many do)
  * otherwise comes back within microseconds, so a few hundred of them made the main thread refuse
@@ -145,17 +154,32 @@ export class ShedReplies {
     this.#holdMs = holdMs;
   }
 
-  /** Answers the shed request now, or after the hold (the request must then be answered asynchronously: onAborted is attached). */
+  /** Answers a request shed from its headers now, or after the hold (onAborted is then attached, as uWS requires of a later answer). */
   send(res: HttpResponse, requestId: string, route: string, lane: LaneName, retryAfterSeconds: number): void {
     const startedAt = performance.now();
-    if (this.#holdMs === 0 || this.#held.length - this.#head >= MAX_HELD) {
-      this.#write({ res, requestId, route, lane, retryAfterSeconds, startedAt, gone: false });
+    let gone = false;
+    const write = () => this.#write(res, { requestId, route, lane, retryAfterSeconds, startedAt }, gone);
+    if (!this.#holding) {
+      write();
       return;
     }
-    const held: Held = { res, requestId, route, lane, retryAfterSeconds, startedAt, gone: false };
     res.onAborted(() => {
-      held.gone = true;
+      gone = true;
     });
+    this.#enqueue({ startedAt, write });
+  }
+
+  /** Runs `write` (the answer of a request shed after its body was read) now, or after the hold. */
+  hold(write: () => void): void {
+    if (this.#holding) this.#enqueue({ startedAt: performance.now(), write });
+    else write();
+  }
+
+  get #holding(): boolean {
+    return this.#holdMs > 0 && this.#held.length - this.#head < MAX_HELD;
+  }
+
+  #enqueue(held: Held): void {
     this.#held.push(held);
     this.#timer ??= setTimeout(() => this.#release(), this.#holdMs);
   }
@@ -165,7 +189,7 @@ export class ShedReplies {
     this.#timer = null;
     const due = performance.now() - this.#holdMs;
     while (this.#head < this.#held.length && this.#held[this.#head]!.startedAt <= due)
-      this.#write(this.#held[this.#head++]!);
+      this.#held[this.#head++]!.write();
     if (this.#head === this.#held.length) {
       this.#held.length = 0;
       this.#head = 0;
@@ -184,29 +208,29 @@ export class ShedReplies {
    * JavaScript. (Closing it instead spared the main thread that reading, but clients still uploading
    * then saw a reset instead of the 429: undici failed 10 of 56 such requests in a test.)
    */
-  #write(held: Held): void {
-    const { res, lane, retryAfterSeconds, route } = held;
-    if (!held.gone) {
+  #write(res: HttpResponse, shed: HeaderShed, gone: boolean): void {
+    const { lane, retryAfterSeconds, route } = shed;
+    if (!gone) {
       const body = this.#body(lane, retryAfterSeconds);
       const retryAfter = String(retryAfterSeconds);
       res.cork(() => {
         res
           .writeStatus('429 Too Many Requests')
-          .writeHeader('x-request-id', held.requestId)
+          .writeHeader('x-request-id', shed.requestId)
           .writeHeader('content-type', 'application/json')
           .writeHeader('retry-after', retryAfter)
           .end(body);
       });
     }
-    this.#metrics.request(route, lane, held.gone ? 499 : 429, (performance.now() - held.startedAt) / 1000);
-    if (!held.gone) this.#metrics.error(route, 'lane_overloaded');
+    this.#metrics.request(route, lane, gone ? 499 : 429, (performance.now() - shed.startedAt) / 1000);
+    if (!gone) this.#metrics.error(route, 'lane_overloaded');
   }
 
   #body(lane: LaneName, retryAfterSeconds: number): string {
     const key = `${lane} ${retryAfterSeconds}`;
     let body = this.#bodies.get(key);
     if (body === undefined) {
-      const error = shedError(lane, retryAfterSeconds);
+      const error = new ShedError(lane, retryAfterSeconds);
       body = JSON.stringify({ error: { message: error.message, type: error.type, code: error.code, param: null } });
       this.#bodies.set(key, body);
     }
@@ -217,7 +241,7 @@ export class ShedReplies {
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    while (this.#head < this.#held.length) this.#write(this.#held[this.#head++]!);
+    while (this.#head < this.#held.length) this.#held[this.#head++]!.write();
     this.#held.length = 0;
     this.#head = 0;
   }

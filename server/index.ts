@@ -5,7 +5,7 @@ import { log, TwinlaneError, type Metrics, type Orchestrator } from '../src/inde
 import { Drain } from './drain.js';
 import { Exchange, requestIdOf, type ExchangeTracker } from './exchange.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
-import { FrontGate, ShedReplies, type FrontGateOptions } from './front-gate.js';
+import { FrontGate, ShedError, ShedReplies, type FrontGateOptions } from './front-gate.js';
 import { HotAnswers } from './hot-answers.js';
 import type { LaneName } from '../lanes/index.js';
 import { replyError } from './reply.js';
@@ -291,7 +291,9 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedRepli
         await route.handler(ex);
       } catch (error) {
         if (budgeted) guard.reportBudget(ex);
-        replyError(ex, error);
+        // A request of a stormed lane shed after its body was read is held like one shed from its headers.
+        if (error instanceof ShedError) shed.hold(() => replyError(ex, error));
+        else replyError(ex, error);
       }
     })();
   };

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { metric, postJson, startServer } from '../helpers/server.js';
+import { IMAGE_MODEL, metric, postJson, startServer } from '../helpers/server.js';
 
 const computed = (url: string) => metric(url, /twinlane_lane_items_computed_total\{lane="text"\} (\S+)/);
 const texts = (n: number, tag: string, words = 60) =>
@@ -140,7 +140,7 @@ describe('priorities', () => {
  * A server whose image lane is held over its queue bound of 1 by one long request, and stormed by
  * eight clients that send a small image again as soon as each is refused (40 ms apart), until `calm()`.
  */
-async function stormedImageLane(extraEnv: Record<string, string>) {
+async function stormedImageLane(extraEnv: Record<string, string>, holderImages = 400) {
   const server = await startServer({
     TWINLANE_IMAGE_THREADS: '1',
     TWINLANE_IMAGE_MAX_QUEUE: '1',
@@ -153,7 +153,7 @@ async function stormedImageLane(extraEnv: Record<string, string>) {
     sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } })
       .png()
       .toBuffer();
-  const pictures = await Promise.all(Array.from({ length: 400 }, (_, i) => picture(i)));
+  const pictures = await Promise.all(Array.from({ length: holderImages }, (_, i) => picture(i)));
   const holder = postJson(`${server.url}/embed/image`, {
     inputs: pictures.map((p) => ({ b64: p.toString('base64') })),
   });
@@ -239,10 +239,21 @@ describe('a stormed lane', () => {
   });
 
   it('holds a shed 429 for TWINLANE_SHED_HOLD_MS, counts a client gone while held as 499, and writes held ones when stopping', async () => {
-    const { server, small, calm } = await stormedImageLane({ TWINLANE_SHED_HOLD_MS: '1000' });
+    // A longer holder request: this test keeps the lane stormed for several holds.
+    const { server, small, calm } = await stormedImageLane({ TWINLANE_SHED_HOLD_MS: '1000' }, 1000);
     try {
       const shedBefore = await shedCount(server.url);
-      // Several at once share the one timer; none is answered before its hold has passed.
+      // Several at once share the one timer; none is answered before its hold has passed. /v1/embeddings
+      // names its model inside the body: shed once that is read, and held the same.
+      const openAiStarted = performance.now();
+      const openAiAnswer = postJson(`${server.url}/v1/embeddings`, {
+        model: IMAGE_MODEL,
+        input: [{ b64: small.toString('base64') }],
+      }).then(async (res) => ({
+        res,
+        body: (await res.json()) as unknown,
+        afterMs: performance.now() - openAiStarted,
+      }));
       const answers = await Promise.all(Array.from({ length: 5 }, () => announceLargeImage(server.port, small)));
       for (const { head, afterMs } of answers) {
         expect(head).toMatch(/^HTTP\/1\.1 429/);
@@ -250,6 +261,11 @@ describe('a stormed lane', () => {
         expect(afterMs).toBeGreaterThanOrEqual(990);
       }
       expect((await shedCount(server.url)) - shedBefore).toBeGreaterThanOrEqual(5);
+      const openAi = await openAiAnswer;
+      expect(openAi.res.status).toBe(429);
+      expect(openAi.res.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(openAi.body).toMatchObject({ error: { code: 'lane_overloaded' } });
+      expect(openAi.afterMs).toBeGreaterThanOrEqual(990);
       const gone = net.connect(server.port, '127.0.0.1', () =>
         gone.write('POST /embed/image HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 600\r\n\r\n'),
       );

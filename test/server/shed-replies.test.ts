@@ -100,6 +100,19 @@ describe('ShedReplies', () => {
     expect(await requestsWith(m, 499)).toBe(1);
   });
 
+  it('runs a held write (a request shed after its body was read) after the hold, or at once without one', async () => {
+    const held = new ShedReplies(metrics(), 40);
+    let writtenAfter: number | null = null;
+    const started = performance.now();
+    held.hold(() => (writtenAfter = performance.now() - started));
+    expect(writtenAfter).toBeNull();
+    await sleep(100);
+    expect(writtenAfter).toBeGreaterThanOrEqual(39);
+    let atOnce = false;
+    new ShedReplies(metrics(), 0).hold(() => (atOnce = true));
+    expect(atOnce).toBe(true);
+  });
+
   it('answers at once past 8,192 held, and flush writes every held one', async () => {
     const replies = new ShedReplies(metrics(), 10_000);
     const held = Array.from({ length: 8192 }, () => new FakeResponse());
