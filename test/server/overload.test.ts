@@ -150,7 +150,14 @@ async function stormedImageLane(extraEnv: Record<string, string>, holderImages =
     ...extraEnv,
   });
   const picture = (i: number) =>
-    sharp({ create: { width: 640, height: 480, channels: 3, background: { r: i % 256, g: 90, b: 160 } } })
+    sharp({
+      create: {
+        width: 640,
+        height: 480,
+        channels: 3,
+        background: { r: i % 256, g: Math.floor(i / 256) % 256, b: 160 },
+      },
+    })
       .png()
       .toBuffer();
   const pictures = await Promise.all(Array.from({ length: holderImages }, (_, i) => picture(i)));
