@@ -4,7 +4,7 @@
 //   (b) the server with unique texts (every request computed),
 //   (c) the server with repeated texts (every request an L1 cache hit),
 //   (d) a bare uWebSockets.js echo (the HTTP ceiling) with the same bodies as (c),
-//   (c-w), (d-w) the same two with wrk as the load generator (its latencies are the server's),
+//   (c-w), (d-w) the same two with wrk as the load generator (far less of its own CPU and queueing),
 //   (t) @huggingface/transformers behind node:http (bench/workers/transformers-server.ts) under the loads of
 //       (b) and (c): the common alternative, measured in the same run on the same model folder.
 // The server runs with its defaults, the image lane on but idle, as in production.

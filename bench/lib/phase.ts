@@ -50,10 +50,9 @@ export async function wrkPhase(label: string, target: Child, run: Omit<WrkRun, '
   const mark = cpuMark(target.pid);
   const result = await runWrk({ ...run, port: target.port, seconds: MEASURE_MS / 1000 });
   const share = cpuSince(mark, target.pid);
-  const seconds = result.durationUs / 1e6;
-  const loadGen = result.cpuSeconds / seconds;
-  const cpu: CpuShare = { ...share, loadGen, other: Math.max(0, share.other + share.loadGen - loadGen) };
   const load = wrkLoad(result);
+  const loadGen = result.cpuSeconds / load.seconds;
+  const cpu: CpuShare = { ...share, loadGen, other: Math.max(0, share.other + share.loadGen - loadGen) };
   progress(
     `${label}: ${load.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, wrk ${loadGen.toFixed(2)}), p50 ${load.latencyMs.p50.toFixed(2)} ms, p99 ${load.latencyMs.p99.toFixed(2)} ms, errors ${load.non2xx + load.socketErrors}`,
   );

@@ -55,45 +55,46 @@ local function json_string(s)
   return '"' .. s:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
 end
 
+local function text_format(text)
+  local body = '{"model":' .. json_string(model) .. ',"input":' .. json_string(text) .. ',"encoding_format":"base64"}'
+  return wrk.format("POST", text_path, text_headers, body)
+end
+
+local function image_format(jpeg)
+  return wrk.format("POST", "/embed/image", image_headers, jpeg)
+end
+
 -- Repeated requests are formatted once: building each one anew (escaping, wrk.format) cost wrk more
 -- CPU per request than the cache hits it measures cost the server.
-local formatted = {}
+local formatted_texts, formatted_images = {}, {}
 
 local function text_request(n)
-  local text
-  if not unique and formatted[n % repeated] then return formatted[n % repeated] end
-  if unique then
-    local index = offset + n * stride + id
-    text = texts[(index % #texts) + 1]
-    if index >= #texts then
-      -- The file ran dry: a counter keeps the text new (counted, so the report can say so).
-      wrapped = wrapped + 1
-      text = text .. " (" .. salt .. "-" .. index .. ")"
-    end
-  else
-    text = texts[(n % repeated) + 1]
+  if not unique then
+    local k = n % repeated
+    formatted_texts[k] = formatted_texts[k] or text_format(texts[k + 1])
+    return formatted_texts[k]
   end
-  local body = '{"model":' .. json_string(model) .. ',"input":' .. json_string(text) .. ',"encoding_format":"base64"}'
-  local req = wrk.format("POST", text_path, text_headers, body)
-  if not unique then formatted[n % repeated] = req end
-  return req
+  local index = offset + n * stride + id
+  local text = texts[(index % #texts) + 1]
+  if index >= #texts then
+    -- The file ran dry: a counter keeps the text new (counted, so the report can say so).
+    wrapped = wrapped + 1
+    text = text .. " (" .. salt .. "-" .. index .. ")"
+  end
+  return text_format(text)
 end
 
 local function image_request(n)
-  local jpeg
-  if unique then
-    local base = images[((n * stride + id) % #images) + 1]
-    local comment = salt .. "-" .. id .. "-" .. n
-    local length = #comment + 2
-    -- SOI, then a COM segment (FF FE, big-endian length counting itself), then the rest.
-    jpeg = base:sub(1, 2) .. "\255\254" .. string.char(math.floor(length / 256), length % 256) .. comment .. base:sub(3)
-  else
-    if formatted[-1 - n % repeated] then return formatted[-1 - n % repeated] end
-    jpeg = images[(n % repeated) + 1]
+  if not unique then
+    local k = n % repeated
+    formatted_images[k] = formatted_images[k] or image_format(images[k + 1])
+    return formatted_images[k]
   end
-  local req = wrk.format("POST", "/embed/image", image_headers, jpeg)
-  if not unique then formatted[-1 - n % repeated] = req end
-  return req
+  local base = images[((n * stride + id) % #images) + 1]
+  local comment = salt .. "-" .. id .. "-" .. n
+  local length = #comment + 2
+  -- SOI, then a COM segment (FF FE, big-endian length counting itself), then the rest.
+  return image_format(base:sub(1, 2) .. "\255\254" .. string.char(math.floor(length / 256), length % 256) .. comment .. base:sub(3))
 end
 
 function request()
