@@ -14,7 +14,14 @@ import path from 'node:path';
 import { loadConfig } from '../src/config.js';
 import { SEMANTIC_SENTENCES, SEMANTIC_TRIPLES } from './fixtures/semantic.js';
 import { SentenceSource } from './fixtures/texts.js';
-import { ceilingOverLayouts, layoutName, layoutsFor, measureCeiling, type LayoutRow } from './lib/ceiling.js';
+import {
+  ceilingOverLayouts,
+  ceilingWindow,
+  layoutName,
+  layoutsFor,
+  measureCeiling,
+  type LayoutRow,
+} from './lib/ceiling.js';
 import { killChildren, ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { disturbed } from './lib/cpu.js';
 import { machineLines, quietSample } from './lib/machine.js';
@@ -32,15 +39,7 @@ import {
   WARMUP_MS,
   type Phase,
 } from './lib/phase.js';
-import {
-  pairedRatio,
-  pairedRows,
-  PAIRED_ROUNDS,
-  PAIRED_WARMUP_MS,
-  PAIRED_WINDOW_MS,
-  serverWindow,
-  type Paired,
-} from './lib/paired.js';
+import { pairedRatio, pairedSection, PAIRED_WINDOW_MS, serverWindow, type Paired } from './lib/paired.js';
 
 const TEXT_MODEL = 'twinlane/minilm-l6-standin';
 const IMAGE_MODEL = 'twinlane/clip-vision-standin';
@@ -131,23 +130,6 @@ interface ServerRun {
   readonly paired?: Paired;
 }
 
-/** One window of a ceiling's best row, for a paired ratio. */
-function ceilingWindow(weights: Weights, modelDir: string, texts: SentenceSource, best: LayoutRow) {
-  return async (): Promise<number> => {
-    const [row] = await measureCeiling({
-      modelDir,
-      onnxFile: weights.file,
-      nextText: () => texts.next(),
-      minMs: PAIRED_WINDOW_MS,
-      sessions: best.sessions,
-      intraOpThreads: best.intraOpThreads,
-      batchSizes: [best.batchSize],
-    });
-    if (!row) throw new Error('a paired ceiling window returned nothing');
-    return row.textsPerSecond;
-  };
-}
-
 async function serverRun(
   label: string,
   script: string,
@@ -205,7 +187,11 @@ async function main(): Promise<void> {
     'dist/src/main.js',
     { ...serverEnv, TWINLANE_TEXT_DTYPE: 'q8' },
     texts,
-    ceilingWindow(Q8, modelDir, ceilingTexts, found.q8.best),
+    ceilingWindow(
+      { modelDir, onnxFile: Q8.file, nextText: () => ceilingTexts.next() },
+      found.q8.best,
+      PAIRED_WINDOW_MS,
+    ),
   );
   const t = await serverRun(
     '(t) transformers.js, dtype fp32',
@@ -299,9 +285,7 @@ function report(f: Figures): string {
     '',
     '## (b8) and (a8) in the same minutes',
     '',
-    `After (b8), on the same server: ${PAIRED_ROUNDS} rounds of one window of the raw q8 ceiling (${layoutName(a8.best)} at batch ${a8.best.batchSize}, its own workers, ≥ ${PAIRED_WINDOW_MS / 1000} s after 2 warm-up runs) and one of the server under (b8)'s load (${PAIRED_WARMUP_MS / 1000} s warm-up, ${PAIRED_WINDOW_MS / 1000} s timed), in ABBA order; the ratio is the mean server rate ÷ the mean ceiling rate. ${paired.errors} errors in the server windows.`,
-    '',
-    ...pairedRows(paired, 'texts'),
+    ...pairedSection(paired, '(b8)', `q8, ${layoutName(a8.best)} at batch ${a8.best.batchSize}`, 'texts'),
     '',
     '## Vectors',
     '',

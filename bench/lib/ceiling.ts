@@ -132,3 +132,22 @@ export async function ceilingOverLayouts(
   const best = rows.reduce((a, b) => (b.textsPerSecond > a.textsPerSecond ? b : a));
   return { rows, best };
 }
+
+/** One timed window of `best` (its layout and batch size), for a paired ratio (bench/lib/paired.ts): texts/s. */
+export function ceilingWindow(
+  base: Omit<CeilingOptions, 'sessions' | 'intraOpThreads' | 'batchSizes' | 'minMs'>,
+  best: LayoutRow,
+  minMs: number,
+): () => Promise<number> {
+  return async () => {
+    const [row] = await measureCeiling({
+      ...base,
+      sessions: best.sessions,
+      intraOpThreads: best.intraOpThreads,
+      batchSizes: [best.batchSize],
+      minMs,
+    });
+    if (!row) throw new Error('a paired ceiling window returned nothing');
+    return row.textsPerSecond;
+  };
+}

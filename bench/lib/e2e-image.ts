@@ -39,7 +39,7 @@ import {
 import { scrape } from './scrape.js';
 import {
   pairedRatio,
-  pairedRows,
+  pairedSection,
   PAIRED_ROUNDS,
   PAIRED_WARMUP_MS,
   PAIRED_WINDOW_MS,
@@ -268,9 +268,7 @@ export async function imageBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv):
     '',
     '### (f) and (e) in the same minutes',
     '',
-    `After (f), on the same server: ${PAIRED_ROUNDS} rounds of one window of the raw ceiling (${layoutName(bestRow)} at batch ${bestRow.batchSize}, its own workers, new pictures, ≥ ${PAIRED_WINDOW_MS / 1000} s after ${CEILING_WARMUP_RUNS} warm-up runs) and one of the server under (f)'s load (${PAIRED_WARMUP_MS / 1000} s warm-up, ${PAIRED_WINDOW_MS / 1000} s timed), in ABBA order; the ratio is the mean server rate ÷ the mean ceiling rate. ${paired.errors} errors in the server windows.`,
-    '',
-    ...pairedRows(paired, 'images'),
+    ...pairedSection(paired, '(f)', `${layoutName(bestRow)} at batch ${bestRow.batchSize}, new pictures`, 'images'),
     '',
     '### (g) sharp preprocessing alone, per image',
     '',

@@ -11,7 +11,14 @@
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import os from 'node:os';
-import { ceilingOverLayouts, layoutName, layoutsFor, measureCeiling, type LayoutRow } from './ceiling.js';
+import {
+  ceilingOverLayouts,
+  ceilingWindow,
+  layoutName,
+  layoutsFor,
+  measureCeiling,
+  type LayoutRow,
+} from './ceiling.js';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { post, ROOT, startChild, stopChild, waitReady, type Child } from './children.js';
 import { disturbed } from './cpu.js';
@@ -35,15 +42,7 @@ import {
   type Phase,
 } from './phase.js';
 import { IMAGE_MODEL } from './e2e-image.js';
-import {
-  pairedRatio,
-  pairedRows,
-  PAIRED_ROUNDS,
-  PAIRED_WARMUP_MS,
-  PAIRED_WINDOW_MS,
-  serverWindow,
-  type Paired,
-} from './paired.js';
+import { pairedRatio, pairedSection, PAIRED_WINDOW_MS, serverWindow, type Paired } from './paired.js';
 import { scrape } from './scrape.js';
 import { SentenceSource } from '../fixtures/texts.js';
 import type { WrkRun } from './wrk.js';
@@ -126,16 +125,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     activityB = laneActivity(before, after, 'text');
     pairedBA = await pairedRatio(
       '(b)/(a) paired',
-      async () => {
-        const [row] = await measureCeiling({
-          ...ceilingOptions,
-          ...best,
-          batchSizes: [best.batchSize],
-          minMs: PAIRED_WINDOW_MS,
-        });
-        if (!row) throw new Error('a paired ceiling window returned nothing');
-        return row.textsPerSecond;
-      },
+      ceilingWindow(ceilingOptions, best, PAIRED_WINDOW_MS),
       serverWindow(srv, { ...openAi, body: () => openAiBody(uniqueTexts.next()) }),
     );
 
@@ -264,9 +254,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     '',
     '### (b) and (a) in the same minutes',
     '',
-    `After (b), on the same server: ${PAIRED_ROUNDS} rounds of one window of the raw ceiling (${layoutName(best)} at batch ${best.batchSize}, its own workers, ≥ ${PAIRED_WINDOW_MS / 1000} s after 2 warm-up runs) and one of the server under (b)'s load (${PAIRED_WARMUP_MS / 1000} s warm-up, ${PAIRED_WINDOW_MS / 1000} s timed), in ABBA order; the ratio is the mean server rate ÷ the mean ceiling rate. ${pairedBA.errors} errors in the server windows.`,
-    '',
-    ...pairedRows(pairedBA, 'texts'),
+    ...pairedSection(pairedBA, '(b)', `${layoutName(best)} at batch ${best.batchSize}`, 'texts'),
     '',
     '### Text lane during (b), from GET /metrics',
     '',

@@ -72,9 +72,15 @@ export async function pairedRatio(
   };
 }
 
-/** The rounds as a markdown table in `unit` (texts, images). */
-export function pairedRows(paired: Paired, unit: string): string[] {
+/**
+ * The report's section on a paired ratio: how it was measured (`phase` the server phase, `ceiling`
+ * what one ceiling window ran), then one row per round in `unit` (texts, images).
+ */
+export function pairedSection(paired: Paired, phase: string, ceiling: string, unit: string): string[] {
   return [
+    `After ${phase}, on the same server: ${paired.rounds.length} rounds of one window of the raw ceiling (${ceiling}, its own workers, ≥ ${PAIRED_WINDOW_MS / 1000} s after its warm-up runs) and one of the server under ${phase}'s load (${PAIRED_WARMUP_MS / 1000} s warm-up, ${PAIRED_WINDOW_MS / 1000} s timed), in ABBA order; the ratio is the mean server rate ÷ the mean ceiling rate. ${paired.errors} errors in the server windows.`,
+    '',
+
     `| round | first | ceiling ${unit}/s | server ${unit}/s | server ÷ ceiling |`,
     '|---:|---|---:|---:|---:|',
     ...paired.rounds.map(
