@@ -210,15 +210,19 @@ describe('text→image search through twinlane/clip-standin', () => {
       }),
     );
     const images: number[][] = [];
-    // In requests of 48 pictures: all 480 at once would be over the image body limit.
-    for (let i = 0; i < pngs.length; i += 48)
+    // In requests of 48 pictures: all 480 at once would be over the image body limit. A socket error
+    // here (seen once in CI: "other side closed" after the first answer) says what the server said.
+    for (let i = 0; i < pngs.length; i += 48) {
+      const batch = pngs.slice(i, i + 48).map((b64) => ({ image: `data:image/png;base64,${b64}` }));
       images.push(
-        ...(await vectors(
-          server.url,
-          CLIP,
-          pngs.slice(i, i + 48).map((b64) => ({ image: `data:image/png;base64,${b64}` })),
-        )),
+        ...(await vectors(server.url, CLIP, batch).catch((error: unknown) => {
+          const { exitCode, signalCode } = server.process;
+          throw new Error(
+            `pictures ${i}–${i + 47}: ${String(error)} (${String((error as Error).cause)}); server exit ${exitCode ?? signalCode ?? 'none'}, its last output:\n${server.output().slice(-3000)}`,
+          );
+        })),
       );
+    }
     const prompts = concepts.CLASSES.map((c) => concepts.conceptPrompt(c.colour, c.shape));
     const texts = await vectors(server.url, CLIP, prompts);
     const classOf = (recipe: { colour: string; shape: string }) =>
