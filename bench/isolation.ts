@@ -5,9 +5,13 @@
 //       capacity and honour Retry-After, as the official openai client does,
 //   (3) the same with image clients that retry a 429 at once,
 //   (4) the same with an open-loop flood: distinct-image requests of about 100 KB of base64 JSON
-//       started at a fixed rate whatever the answers.
-// During (2)–(4) four more clients send images that are already cached, to see how many are still
-// answered. Writes bench/results/isolation.md with text p50/p95/p99, throughput, 429s and the ratios.
+//       started at a fixed rate whatever the answers;
+// then (4)'s flood alone against a bare uWebSockets.js server that refuses every request unread with
+// the same held 429 (bench/workers/shed-floor-server.ts): the floor a refusal's main-thread CPU is
+// compared with.
+// During (2)–(4) a trickle of requests for images that are already cached (CACHED_RATE a second on
+// four sockets, honouring Retry-After) shows how many are still answered; a trickle, not closed-loop
+// clients, since cache hits answered as fast as they come would be a third flood of their own. Writes bench/results/isolation.md with text p50/p95/p99, throughput, 429s and the ratios.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +35,8 @@ const OPEN_LOOP_RATE = Number(process.env['BENCH_FLOOD_RATE'] ?? '5000');
 // 100 ms, about 500 sockets wait on held answers at any time.
 const OPEN_LOOP_SOCKETS = 2048;
 const CACHED_CLIENTS = 4;
+/** Cached-image requests started per second during (2)–(4), open loop. */
+const CACHED_RATE = 100;
 
 const WARMUP_MS = 3000;
 const MEASURE_MS = Number(process.env['BENCH_MEASURE_S'] ?? '12') * 1000;
@@ -45,7 +51,12 @@ interface TextPhase {
   readonly cpu: CpuShare;
   /** Cores' worth of the server's main thread (the one both lanes share). */
   readonly mainThread: number;
-  readonly rejections: { readonly text: number; readonly image: number; readonly shed: number };
+  readonly rejections: {
+    readonly text: number;
+    readonly image: number;
+    readonly shed: number;
+    readonly uncached: number;
+  };
 }
 
 interface Flood {
@@ -90,6 +101,7 @@ async function phase(server: Child, texts: SentenceSource, flood: Flood | null):
       ...window,
       path: '/embed/image',
       concurrency: CACHED_CLIENTS,
+      arrivalsPerSecond: CACHED_RATE,
       kind: 'cached',
       honorRetryAfter: true,
     });
@@ -109,8 +121,40 @@ async function phase(server: Child, texts: SentenceSource, flood: Flood | null):
       text: rejected({ lane: 'text' }),
       image: rejected({ lane: 'image' }),
       shed: rejected({ lane: 'image', reason: 'shed' }),
+      uncached: rejected({ lane: 'image', reason: 'uncached' }),
     },
   };
+}
+
+/** (4)'s flood alone against the bare refusing server: its main thread's CPU per refusal. */
+async function shedFloor(holdMs: number): Promise<{ usPerRefusal: number; refusals: number; cores: number }> {
+  const floor = await startChild('dist/bench/workers/shed-floor-server.js', {
+    ...process.env,
+    SHED_HOLD_MS: String(holdMs),
+  });
+  try {
+    const before = threadCpuSeconds(floor.pid, floor.pid);
+    const flood = await floodThread({
+      port: floor.port,
+      path: '/embed/image',
+      warmupMs: WARMUP_MS,
+      durationMs: MEASURE_MS,
+      contentType: 'application/json',
+      concurrency: OPEN_LOOP_SOCKETS,
+      kind: 'noise',
+      honorRetryAfter: false,
+      arrivalsPerSecond: OPEN_LOOP_RATE,
+    });
+    const seconds = threadCpuSeconds(floor.pid, floor.pid) - before;
+    const refusals = flood.statuses['429'] ?? 0;
+    return {
+      usPerRefusal: (seconds * 1e6) / Math.max(1, refusals),
+      refusals,
+      cores: seconds / ((WARMUP_MS + MEASURE_MS) / 1000),
+    };
+  } finally {
+    await stopChild(floor);
+  }
 }
 
 const f0 = (n: number) => n.toFixed(0);
@@ -159,6 +203,8 @@ async function main(): Promise<void> {
   } finally {
     await stopChild(server);
   }
+  progress("floor: (4)'s flood against a bare uWebSockets.js server that refuses unread");
+  const floor = await shedFloor(config.shedHoldMs);
 
   const text429 = (r: LoadResult) => r.statuses['429'] ?? 0;
   const verdict = (ok: boolean) => (ok ? 'met' : 'not met');
@@ -178,8 +224,8 @@ async function main(): Promise<void> {
         .map(([s, n]) => `${n}× ${s}`)
         .join(
           ', ',
-        )} over the phase (warm-up included)${image.notSent > 0 ? `, ${image.notSent} due but not sent (all ${OPEN_LOOP_SOCKETS} sockets busy)` : ''}; lane rejections counted by the server: image ${p.rejections.image} (of which ${p.rejections.shed} shed before their body was read), text ${p.rejections.text}; images embedded ≈ ${f0(((image.statuses['200'] ?? 0) / (WARMUP_MS + MEASURE_MS)) * 1000)}/s.`,
-      `- Cached images during ${label} (${CACHED_CLIENTS} clients honouring Retry-After): ${Object.entries(
+        )} over the phase (warm-up included)${image.notSent > 0 ? `, ${image.notSent} due but not sent (all ${OPEN_LOOP_SOCKETS} sockets busy)` : ''}; lane rejections counted by the server: image ${p.rejections.image} (of which ${p.rejections.shed} shed before their body was read, ${p.rejections.uncached} read for L1 and refused for an image not there), text ${p.rejections.text}; images embedded ≈ ${f0(((image.statuses['200'] ?? 0) / (WARMUP_MS + MEASURE_MS)) * 1000)}/s.`,
+      `- Cached images during ${label} (${CACHED_RATE}/s on ${CACHED_CLIENTS} sockets, honouring Retry-After): ${Object.entries(
         cached.statuses,
       )
         .map(([s, n]) => `${n}× ${s}`)
@@ -215,7 +261,8 @@ async function main(): Promise<void> {
     `- Machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} cores; Node ${process.version}`,
     `- Server defaults for this machine: text lane ${config.textThreads}×${config.textIntraOpThreads} threads (max batch ${config.textMaxBatchItems}, queue ${config.textMaxQueue}); image lane ${config.imageThreads}×${config.imageIntraOpThreads} at nice ${config.imageNice} (max batch ${config.imageMaxBatchItems}, queue ${config.imageMaxQueue})`,
     `- Text load: ${TEXT_CLIENTS} closed-loop keep-alive clients, unique sentences, \`POST /v1/embeddings\` (base64). Image flood: ${IMAGE_CLIENTS} closed-loop clients (${(IMAGE_CLIENTS / config.imageMaxQueue).toFixed(0)}× the image queue), a distinct 320×240 PNG per request as base64 JSON to \`POST /embed/image\`; in (2) a client that gets 429 waits its \`Retry-After\` as the official openai client does, in (3) it retries at once; (4) is open loop (below)`,
-    `- Server shedding: a lane at its queue bound that refused more than ${config.shedAfterRefusalsPerSecond} requests in a second is shed at header time, ${config.shedProbesPerSecond} probes a second excepted`,
+    `- Server shedding: a lane at its queue bound that refused more than ${config.shedAfterRefusalsPerSecond} requests in a second is stormed: a request announcing a body of at most ${config.shedReadMaxBytes} bytes (TWINLANE_SHED_READ_MAX_BYTES) is read and answered from L1 only (refused if an item is not there), any other is shed at header time, ${config.shedProbesPerSecond} probes a second excepted; while a stormed lane has room, only as many requests as fit it are read`,
+    `- Cached images: during (2)–(4), ${CACHED_RATE} requests a second (open loop on ${CACHED_CLIENTS} sockets, honouring Retry-After) for the ${CACHED_IMAGES} images embedded before the phases`,
     `- ${WARMUP_MS / 1000} s warm-up + ${MEASURE_MS / 1000} s measured per phase; the load generator runs in the bench process on the same 2 cores as the server (a child process), each image flood in a thread of its own so its bodies do not delay the text clients`,
     '',
     '## Text under an image flood',
@@ -232,6 +279,7 @@ async function main(): Promise<void> {
     floodLine('(4)', openLoop),
     `- (4)'s requests: distinct ${f0(sampleBytes / 1024)} KiB base64 JSON bodies (random-noise PNGs), started at ${OPEN_LOOP_RATE}/s on up to ${OPEN_LOOP_SOCKETS} sockets whatever the answers; ${openLoop.image!.sent} sent in ${(WARMUP_MS + MEASURE_MS) / 1000} s (${f0(openLoop.image!.sent / ((WARMUP_MS + MEASURE_MS) / 1000))}/s). The load generator used ${f2(openLoop.cpu.loadGen)} cores.`,
     `- Main-thread CPU per refused image request (its CPU beyond what the phase's text answers cost it alone): (3) ${f1(perRefusal(hammered))} µs, (4) ${f1(perRefusal(openLoop))} µs (goal ≤ 15 µs). The main thread used ${f2(alone.mainThread)} cores alone, ${f2(hammered.mainThread)} in (3), ${f2(openLoop.mainThread)} in (4).`,
+    `- Floor: (4)'s flood alone against a bare uWebSockets.js server that refuses every request unread with the same 429, held ${config.shedHoldMs} ms (bench/workers/shed-floor-server.ts): **${f1(floor.usPerRefusal)} µs** of main-thread CPU per refusal (${floor.refusals} refusals, ${f2(floor.cores)} cores); twinlane's (4) is ${f2(perRefusal(openLoop) / floor.usPerRefusal)}× that.`,
     '',
     '| target | measured | goal | |',
     '|---|---:|---:|---|',

@@ -175,13 +175,18 @@ export class CacheActor {
     return results;
   }
 
+  /** True when every key is in L1 now; counts and touches nothing (resolve then answers them all from L1). */
+  inL1(keys: readonly string[]): boolean {
+    return this.#l1Enabled && keys.every((key) => this.#l1.has(key));
+  }
+
   /**
    * True when every key is in L1 (each then counts as an L1 hit, is marked recently used, and has its
    * Redis TTL pushed back when due); false, counting nothing, when any is not. For a caller that kept
    * an encoded answer of these keys and may send it again only while all of them are still cached.
    */
   touch(keys: readonly string[]): boolean {
-    if (!this.#l1Enabled || !keys.every((key) => this.#l1.has(key))) return false;
+    if (!this.inL1(keys)) return false;
     const stale: string[] = [];
     const now = this.#redis ? this.#now() : 0;
     for (const key of keys) this.#l1Hit(key, now, stale);

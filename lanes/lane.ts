@@ -121,6 +121,8 @@ export interface LaneHandle {
   readonly ready: boolean;
   /** True while a new normal-priority item would be refused (queue at its bound, or closing). */
   readonly refusing: boolean;
+  /** Normal-priority items the queue takes before it refuses. */
+  readonly room: number;
   /** Requests refused by admission so far. */
   readonly rejections: number;
   retryAfterSeconds(priority?: Priority): number;
@@ -275,6 +277,10 @@ export class Lane<I> implements LaneHandle {
   /** True while a new normal-priority item would be refused: the queue is at its bound (or the lane is closing). */
   get refusing(): boolean {
     return this.#closed || this.#batcher.queued >= this.#settings.maxQueue;
+  }
+
+  get room(): number {
+    return this.#closed ? 0 : Math.max(0, this.#settings.maxQueue - this.#batcher.queued);
   }
 
   /** Items refused recently that will come back: a count decaying with a half-life of REFUSED_HALF_LIFE_MS. */

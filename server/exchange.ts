@@ -77,10 +77,13 @@ export class Exchange {
   charged = false;
   /** The lane the request is for, set by its route once known; its metrics carry it. */
   lane: RequestLane = 'none';
+  /** Its lane is stormed: it is answered from L1 only, else refused as shed (server/front-gate.ts). */
+  cachedOnly = false;
   #finished = false;
   /** Headers every answer of this exchange carries, whatever its status (rate-limit budget). */
   #extraHeaders: Readonly<Record<string, string>> | null = null;
   readonly #onAbort: (() => void)[] = [];
+  #bodyDone: (() => void) | null = null;
 
   constructor(
     readonly res: HttpResponse,
@@ -133,6 +136,18 @@ export class Exchange {
     this.#onAbort.push(callback);
   }
 
+  /** Runs `callback` once: when the body has been read, or when the exchange ends without reading it. */
+  afterBody(callback: () => void): void {
+    this.#bodyDone = callback;
+  }
+
+  /** The body has been read (or will not be): runs the afterBody callback. */
+  bodyRead(): void {
+    const done = this.#bodyDone;
+    this.#bodyDone = null;
+    done?.();
+  }
+
   header(name: HeaderName): string | undefined {
     return this.#headers[name];
   }
@@ -183,6 +198,7 @@ export class Exchange {
   #finish(status: number): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.bodyRead();
     const seconds = (performance.now() - this.started) / 1000;
     this.tracker.metrics.request(this.route, this.lane, status, seconds);
     this.tracker.closed(this, status, seconds);

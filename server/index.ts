@@ -1,11 +1,11 @@
 // The HTTP front: uWebSockets.js on the main thread. It owns sockets only: it reads and bounds
 // bodies, maps routes to handlers, and hands every embedding to the orchestrator.
 import net from 'node:net';
-import { log, TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
+import { LaneStormedError, log, TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
 import { Drain } from './drain.js';
 import { Exchange, requestIdOf, type ExchangeTracker } from './exchange.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
-import { FrontGate, ShedError, ShedReplies, type FrontGateOptions } from './front-gate.js';
+import { FrontGate, ShedReplies, type FrontGateOptions } from './front-gate.js';
 import { HotAnswers } from './hot-answers.js';
 import type { LaneName } from '../lanes/index.js';
 import { replyError } from './reply.js';
@@ -271,15 +271,20 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedReplies, tracker: ExchangeTracker) {
   return (route: Omit<Route, 'method' | 'doc'>) => (res: HttpResponse, req: HttpRequest) => {
     // A stormed lane's request is refused from its headers alone, before anything else is made for
-    // it (with rate limits on, it takes the usual path, whose answers carry the client's budget).
+    // it, unless its body is small enough to be answered from L1 (with rate limits on, it takes the
+    // usual path, whose answers carry the client's budget).
+    let cachedOnly = false;
     if (route.lane && !guard.rateLimited) {
-      const retryAfterSeconds = gate.shed(route.lane);
-      if (retryAfterSeconds !== null) {
+      const retryAfterSeconds = gate.stormed(route.lane);
+      if (retryAfterSeconds !== null && !gate.readsWhenStormed(req.getHeader('content-length'))) {
+        gate.count(route.lane);
         shed.send(res, requestIdOf(req.getHeader('x-request-id')), route.path, route.lane, retryAfterSeconds);
         return;
       }
+      cachedOnly = retryAfterSeconds !== null;
     }
     const ex = new Exchange(res, req, route.path, tracker);
+    ex.cachedOnly = cachedOnly;
     const budgeted = route.embedding && guard.rateLimited;
     void (async () => {
       try {
@@ -288,12 +293,17 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedRepli
           throw new TwinlaneError('shutting_down', 'The server is shutting down; retry on another instance.');
         // With rate limits the shed is answered here instead, with the client's budget headers.
         if (route.lane && guard.rateLimited) gate.admit(route.lane);
+        // Let on to the lane: while it is stormed, its body holds a place of its room until read.
+        if (route.lane && !ex.cachedOnly) gate.reading(route.lane, ex);
         await route.handler(ex);
       } catch (error) {
         if (budgeted) guard.reportBudget(ex);
-        // A request of a stormed lane shed after its body was read is held like one shed from its headers.
-        if (error instanceof ShedError) shed.hold(() => replyError(ex, error));
-        else replyError(ex, error);
+        // A stormed lane's request refused after its body was read is held like one shed from its
+        // headers; one answered from L1 only is counted as shed here, when it could not be.
+        if (error instanceof LaneStormedError) {
+          if (ex.cachedOnly) gate.count(error.lane, 'uncached');
+          shed.hold(() => replyError(ex, error));
+        } else replyError(ex, error);
       }
     })();
   };

@@ -19,7 +19,12 @@ export function requestPolicy(ex: Exchange): RequestPolicy {
     );
   }
   const timeout = ex.header('x-request-timeout-ms')?.trim();
-  if (timeout === undefined) return { priority: priority as Priority, startedAt: ex.started };
+  const base = {
+    priority: priority as Priority,
+    startedAt: ex.started,
+    ...(ex.cachedOnly ? { cachedOnly: true } : {}),
+  };
+  if (timeout === undefined) return base;
   const ms = /^\d{1,7}$/.test(timeout) ? Number(timeout) : Number.NaN;
   if (!(ms >= 1 && ms <= MAX_TIMEOUT_MS)) {
     throw new TwinlaneError(
@@ -28,5 +33,5 @@ export function requestPolicy(ex: Exchange): RequestPolicy {
       { param: 'x-request-timeout-ms' },
     );
   }
-  return { priority: priority as Priority, startedAt: ex.started, timeoutMs: ms };
+  return { ...base, timeoutMs: ms };
 }

@@ -81,6 +81,8 @@ export interface Config {
   readonly shedProbesPerSecond: number;
   /** ms a shed request's 429 is held before it is written; 0: at once. */
   readonly shedHoldMs: number;
+  /** A stormed lane's request announcing at most this many body bytes is answered from L1 only instead of refused unread; 0: none. */
+  readonly shedReadMaxBytes: number;
   readonly wsMaxFrameBytes: number;
   readonly wsMaxInFlightItems: number;
   readonly wsMaxQueuedBytes: number;
@@ -696,6 +698,14 @@ export const OPTIONS: readonly Option[] = [
     unit: 'ms',
     why: "How long a shed request's 429 is held before it is written, so a client that retries at once is refused at most 1000 / this times a second per connection; 0 answers at once.",
     parse: int(0, 10_000),
+  },
+  {
+    key: 'shedReadMaxBytes',
+    env: 'TWINLANE_SHED_READ_MAX_BYTES',
+    default: '4096',
+    unit: 'bytes',
+    why: "A stormed lane's request whose body is announced at most this size is read and answered from L1 only (refused if an item is not there) instead of refused unread, so cached items stay answered through a storm; 0 refuses every one unread, the cheapest refusal.",
+    parse: int(0, 1 << 20),
   },
   {
     key: 'shedProbesPerSecond',

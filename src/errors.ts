@@ -1,6 +1,7 @@
 // The error codes of SPEC.md §4, each defined once with its HTTP status and OpenAI error `type`.
 // The `code` strings are a contract with clients: add new ones only for new cases, never rename.
 // server/reply.ts is the one place that turns a TwinlaneError into an HTTP answer.
+import type { LaneName } from '../lanes/index.js';
 
 export type OpenAiErrorType =
   'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
@@ -139,6 +140,25 @@ export class TwinlaneError extends Error {
     this.type = ERROR_CODES[code].type;
     this.param = options.param ?? null;
     this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/**
+ * A request of a stormed lane refused without being computed (server/front-gate.ts decides the
+ * storm): shed from its headers, after its body was read, or because an item of a request answered
+ * from L1 only was not there. The same 429 `lane_overloaded` as a full queue's, named as a flood's.
+ */
+export class LaneStormedError extends TwinlaneError {
+  constructor(
+    readonly lane: LaneName,
+    retryAfterSeconds: number,
+  ) {
+    super(
+      'lane_overloaded',
+      `The ${lane} lane is at capacity and refusing a flood of requests; retry after ${retryAfterSeconds} s.`,
+      { retryAfterSeconds },
+    );
+    this.name = 'LaneStormedError';
   }
 }
 

@@ -1,6 +1,6 @@
 // What src/ offers the transports in server/: the request flow, its errors, metrics and logging.
 // The entry point (main.ts) is not exported: it wires everything and nothing imports it.
-export { ERROR_CODES, TwinlaneError, asTwinlaneError } from './errors.js';
+export { ERROR_CODES, LaneStormedError, TwinlaneError, asTwinlaneError } from './errors.js';
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
 export { Metrics } from './metrics.js';
 export type { RequestLane } from './metrics.js';

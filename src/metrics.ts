@@ -514,8 +514,11 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     this.#workerRestarts.inc({ lane });
   }
 
-  /** A lane refused a request (its admission), or the server shed one before reading its body (`shed`). */
-  onRejected(lane: LaneName, reason: RejectReason | 'shed'): void {
+  /**
+   * A lane refused a request (its admission), or the server refused one of a stormed lane: before
+   * reading its body (`shed`), or, answering it from L1 only, for an item not there (`uncached`).
+   */
+  onRejected(lane: LaneName, reason: RejectReason | 'shed' | 'uncached'): void {
     this.#rejections.inc({ lane, reason });
   }
 

@@ -16,7 +16,7 @@ import {
 } from '../cache/index.js';
 import type { ImageItem, Lane, LaneHandle, LaneName, LaneStats, Priority, TextItem } from '../lanes/index.js';
 import { truncateDims } from './dims.js';
-import { TwinlaneError } from './errors.js';
+import { LaneStormedError, TwinlaneError } from './errors.js';
 import type { ImageBytes, ImageInput } from './image-bytes.js';
 import { abortError, laneCompute, unwantedBy, type LaneAdmission } from './lane-compute.js';
 import { checkCount, itemParam, textRefusal, type Limits } from './limits.js';
@@ -34,6 +34,12 @@ export interface RequestPolicy {
   readonly startedAt: number;
   /** The request's own deadline in ms; absent: its lane's queue timeout; null: none (batch work). */
   readonly timeoutMs?: number | null | undefined;
+  /**
+   * Answer from L1 only: a request with any item not there (or that would skip the cache, or needs
+   * an image fetched) is refused with LaneStormedError before Redis, a fetch or the lane is touched.
+   * What a stormed lane's small requests get (server/front-gate.ts), so cached items stay answered.
+   */
+  readonly cachedOnly?: boolean;
 }
 
 interface RequestBase {
@@ -138,6 +144,8 @@ interface LaneJob<I> {
   readonly dimensions: number | undefined;
   readonly cancellation: Cancellation | undefined;
   readonly admission: LaneAdmission;
+  /** RequestPolicy.cachedOnly. */
+  readonly cachedOnly: boolean;
   /** Ends the request's deadline timer, once its items are all answered. */
   readonly dispose?: (() => void) | undefined;
 }
@@ -207,6 +215,8 @@ export class Orchestrator {
     checkCount(request.inputs.length, request.param, this.#parts.limits);
     ModelRegistry.checkDimensions(request.dimensions, tower);
     this.#assertReady(image.lane, tower);
+    if (request.policy?.cachedOnly && request.inputs.some((input) => !('bytes' in input)))
+      throw this.#stormed(image.lane, request.policy.priority);
     const images = await Promise.all(
       request.inputs.map((input, i) => this.#parts.images.of(input, itemParam(request.param, i, request.positions))),
     );
@@ -371,6 +381,11 @@ export class Orchestrator {
     return image;
   }
 
+  /** The refusal of a cached-only request that cannot be answered from L1 alone. */
+  #stormed(lane: LaneHandle, priority: Priority | undefined): LaneStormedError {
+    return new LaneStormedError(lane.name, lane.retryAfterSeconds(priority));
+  }
+
   #assertReady(lane: LaneHandle, model: { readonly id: string }): void {
     if (!lane.ready) throw new TwinlaneError('not_ready', `The model ${model.id} is still loading.`);
   }
@@ -392,6 +407,7 @@ export class Orchestrator {
       // truncate:false, a text that could be over the model's max tokens is computed, for its 422.
       bypassCache: !request.truncate && request.inputs.some((input) => tower.mayExceed(input)),
       dimensions: request.dimensions,
+      cachedOnly: request.policy?.cachedOnly ?? false,
       ...this.#scheduling(request, text.queueTimeoutMs),
     };
   }
@@ -406,6 +422,7 @@ export class Orchestrator {
       paramAt: (i) => itemParam(request.param, i, request.positions),
       bypassCache: false,
       dimensions: request.dimensions,
+      cachedOnly: request.policy?.cachedOnly ?? false,
       ...this.#scheduling(request, image.queueTimeoutMs),
     };
   }
@@ -425,15 +442,17 @@ export class Orchestrator {
     const deadline = policy.startedAt + timeoutMs;
     // Not AbortSignal.timeout and AbortSignal.any: their timer and links live on after the request
     // (for the whole timeout), holding it in memory; this timer and listener go when it ends.
+    // The client's own signal is read only here too: reading it makes its AbortController.
     let controller: AbortController | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const outer = cancellation?.signal;
+    let outer: AbortSignal | undefined;
     const onOuter = () => controller?.abort(outer?.reason);
     const timed: Cancellation = {
       get signal() {
         if (!controller) {
           const own = new AbortController();
           controller = own;
+          outer = cancellation?.signal;
           const ms = Math.max(0, Math.ceil(deadline - performance.now()));
           timer = setTimeout(() => own.abort(new DOMException('The request deadline passed.', 'TimeoutError')), ms);
           if (outer?.aborted) own.abort(outer.reason);
@@ -478,6 +497,10 @@ export class Orchestrator {
   /** The flow both lanes share: cache (or not) → lane for misses → per-source counts → dims. */
   async #run<I>(job: LaneJob<I>): Promise<{ answers: Answered[]; embedded: Embedded }> {
     this.#assertReady(job.lane, job.tower);
+    if (job.cachedOnly && (job.bypassCache || !this.#parts.cache.inL1(job.keys))) {
+      job.dispose?.();
+      throw this.#stormed(job.lane, job.admission.priority);
+    }
     const compute = laneCompute(job.lane, job.item, job.paramAt, job.admission);
     let answers: Answered[];
     try {

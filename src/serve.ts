@@ -236,6 +236,7 @@ function listen(config: Readonly<Config>, parts: Parts, pkg: PackageInfo): Promi
         stormRefusalsPerSecond: config.shedAfterRefusalsPerSecond,
         probesPerSecond: config.shedProbesPerSecond,
         holdMs: config.shedHoldMs,
+        readMaxBytes: config.shedReadMaxBytes,
       },
       ws: {
         limits: {

@@ -44,18 +44,21 @@ export const OPENAI_ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
 
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
-  const policy = requestPolicy(ex);
+  requestPolicy(ex);
   // The model, and so the limit that applies, is inside the body: read up to the larger limit, then
   // hold text requests to their own.
   const raw = await readBody(ex, options.readLimitBytes);
   const hotKey = options.hot?.key(ex.route, 'openai', raw) ?? null;
   if (await answerHot(ex, hotKey, options)) return;
-  // The lane is named inside the body: a stormed lane's request is shed before it is parsed.
+  // The lane is named inside the body: a stormed lane's request is refused before it is parsed, or,
+  // when small, answered from L1 only (server/front-gate.ts).
   const sniffed = sniffModel(raw);
   if (sniffed !== null) {
     ex.lane = options.orchestrator.laneOf(sniffed);
-    options.gate.admit(ex.lane);
+    if (options.gate.readsWhenStormed(String(raw.length))) ex.cachedOnly = options.gate.stormed(ex.lane) !== null;
+    else options.gate.admit(ex.lane);
   }
+  const policy = requestPolicy(ex);
   const body = requireObject(parseJson(raw));
   const format = optionalEnum(body, 'encoding_format', OPENAI_ENCODINGS, 'float');
   const result = await embed(

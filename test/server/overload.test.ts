@@ -139,6 +139,7 @@ describe('priorities', () => {
 /**
  * A server whose image lane is held over its queue bound of 1 by one long request, and stormed by
  * eight clients that send a small image again as soon as each is refused (40 ms apart), until `calm()`.
+ * `cached`, a tiny picture (`tiny(n)` makes more), was embedded before the storm.
  */
 async function stormedImageLane(extraEnv: Record<string, string>, holderImages = 400) {
   const server = await startServer({
@@ -160,6 +161,12 @@ async function stormedImageLane(extraEnv: Record<string, string>, holderImages =
     })
       .png()
       .toBuffer();
+  const tiny = (n: number) =>
+    sharp({ create: { width: 64, height: 48, channels: 3, background: { r: n % 256, g: 40, b: 200 } } })
+      .png()
+      .toBuffer();
+  const cached = await tiny(1);
+  expect((await postRaw(server.url, cached)).status).toBe(200);
   const pictures = await Promise.all(Array.from({ length: holderImages }, (_, i) => picture(i)));
   const holder = postJson(`${server.url}/embed/image`, {
     inputs: pictures.map((p) => ({ b64: p.toString('base64') })),
@@ -202,8 +209,12 @@ async function stormedImageLane(extraEnv: Record<string, string>, holderImages =
     expect([...refusedStatuses]).toEqual([429]);
     expect((await holder).status).toBe(200);
   };
-  return { server, small, calm };
+  return { server, small, calm, cached, tiny };
 }
+
+/** POST /embed/image with a raw PNG body. */
+const postRaw = (url: string, png: Buffer) =>
+  fetch(`${url}/embed/image`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: png });
 
 /** Sends a request's headers announcing a 5 MB image and 512 bytes of it; resolves with the answer's head and when it came. */
 function announceLargeImage(port: number, firstBytes: Buffer): Promise<{ head: string; afterMs: number }> {
@@ -239,6 +250,57 @@ describe('a stormed lane', () => {
       const { head } = await announceLargeImage(server.port, small);
       expect(head).toMatch(/^HTTP\/1\.1 429/);
       expect(head.toLowerCase()).toMatch(/retry-after: \d+/);
+      await calm();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('answers a small request from L1 when all its items are there, and refuses the others before the lane', async () => {
+    const { server, calm, cached, tiny } = await stormedImageLane({ TWINLANE_SHED_HOLD_MS: '0' });
+    try {
+      const uncached = (url: string) =>
+        metric(url, /twinlane_lane_rejections_total\{lane="image",reason="uncached"\} (\S+)/);
+      const b64 = (png: Buffer) => ({ b64: png.toString('base64') });
+      const hit = await postRaw(server.url, cached);
+      expect(hit.status).toBe(200);
+      expect(hit.headers.get('x-cache-hits')).toBe('1');
+      expect((await postJson(`${server.url}/embed/image`, { inputs: [b64(cached)] })).status).toBe(200);
+      const openAi = await postJson(`${server.url}/v1/embeddings`, { model: IMAGE_MODEL, input: [b64(cached)] });
+      expect(openAi.status).toBe(200);
+      const missing = await tiny(2);
+      const miss = await postRaw(server.url, missing);
+      expect(miss.status).toBe(429);
+      expect(miss.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(await miss.json()).toMatchObject({ error: { code: 'lane_overloaded' } });
+      const mixed = await postJson(`${server.url}/embed/image`, { inputs: [b64(cached), b64(missing)] });
+      expect(mixed.status).toBe(429);
+      const openAiMiss = await postJson(`${server.url}/v1/embeddings`, { model: IMAGE_MODEL, input: [b64(missing)] });
+      expect(openAiMiss.status).toBe(429);
+      // Counted with their own reason: the storm's larger pictures are shed unread.
+      expect(await uncached(server.url)).toBe(3);
+      await calm();
+      // No refused request reached the lane: the picture is computed afresh now.
+      const after = await postRaw(server.url, missing);
+      expect(after.status).toBe(200);
+      expect(after.headers.get('x-cache-hits')).toBe('0');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('with TWINLANE_SHED_READ_MAX_BYTES=0, refuses even a cached small request unread', async () => {
+    const { server, calm, cached } = await stormedImageLane({
+      TWINLANE_SHED_HOLD_MS: '0',
+      TWINLANE_SHED_READ_MAX_BYTES: '0',
+    });
+    try {
+      const refused = await postRaw(server.url, cached);
+      expect(refused.status).toBe(429);
+      expect(await refused.json()).toMatchObject({ error: { code: 'lane_overloaded' } });
+      expect(await metric(server.url, /twinlane_lane_rejections_total\{lane="image",reason="uncached"\} (\S+)/)).toBe(
+        0,
+      );
       await calm();
     } finally {
       await server.stop();
