@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Entry point: check the runtime (before any native module loads) → `twinlane batch …` goes to the
-// bulk-job client → load and validate the config (or print --help) → serve (src/serve.ts, loaded only now). Exit codes: 0 after --help or a clean
+// bulk-job client → load and validate the config (or print --help) → V8's settings (src/v8-tuning.ts)
+// → serve (src/serve.ts, loaded only now). Exit codes: 0 after --help or a clean
 // drain, 1 when start-up fails (unsupported Node.js, a missing model or provider, a taken port),
 // 2 for a bad option.
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
 import { log } from './log.js';
 import { assertSupportedNode, readPackageInfo } from './runtime.js';
+import { tuneV8 } from './v8-tuning.js';
 
 /** Exits 0 after --help, 2 on a bad option (with a message naming it). */
 function configOrExit(): Readonly<Config> {
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
     process.exit(await batchCli(process.argv.slice(3)));
   }
   const config = configOrExit();
+  tuneV8();
   const { serve } = await import('./serve.js');
   await serve(config, pkg);
 }
