@@ -104,7 +104,8 @@ export class FrontGate {
    */
   stormed(name: LaneName): number | null {
     const lane = this.#lane(name);
-    if (!lane) return null;
+    // A calm lane (not refusing, not stormed) needs no clock or window: it refuses nothing to count.
+    if (!lane || (!lane.refusing && !this.#windows.get(name)?.stormed)) return null;
     const now = performance.now();
     const window = this.#window(name, lane, now);
     if (!window.stormed) return null;
@@ -128,10 +129,10 @@ export class FrontGate {
     return retryAfterSeconds;
   }
 
-  /** Whether a stormed lane's request announcing `contentLength` bytes (a header value; '' when absent) is read for L1. */
-  readsWhenStormed(contentLength: string): boolean {
+  /** Whether a stormed lane's request with a body of `bytes` (NaN when not announced) is read for L1. */
+  readsWhenStormed(bytes: number): boolean {
     const { readMaxBytes } = this.#options;
-    return readMaxBytes > 0 && contentLength !== '' && Number(contentLength) <= readMaxBytes;
+    return readMaxBytes > 0 && bytes <= readMaxBytes;
   }
 
   /** Counts `request`'s body against the lane's room until it has been read, while the lane is stormed. */

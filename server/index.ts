@@ -267,6 +267,12 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
   };
 }
 
+/** The body size a request's Content-Length announces; NaN when it announces none. */
+function announcedBytes(req: HttpRequest): number {
+  const length = req.getHeader('content-length');
+  return length === '' ? Number.NaN : Number(length);
+}
+
 /** One route's uWS handler: an Exchange (onAborted first), then auth, the drain check and the route, with every failure answered once. */
 function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedReplies, tracker: ExchangeTracker) {
   return (route: Omit<Route, 'method' | 'doc'>) => (res: HttpResponse, req: HttpRequest) => {
@@ -276,7 +282,7 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedRepli
     let cachedOnly = false;
     if (route.lane && !guard.rateLimited) {
       const retryAfterSeconds = gate.stormed(route.lane);
-      if (retryAfterSeconds !== null && !gate.readsWhenStormed(req.getHeader('content-length'))) {
+      if (retryAfterSeconds !== null && !gate.readsWhenStormed(announcedBytes(req))) {
         gate.count(route.lane);
         shed.send(res, requestIdOf(req.getHeader('x-request-id')), route.path, route.lane, retryAfterSeconds);
         return;

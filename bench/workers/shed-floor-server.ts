@@ -3,7 +3,8 @@
 // all), the connection kept so uWS drops the body. bench:isolation floods it as it floods the server,
 // so the main-thread CPU per refusal is compared with what the HTTP library itself costs on this
 // machine. Run as a child process, like the real server. Env: SHED_HOLD_MS (100), SHED_FLOOR_PORT (0 = any).
-import uWS from 'uWebSockets.js';
+import type { HttpResponse } from '../../server/uws.js';
+import { bareApp, listenLogged } from '../lib/bare-uws.js';
 
 const holdMs = Number(process.env['SHED_HOLD_MS'] ?? '100');
 const body = JSON.stringify({
@@ -15,12 +16,8 @@ const body = JSON.stringify({
   },
 });
 
-if (typeof uWS.us_socket_local_port !== 'function') {
-  throw new Error('uWebSockets.js fell back to its pure-JS server; the shed floor would be meaningless');
-}
-
 interface Held {
-  readonly res: uWS.HttpResponse;
+  readonly res: HttpResponse;
   readonly at: number;
   gone: boolean;
 }
@@ -28,7 +25,7 @@ interface Held {
 const held: Held[] = [];
 let timer: NodeJS.Timeout | null = null;
 
-function answer(res: uWS.HttpResponse): void {
+function answer(res: HttpResponse): void {
   res.cork(() => {
     res
       .writeStatus('429 Too Many Requests')
@@ -50,26 +47,17 @@ function release(): void {
   if (held.length > 0) timer = setTimeout(release, Math.max(1, held[0]!.at + holdMs - performance.now()));
 }
 
-uWS
-  .App()
-  .post('/*', (res) => {
-    if (holdMs === 0) {
-      answer(res);
-      return;
-    }
-    const h: Held = { res, at: performance.now(), gone: false };
-    res.onAborted(() => {
-      h.gone = true;
-    });
-    held.push(h);
-    timer ??= setTimeout(release, holdMs);
-  })
-  .listen('127.0.0.1', Number(process.env['SHED_FLOOR_PORT'] ?? '0'), (socket) => {
-    if (!socket) {
-      process.stderr.write('shed floor server could not listen\n');
-      process.exit(1);
-    }
-    process.stdout.write(`listening on http://127.0.0.1:${uWS.us_socket_local_port(socket)}\n`);
+const app = bareApp().post('/*', (res) => {
+  if (holdMs === 0) {
+    answer(res);
+    return;
+  }
+  const h: Held = { res, at: performance.now(), gone: false };
+  res.onAborted(() => {
+    h.gone = true;
   });
+  held.push(h);
+  timer ??= setTimeout(release, holdMs);
+});
 
-process.on('SIGTERM', () => process.exit(0));
+listenLogged(app, Number(process.env['SHED_FLOOR_PORT'] ?? '0'), 'shed floor server');

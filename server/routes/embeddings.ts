@@ -44,7 +44,7 @@ export const OPENAI_ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
 
 export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
-  requestPolicy(ex);
+  const policy = requestPolicy(ex);
   // The model, and so the limit that applies, is inside the body: read up to the larger limit, then
   // hold text requests to their own.
   const raw = await readBody(ex, options.readLimitBytes);
@@ -55,17 +55,20 @@ export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOpt
   const sniffed = sniffModel(raw);
   if (sniffed !== null) {
     ex.lane = options.orchestrator.laneOf(sniffed);
-    if (options.gate.readsWhenStormed(String(raw.length))) ex.cachedOnly = options.gate.stormed(ex.lane) !== null;
+    if (options.gate.readsWhenStormed(raw.length)) ex.cachedOnly = options.gate.stormed(ex.lane) !== null;
     else options.gate.admit(ex.lane);
   }
-  const policy = requestPolicy(ex);
   const body = requireObject(parseJson(raw));
   const format = optionalEnum(body, 'encoding_format', OPENAI_ENCODINGS, 'float');
   const result = await embed(
     ex,
     body,
     raw.length,
-    { policy, model: optionalString(body, 'model'), dimensions: optionalNumber(body, 'dimensions') },
+    {
+      policy: ex.cachedOnly ? { ...policy, cachedOnly: true } : policy,
+      model: optionalString(body, 'model'),
+      dimensions: optionalNumber(body, 'dimensions'),
+    },
     options,
   );
   const answer = answerJson(result, format);

@@ -136,18 +136,18 @@ describe('FrontGate', () => {
 
   it('reads a stormed request for L1 only when its body is announced and small, and none with readMaxBytes 0', () => {
     const g = gate(new FakeLane(1));
-    expect(g.readsWhenStormed('4096')).toBe(true);
-    expect(g.readsWhenStormed('0')).toBe(true);
-    expect(g.readsWhenStormed('4097')).toBe(false);
-    expect(g.readsWhenStormed('')).toBe(false);
-    expect(g.readsWhenStormed('12abc')).toBe(false);
+    expect(g.readsWhenStormed(4096)).toBe(true);
+    expect(g.readsWhenStormed(0)).toBe(true);
+    expect(g.readsWhenStormed(4097)).toBe(false);
+    expect(g.readsWhenStormed(Number.NaN)).toBe(false);
+    expect(g.readsWhenStormed(Number('12abc'))).toBe(false);
     const none = new FrontGate(
       () => null,
       { stormRefusalsPerSecond: 5, probesPerSecond: 0, holdMs: 0, readMaxBytes: 0 },
       metrics(),
     );
-    expect(none.readsWhenStormed('0')).toBe(false);
-    expect(none.readsWhenStormed('1')).toBe(false);
+    expect(none.readsWhenStormed(0)).toBe(false);
+    expect(none.readsWhenStormed(1)).toBe(false);
   });
 
   it('passes everything, without counting bodies, while the lane is calm', () => {
