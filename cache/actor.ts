@@ -4,7 +4,7 @@
 // tiers: a key is registered in flight before Redis is asked), or by computing it once and storing
 // the result in both tiers. A key kept hot in L1 still has its Redis TTL pushed back, at most once
 // per refresh interval, so other instances sharing the Redis keep finding it. A request can be
-// cancelled (its AbortSignal): its pending items reject at once, and an item nobody else waits for
+// cancelled (its Cancellation): its pending items reject at once, and an item nobody else waits for
 // is dropped by the lane before it is computed.
 import { decodeStoredVector, encodeBf16 } from './bf16.js';
 import { MemoryTier } from './memory-tier.js';
@@ -12,6 +12,7 @@ import { RedisTier, type RedisTierOptions } from './redis-tier.js';
 import {
   RequestCancelledError,
   type CachedVector,
+  type Cancellation,
   type CacheObserver,
   type CacheStats,
   type CacheStatus,
@@ -164,7 +165,7 @@ export class CacheActor {
     }
     this.#countL1(l1Hits, keys.length);
     if (stale.length > 0) this.#redis!.refresh(stale);
-    if (options.cancellation && waits.length > 0) this.#cancellable(results, waits, options.cancellation.signal);
+    if (options.cancellation && waits.length > 0) this.#cancellable(results, waits, options.cancellation);
     if (misses.length > 0) {
       if (this.#redis && !options.skipRedis)
         void this.#lookup(keys, misses, owned, compute, options.dims).catch((error: unknown) =>
@@ -262,17 +263,17 @@ export class CacheActor {
   }
 
   /**
-   * Lets `signal` cancel a request: each of its results still waiting on a flight rejects at once
-   * (with the signal's reason when it is an Error: a deadline's TimeoutError) and stops counting as
-   * one of that flight's waiters.
+   * Lets `cancellation` cancel a request: each of its results still waiting on a flight rejects at
+   * once with a RequestCancelledError saying why, and stops counting as one of that flight's waiters.
    */
-  #cancellable(results: Promise<ResolvedVector>[], waits: readonly Wait[], signal: AbortSignal): void {
+  #cancellable(results: Promise<ResolvedVector>[], waits: readonly Wait[], cancellation: Cancellation): void {
     const pending = new Map<number, { flight: Flight; reject: (error: unknown) => void }>();
-    // Once every result has settled the listener goes: a listener left on a signal that lives on (a
-    // deadline's timer, a socket) would keep this request's closures alive (bench:soak found it).
+    // Once every result has settled the listener goes: a listener left on a cancellation that lives
+    // on (a socket) would keep this request's closures alive (bench:soak found it).
+    let stopListening = (): void => {};
     const settled = (index: number) => {
       pending.delete(index);
-      if (pending.size === 0) signal.removeEventListener('abort', cancel);
+      if (pending.size === 0) stopListening();
     };
     for (const { index, flight: owner } of waits) {
       const source = results[index]!;
@@ -281,19 +282,17 @@ export class CacheActor {
         source.then(resolve, reject).finally(() => settled(index));
       });
     }
-    const cancel = () => {
-      const reason: unknown = signal.reason;
-      const timedOut = reason instanceof Error && reason.name === 'TimeoutError';
-      const error = timedOut ? reason : new RequestCancelledError();
-      const left: Unwanted = timedOut ? 'deadline' : 'cancelled';
+    const cancel = (why: Unwanted) => {
+      const error = new RequestCancelledError(why);
       for (const { flight: owner, reject } of pending.values()) {
-        if (--owner.waiters === 0) owner.left = left;
+        if (--owner.waiters === 0) owner.left = why;
         reject(error);
       }
       pending.clear();
     };
-    if (signal.aborted) cancel();
-    else signal.addEventListener('abort', cancel, { once: true });
+    const already = cancellation.cancelled;
+    if (already !== null) cancel(already);
+    else stopListening = cancellation.onCancel(cancel);
   }
 
   /** Last resort for a bug in the lookup path: no caller may wait for ever. */

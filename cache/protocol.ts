@@ -53,20 +53,21 @@ export interface ComputeControl {
  */
 export type ComputeMisses = (indices: readonly number[], control: ComputeControl) => readonly Promise<Computed>[];
 
-/** Holds a request's AbortSignal, made on first read. */
+/** A request's cancellation: its client went away, or its deadline passed (src/cancel.ts). */
 export interface Cancellation {
-  readonly signal: AbortSignal;
+  /** Why the request is no longer wanted; null while it is. */
+  readonly cancelled: Unwanted | null;
+  /** Calls `listener` once when the request is cancelled (never when it already is); returns what removes it. */
+  onCancel(listener: (why: Unwanted) => void): () => void;
 }
 
 export interface ResolveOptions {
   /** The model's dims: a Redis value of any other length is corrupt (deleted, counted, recomputed). */
   readonly dims?: number | undefined;
   /**
-   * Aborting its signal cancels the request: its pending items reject at once with the signal's
-   * reason when it is an AbortSignal.timeout's TimeoutError (a deadline), else RequestCancelledError, and items
-   * nobody else waits for are dropped before they reach a lane. Read only when an item waits on work,
-   * so a request answered from L1 never makes one (an AbortController costs more than the rest of an
-   * L1 hit's bookkeeping).
+   * Cancelling it cancels the request: its pending items reject at once with a RequestCancelledError
+   * saying why, and items nobody else waits for are dropped before they reach a lane. Listened to
+   * only when an item waits on work, so a request answered from L1 never starts a deadline's timer.
    */
   readonly cancellation?: Cancellation | undefined;
   /** The caller just looked these keys up (peek): skip Redis and go from L1 and in-flight work to compute. */
@@ -75,10 +76,14 @@ export interface ResolveOptions {
 
 /** A request's item after the request was cancelled: nobody reads it, and it may never be computed. */
 export class RequestCancelledError extends Error {
-  constructor() {
+  /** Whether the client went away (or cancelled) or the request's deadline passed. */
+  readonly why: Unwanted;
+
+  constructor(why: Unwanted = 'cancelled') {
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super('The request was cancelled.');
+    super(why === 'deadline' ? "The request's deadline passed." : 'The request was cancelled.');
+    this.why = why;
     Error.stackTraceLimit = stackTraceLimit;
     this.name = 'RequestCancelledError';
   }

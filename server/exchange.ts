@@ -1,6 +1,7 @@
 // One HTTP request/response pair. uWS invalidates the request object at the first await and frees
 // an aborted response, so everything from the request is copied here synchronously and every write
 // checks `aborted` first. This is the only object that writes to a uWS response.
+import type { Cancellation, Unwanted } from '../cache/index.js';
 import type { Metrics, RequestLane } from '../src/index.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
@@ -62,7 +63,7 @@ const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
   }).map(([code, text]) => [code, `${code} ${text}`]),
 );
 
-export class Exchange {
+export class Exchange implements Cancellation {
   readonly started = performance.now();
   readonly method: string;
   readonly url: string;
@@ -118,17 +119,19 @@ export class Exchange {
     return new URLSearchParams(this.#rawQuery);
   }
 
-  #abort: AbortController | null = null;
+  /** The exchange is the request's Cancellation: cancelled when the client goes away before the answer is written. */
+  get cancelled(): Unwanted | null {
+    return this.aborted ? 'cancelled' : null;
+  }
 
-  /** Aborted when the client goes away before the answer is written: its queued items are then dropped. */
-  get signal(): AbortSignal {
-    if (!this.#abort) {
-      const controller = new AbortController();
-      this.#abort = controller;
-      if (this.aborted) controller.abort();
-      else this.onAbort(() => controller.abort());
-    }
-    return this.#abort.signal;
+  onCancel(listener: (why: Unwanted) => void): () => void {
+    if (this.aborted) return () => {};
+    const callback = () => listener('cancelled');
+    this.#onAbort.push(callback);
+    return () => {
+      const at = this.#onAbort.indexOf(callback);
+      if (at !== -1) this.#onAbort.splice(at, 1);
+    };
   }
 
   /** Runs `callback` if the client goes away before the answer is written. */

@@ -2,6 +2,7 @@
 // The entry point (main.ts) is not exported: it wires everything and nothing imports it.
 export { ERROR_CODES, LaneStormedError, TwinlaneError, asTwinlaneError } from './errors.js';
 export type { ErrorCode, OpenAiErrorType } from './errors.js';
+export { CancelSource } from './cancel.js';
 export { Metrics } from './metrics.js';
 export type { RequestLane } from './metrics.js';
 export { Orchestrator } from './orchestrator.js';

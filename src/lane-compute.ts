@@ -2,7 +2,7 @@
 // finishes, in the cache's terms (vector, the item's own error, or dropped as unwanted). Shared by
 // whole requests (orchestrator.ts) and streams (stream.ts). A lane's refusal becomes the error its
 // requests answer with (429 lane_overloaded, 503 shutting_down) for every item of the submission.
-import { RequestCancelledError, type Computed, type ComputeMisses, type Unwanted } from '../cache/index.js';
+import type { Computed, ComputeMisses } from '../cache/index.js';
 import {
   LaneFailedError,
   LaneRejectedError,
@@ -32,17 +32,6 @@ function laneError(error: unknown): unknown {
   if (error.reason === 'closed') return new TwinlaneError('shutting_down', error.message);
   if (error.reason === 'deadline') return new TwinlaneError('deadline_exceeded', error.message);
   return new TwinlaneError('lane_overloaded', error.message, { retryAfterSeconds: error.retryAfterSeconds });
-}
-
-/** Why a request's items are no longer wanted once its signal aborted (a deadline's timeout, or the client). */
-export function unwantedBy(signal: AbortSignal | undefined): Unwanted | null {
-  if (!signal?.aborted) return null;
-  return (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'deadline' : 'cancelled';
-}
-
-/** The error a request whose signal aborted answers with: a deadline's TimeoutError, or a plain cancellation. */
-export function abortError(signal: AbortSignal | undefined): Error {
-  return unwantedBy(signal) === 'deadline' ? (signal!.reason as Error) : new RequestCancelledError();
 }
 
 /** The lane's word on one item, in the cache actor's terms. */

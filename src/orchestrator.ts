@@ -3,9 +3,10 @@
 // come from the registry, image bytes from the image path, readiness and usage from their modules.
 // Whole requests (HTTP) succeed or fail together; streams (WebSocket) answer item by item, cached
 // items first, and send their misses to the lane in chunks the transport paces. Both can be
-// cancelled with an AbortSignal: items no request waits for any more never reach a model.
+// cancelled (src/cancel.ts): items no request waits for any more never reach a model.
 import {
   imageKey,
+  RequestCancelledError,
   textKey,
   type CacheActor,
   type CachedVector,
@@ -18,7 +19,8 @@ import type { ImageItem, Lane, LaneHandle, LaneName, LaneStats, Priority, TextIt
 import { truncateDims } from './dims.js';
 import { LaneStormedError, TwinlaneError } from './errors.js';
 import type { ImageBytes, ImageInput } from './image-bytes.js';
-import { abortError, laneCompute, unwantedBy, type LaneAdmission } from './lane-compute.js';
+import { cancelledError, DeadlineCancellation } from './cancel.js';
+import { laneCompute, type LaneAdmission } from './lane-compute.js';
 import { checkCount, itemParam, textRefusal, type Limits } from './limits.js';
 import type { Metrics } from './metrics.js';
 import { readinessOf, type Readiness, type ServedLane } from './readiness.js';
@@ -52,7 +54,7 @@ interface RequestBase {
   readonly param: string;
   /** Where each input sits in the client's list, when this request is a part of a mixed one. */
   readonly positions?: readonly number[] | undefined;
-  /** Its signal aborts when the client goes away: the request's items still queued are dropped. */
+  /** Cancelled when the client goes away: the request's items still queued are dropped. */
   readonly cancellation?: Cancellation | undefined;
   readonly policy?: RequestPolicy | undefined;
 }
@@ -430,7 +432,7 @@ export class Orchestrator {
   /**
    * A request's lane admission (priority, deadline) and its cancellation: the client's going away, or
    * its deadline passing (x-request-timeout-ms, else the lane's queue timeout). The deadline's timer
-   * and the combined signal are made only if the cache actor reads them, i.e. when an item waits.
+   * is started only if the cache actor listens, i.e. when an item waits.
    */
   #scheduling(
     request: RequestBase,
@@ -440,46 +442,22 @@ export class Orchestrator {
     const timeoutMs = policy?.timeoutMs === undefined ? laneTimeoutMs : policy.timeoutMs;
     if (!policy || timeoutMs === null) return { cancellation, admission: { priority: policy?.priority ?? 'normal' } };
     const deadline = policy.startedAt + timeoutMs;
-    // Not AbortSignal.timeout and AbortSignal.any: their timer and links live on after the request
-    // (for the whole timeout), holding it in memory; this timer and listener go when it ends.
-    // The client's own signal is read only here too: reading it makes its AbortController.
-    let controller: AbortController | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let outer: AbortSignal | undefined;
-    const onOuter = () => controller?.abort(outer?.reason);
-    const timed: Cancellation = {
-      get signal() {
-        if (!controller) {
-          const own = new AbortController();
-          controller = own;
-          outer = cancellation?.signal;
-          const ms = Math.max(0, Math.ceil(deadline - performance.now()));
-          timer = setTimeout(() => own.abort(new DOMException('The request deadline passed.', 'TimeoutError')), ms);
-          if (outer?.aborted) own.abort(outer.reason);
-          else outer?.addEventListener('abort', onOuter, { once: true });
-        }
-        return controller.signal;
-      },
-    };
-    const dispose = () => {
-      clearTimeout(timer);
-      outer?.removeEventListener('abort', onOuter);
-    };
-    return { cancellation: timed, admission: { priority: policy.priority, deadline }, dispose };
+    const timed = new DeadlineCancellation(cancellation, deadline);
+    return { cancellation: timed, admission: { priority: policy.priority, deadline }, dispose: () => timed.dispose() };
   }
 
   /** Computes every item of `job` around the cache (its answers would not be truthful). */
   async #bypass<I>(job: LaneJob<I>, compute: ComputeMisses): Promise<Answered[]> {
-    const signal = job.cancellation?.signal;
+    const { cancellation } = job;
     const computed = await Promise.all(
       compute(
         job.keys.map((_, i) => i),
-        { unwanted: () => unwantedBy(signal) },
+        { unwanted: () => cancellation?.cancelled ?? null },
       ),
     );
     return computed.map((item) => {
       if (item.ok) return { ...item.value, timing: item.timing, source: 'bypass' as const };
-      throw 'error' in item ? item.error : abortError(signal);
+      throw 'error' in item ? item.error : cancelledError(cancellation);
     });
   }
 
@@ -510,8 +488,8 @@ export class Orchestrator {
             this.#parts.cache.resolve(job.keys, compute, { dims: job.tower.dims, cancellation: job.cancellation }),
           );
     } catch (error) {
-      // The deadline's timer fired while items were still queued: they are dropped.
-      if (error instanceof Error && error.name === 'TimeoutError')
+      // The deadline passed while items were still queued: they are dropped.
+      if (error instanceof RequestCancelledError && error.why === 'deadline')
         throw new TwinlaneError(
           'deadline_exceeded',
           "The request's deadline passed before all of its items were computed; those still queued were dropped.",

@@ -3,11 +3,12 @@
 // any computation; `compute` takes the rest a chunk at a time, as the transport's flow control
 // allows, and reports each item when its batch finishes. A chunk's misses go through the cache actor
 // with `skipRedis` (they were just looked up), so single flight with other requests still holds.
-import { RequestCancelledError, type CacheActor, type ResolvedVector } from '../cache/index.js';
+import { RequestCancelledError, type CacheActor, type Cancellation, type ResolvedVector } from '../cache/index.js';
 import type { Lane } from '../lanes/index.js';
 import { asTwinlaneError, type TwinlaneError } from './errors.js';
 import { truncateDims } from './dims.js';
-import { abortError, laneCompute, unwantedBy } from './lane-compute.js';
+import { cancelledError } from './cancel.js';
+import { laneCompute } from './lane-compute.js';
 
 /** The model a stream embeds with: its id and the dims its vectors have. */
 export interface StreamModel {
@@ -27,7 +28,7 @@ export interface EmbedStream {
   /** Reports every cached item at once; resolves with the indices still to compute, in order. */
   answerCached(): Promise<number[]>;
   /** Computes `indices` and reports each item as its batch is done; resolves once all are reported. */
-  compute(indices: readonly number[], signal: AbortSignal): Promise<void>;
+  compute(indices: readonly number[], cancellation: Cancellation): Promise<void>;
 }
 
 export interface StreamParts<I> {
@@ -94,17 +95,17 @@ export class Stream<I> implements EmbedStream {
     return rest.sort((a, b) => a - b);
   }
 
-  async compute(indices: readonly number[], signal: AbortSignal): Promise<void> {
+  async compute(indices: readonly number[], cancellation: Cancellation): Promise<void> {
     const keyed = await this.#keys(indices);
     const peeked = keyed.filter(({ index }) => this.#peeked.has(index));
     const fresh = keyed.filter(({ index }) => !this.#peeked.has(index) && !this.#parts.bypass(index));
     const bypassed = keyed.filter(({ index }) => this.#parts.bypass(index));
     await Promise.all([
-      this.#resolve(peeked, signal, true),
-      this.#resolve(fresh, signal, false),
+      this.#resolve(peeked, cancellation, true),
+      this.#resolve(fresh, cancellation, false),
       this.#computeAround(
         bypassed.map((k) => k.index),
-        signal,
+        cancellation,
       ),
     ]);
   }
@@ -129,7 +130,7 @@ export class Stream<I> implements EmbedStream {
 
   async #resolve(
     items: readonly { index: number; key: string }[],
-    signal: AbortSignal,
+    cancellation: Cancellation,
     skipRedis: boolean,
   ): Promise<void> {
     if (items.length === 0) return;
@@ -142,7 +143,7 @@ export class Stream<I> implements EmbedStream {
     const results = cache.resolve(
       items.map((i) => i.key),
       compute,
-      { dims: model.dims, cancellation: { signal }, skipRedis },
+      { dims: model.dims, cancellation, skipRedis },
     );
     await this.#report(
       items.map((i) => i.index),
@@ -151,7 +152,7 @@ export class Stream<I> implements EmbedStream {
   }
 
   /** Items whose cached answer could be untruthful (truncate:false over max tokens): computed directly. */
-  async #computeAround(indices: readonly number[], signal: AbortSignal): Promise<void> {
+  async #computeAround(indices: readonly number[], cancellation: Cancellation): Promise<void> {
     if (indices.length === 0) return;
     const { lane, param } = this.#parts;
     const compute = laneCompute(
@@ -161,11 +162,11 @@ export class Stream<I> implements EmbedStream {
     );
     const results = compute(
       indices.map((_, k) => k),
-      { unwanted: () => unwantedBy(signal) },
+      { unwanted: () => cancellation.cancelled },
     ).map(async (promise): Promise<ResolvedVector> => {
       const item = await promise;
       if (item.ok) return { ...item.value, timing: item.timing, source: 'computed' };
-      throw 'error' in item ? item.error : abortError(signal);
+      throw 'error' in item ? item.error : cancelledError(cancellation);
     });
     await this.#report(indices, results, true);
   }

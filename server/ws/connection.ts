@@ -376,7 +376,7 @@ export class StreamConnection {
   /** Cached items are answered by answerCached; the misses join this socket's dispatch queue in chunks. */
   async #queueMisses(request: StreamRequest, stream: EmbedStream): Promise<void> {
     const misses = await stream.answerCached();
-    if (request.signal.aborted || this.#closed) return;
+    if (request.cancellation.cancelled !== null || this.#closed) return;
     const size = this.#deps.limits.chunkItems[request.options.lane];
     for (let i = 0; i < misses.length; i += size) {
       request.busy();
@@ -395,7 +395,7 @@ export class StreamConnection {
       this.#queue.shift();
       this.#inLanes[lane] += next.indices.length;
       void next.stream
-        .compute(next.indices, next.request.signal)
+        .compute(next.indices, next.request.cancellation)
         .catch((error: unknown) =>
           next.request.refuse(
             error instanceof TwinlaneError
@@ -415,7 +415,7 @@ export class StreamConnection {
   #sweep(): void {
     for (let i = this.#queue.length - 1; i >= 0; i--) {
       const chunk = this.#queue[i]!;
-      if (!chunk.request.signal.aborted) continue;
+      if (chunk.request.cancellation.cancelled === null) continue;
       this.#queue.splice(i, 1);
       chunk.request.idle();
     }

@@ -2,7 +2,7 @@
 // answered exactly once (a vector or an error) unless the request is cancelled or refused part-way,
 // and `done` follows the last answer. Answers are encoded here once per item, in the request's format.
 import { encodeBf16 } from '../../cache/index.js';
-import type { TwinlaneError } from '../../src/index.js';
+import { CancelSource, type TwinlaneError } from '../../src/index.js';
 import { quantizedMembers } from '../quantize.js';
 import { float32Bytes, jsonVector } from '../reply.js';
 import type { RequestOptions } from './parse.js';
@@ -41,7 +41,8 @@ export class StreamRequest {
   readonly count: number;
   /** Input bytes held for this request (counted against the socket's queued-bytes bound). */
   readonly bytes: number;
-  readonly controller = new AbortController();
+  /** Cancelled when the client cancels, the server refuses the rest, or the socket closes: its queued work is let go. */
+  readonly cancellation = new CancelSource();
   readonly #sender: AnswerSender;
   readonly #hooks: RequestHooks;
   #answered = 0;
@@ -73,8 +74,8 @@ export class StreamRequest {
     return this.#end === null ? this.count - this.#answered - this.#failed : 0;
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  get #cancelled(): boolean {
+    return this.cancellation.cancelled !== null;
   }
 
   /** Marks work on the request's behalf (a cache read, a chunk in a lane) until `idle()` is called. */
@@ -88,7 +89,7 @@ export class StreamRequest {
   }
 
   #claim(index: number): boolean {
-    if (this.#end !== null || this.controller.signal.aborted || this.#state[index] === 1) return false;
+    if (this.#end !== null || this.#cancelled || this.#state[index] === 1) return false;
     this.#state[index] = 1;
     return true;
   }
@@ -129,18 +130,18 @@ export class StreamRequest {
 
   /** The client cancelled: nothing more is answered; `done` follows once in-flight work has let go. */
   cancel(): void {
-    if (this.#end !== null || this.controller.signal.aborted) return;
-    this.controller.abort();
+    if (this.#end !== null || this.#cancelled) return;
+    this.cancellation.cancel();
     this.#hooks.aborted(this);
     this.#maybeEnd();
   }
 
   /** A request-level failure part-way (a lane refused a chunk, the server is draining): one error, then `done`. */
   refuse(error: TwinlaneError): void {
-    if (this.#end !== null || this.controller.signal.aborted) return;
+    if (this.#end !== null || this.#cancelled) return;
     this.#sender.text(requestErrorMessage(this.options.id, error));
     this.#refused = true;
-    this.controller.abort();
+    this.cancellation.cancel();
     this.#hooks.aborted(this);
     this.#maybeEnd();
   }
@@ -148,13 +149,13 @@ export class StreamRequest {
   /** Ends without a word (the socket closed). */
   abandon(): void {
     if (this.#end !== null) return;
-    this.controller.abort();
+    this.cancellation.cancel();
     this.#finish('cancelled');
   }
 
   #maybeEnd(): void {
     if (this.#end !== null || this.#busy > 0) return;
-    const aborted = this.controller.signal.aborted;
+    const aborted = this.#cancelled;
     if (!aborted && this.#answered + this.#failed < this.count) return;
     const dropped = this.count - this.#answered - this.#failed;
     const cancelled = aborted && !this.#refused;

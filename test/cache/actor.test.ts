@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createCache } from '../../cache/index.js';
 import type { ComputeMisses } from '../../cache/index.js';
 import { RecordingObserver, recordingCompute, vectorOf } from './fixtures.js';
+import { CancelSource } from '../../src/cancel.js';
 
 const L1 = 1 << 20;
 
@@ -122,11 +123,11 @@ describe('cache actor (L1 only)', () => {
           ),
       );
     };
-    const controller = new AbortController();
+    const controller = new CancelSource();
     const mine = cache.resolve(['c:shared', 'c:alone'], compute, { cancellation: controller });
     const other = cache.resolve(['c:shared'], compute);
     expect(wanted[0]!()).toEqual([true, true]);
-    controller.abort();
+    controller.cancel();
     const settled = await Promise.allSettled(mine);
     expect(settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).name : 'fulfilled'))).toEqual([
       'RequestCancelledError',
@@ -155,9 +156,9 @@ describe('cache actor (L1 only)', () => {
             });
           }),
       );
-    const controller = new AbortController();
+    const controller = new CancelSource();
     const first = cache.resolve(['d:1'], compute, { cancellation: controller });
-    controller.abort();
+    controller.cancel();
     await expect(first[0]).rejects.toThrow('cancelled');
     // The lane forms its batch now and finds the item unwanted: it will come back dropped...
     expect(controls[0]!.wanted()).toBe(false);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { RequestCancelledError } from '../../cache/index.js';
 import { TwinlaneError } from '../../src/errors.js';
+import { CancelSource } from '../../src/cancel.js';
 import type { Orchestrator } from '../../src/orchestrator.js';
 import { createParts, resolveModels, type Parts } from '../../src/serve.js';
 import { scenePng } from '../fixtures/images.js';
@@ -148,11 +149,9 @@ describe('orchestrator: texts', () => {
       text([unique('too late')], { policy: { priority: 'normal', startedAt: 0, timeoutMs: 1 } }),
     );
     expect(late.code).toBe('deadline_exceeded');
-    const gone = new AbortController();
-    gone.abort();
-    const error: unknown = await text([unique('nobody waits')], { cancellation: { signal: gone.signal } }).catch(
-      (e: unknown) => e,
-    );
+    const gone = new CancelSource();
+    gone.cancel();
+    const error: unknown = await text([unique('nobody waits')], { cancellation: gone }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RequestCancelledError);
     expect(await computedItems()).toBe(before);
   });
@@ -236,7 +235,7 @@ describe('orchestrator: streams', () => {
     const toCompute = await stream.answerCached();
     expect(toCompute).toEqual([0]);
     expect(events.sort()).toEqual(['1:empty_input', '2:cached']);
-    await stream.compute(toCompute, new AbortController().signal);
+    await stream.compute(toCompute, new CancelSource());
     expect(events).toContain('0:computed');
     expect(vectors.get(0)).toHaveLength(384);
   });
