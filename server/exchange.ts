@@ -2,7 +2,7 @@
 // an aborted response, so everything from the request is copied here synchronously and every write
 // checks `aborted` first. This is the only object that writes to a uWS response.
 import type { Cancellation, Unwanted } from '../cache/index.js';
-import type { Metrics, RequestLane } from '../src/index.js';
+import { CancelSource, type Metrics, type RequestLane } from '../src/index.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface ExchangeTracker {
@@ -84,6 +84,7 @@ export class Exchange implements Cancellation {
   /** Headers every answer of this exchange carries, whatever its status (rate-limit budget). */
   #extraHeaders: Readonly<Record<string, string>> | null = null;
   readonly #onAbort: (() => void)[] = [];
+  #cancel: CancelSource | null = null;
   #bodyDone: (() => void) | null = null;
 
   constructor(
@@ -95,6 +96,7 @@ export class Exchange implements Cancellation {
   ) {
     res.onAborted(() => {
       this.aborted = true;
+      this.#cancel?.cancel();
       for (const callback of this.#onAbort.splice(0)) callback();
       this.#finish(499);
     });
@@ -125,13 +127,9 @@ export class Exchange implements Cancellation {
   }
 
   onCancel(listener: (why: Unwanted) => void): () => void {
+    // Made on the first listener only: a request answered without waiting (a cache hit) never needs one.
     if (this.aborted) return () => {};
-    const callback = () => listener('cancelled');
-    this.#onAbort.push(callback);
-    return () => {
-      const at = this.#onAbort.indexOf(callback);
-      if (at !== -1) this.#onAbort.splice(at, 1);
-    };
+    return (this.#cancel ??= new CancelSource()).onCancel(listener);
   }
 
   /** Runs `callback` if the client goes away before the answer is written. */
