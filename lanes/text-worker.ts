@@ -14,6 +14,7 @@ import type {
   TextWorkerData,
   TextWorkerModel,
 } from './protocol.js';
+import { planCalls } from './call-plan.js';
 import { injectFaults } from './faults.js';
 import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
 
@@ -92,34 +93,38 @@ interface Row {
   readonly ids: number[];
 }
 
-/** Padding a CPU batch may carry, as a share of its real tokens, before it is split by length. */
-const MAX_PADDING_SHARE = 0.1;
-
 /**
- * On a CPU every padded position costs as much as a real token (bench/results/e2e.md: batch 1 beat
- * padded batches of 8–64), so rows are sorted by length and run in groups whose padding stays under
- * MAX_PADDING_SHARE: the per-call overhead of a few more ONNX calls is far below the padding saved.
- * A GPU runs padded positions in parallel and pays per call instead, so it keeps one call per batch.
+ * A CPU batch runs as the calls lanes/call-plan.ts plans (sorted by length, padding weighed against
+ * each call's own cost). A GPU runs padded positions in parallel and pays per call instead, so it
+ * keeps one call per batch.
  */
-function lengthGroups(rows: readonly Row[]): Row[][] {
-  if (data.provider.name !== 'cpu') return [[...rows]];
-  const sorted = [...rows].sort((a, b) => a.ids.length - b.ids.length);
-  const groups: Row[][] = [];
-  let group: Row[] = [];
-  let real = 0;
-  for (const row of sorted) {
-    // Sorted ascending, so this row is the group's longest: every row would be padded to it.
-    const padded = (group.length + 1) * row.ids.length;
-    if (group.length > 0 && padded > (real + row.ids.length) * (1 + MAX_PADDING_SHARE)) {
-      groups.push(group);
-      group = [];
-      real = 0;
+function callsOf(rows: readonly Row[]): readonly (readonly Row[])[] {
+  return data.provider.name === 'cpu' ? planCalls(rows) : [rows];
+}
+
+/** The graph's inputs for `rows`, right-padded to `longest`. */
+function feeds(
+  model: LoadedModel,
+  rows: readonly { readonly ids: readonly number[] }[],
+  longest: number,
+): Record<string, ReturnType<ModelSession['tensor']>> {
+  const size = rows.length * longest;
+  const inputIds = new BigInt64Array(size);
+  const mask = new BigInt64Array(size);
+  rows.forEach((row, r) => {
+    const base = r * longest;
+    for (let t = 0; t < row.ids.length; t++) {
+      inputIds[base + t] = BigInt(row.ids[t]!);
+      mask[base + t] = 1n;
     }
-    group.push(row);
-    real += row.ids.length;
-  }
-  groups.push(group);
-  return groups;
+  });
+  const { session } = model;
+  const shape = [rows.length, longest];
+  return {
+    input_ids: session.tensor('int64', inputIds, shape),
+    attention_mask: session.tensor('int64', mask, shape),
+    ...(model.typeIds ? { token_type_ids: session.tensor('int64', new BigInt64Array(size), shape) } : {}),
+  };
 }
 
 /** One ONNX call over `rows`, right-padded to the longest; pooled vectors land in `vectors` at each row's index. */
@@ -131,30 +136,16 @@ async function runGroup(
 ): Promise<{ paddedTokens: number; modelMs: number }> {
   const { dims } = model.spec;
   const longest = Math.max(...rows.map((r) => r.ids.length));
-  const size = rows.length * longest;
-  const inputIds = new BigInt64Array(size);
-  const mask = new BigInt64Array(size);
-  rows.forEach((row, r) => {
-    row.ids.forEach((id, t) => {
-      inputIds[r * longest + t] = BigInt(id);
-      mask[r * longest + t] = 1n;
-    });
-  });
-  const { session } = model;
-  const shape = [rows.length, longest];
+  const input = feeds(model, rows, longest);
   const runStarted = performance.now();
-  const output = await session.run({
-    input_ids: session.tensor('int64', inputIds, shape),
-    attention_mask: session.tensor('int64', mask, shape),
-    ...(model.typeIds ? { token_type_ids: session.tensor('int64', new BigInt64Array(size), shape) } : {}),
-  });
+  const output = await model.session.run(input);
   const modelMs = performance.now() - runStarted;
   rows.forEach((row, r) => {
     const vector = vectors.subarray(row.index * dims, (row.index + 1) * dims);
     pool(model, output, rows.length, longest, r, row, vector);
     if (items[row.index]!.normalize) l2NormalizeRows(vector, dims);
   });
-  return { paddedTokens: size, modelMs };
+  return { paddedTokens: rows.length * longest, modelMs };
 }
 
 /** Row `r`'s vector from the model's outputs, as its pooling says. */
@@ -214,7 +205,7 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
   let paddedTokens = 0;
   let modelMs = 0;
   if (rows.length > 0)
-    for (const group of lengthGroups(rows)) {
+    for (const group of callsOf(rows)) {
       const run = await runGroup(model, group, items, vectors);
       paddedTokens += run.paddedTokens;
       modelMs += run.modelMs;
