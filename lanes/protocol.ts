@@ -136,7 +136,7 @@ export interface BatchResult {
   /** Text: tokens per item after truncation, special tokens included (what OpenAI's usage counts). Images: 0. */
   readonly tokens: Int32Array;
   readonly errors: readonly ItemError[];
-  /** Positions the model really ran over: text, the padded tokens of its ONNX calls (rows × longest, summed over length groups); images, the images. */
+  /** Positions the model really ran over: text, the padded tokens of its ONNX calls (rows × longest, summed over its calls); images, the images. */
   readonly paddedTokens: number;
   /** The worker's whole time for the batch: prepareMs + modelMs + pooling and normalising. */
   readonly inferenceMs: number;

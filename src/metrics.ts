@@ -187,7 +187,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     });
     this.#modelTime = new client.Histogram({
       name: METRIC.modelTime,
-      help: "A batch's time inside the model runtime (ONNX Runtime run calls; a text batch's length groups summed).",
+      help: "A batch's time inside the model runtime (ONNX Runtime run calls; a text batch's calls summed).",
       labelNames: ['lane', 'model'],
       buckets: WORKER_BUCKETS,
       registers,
