@@ -42,6 +42,8 @@ export interface WorkerReport {
   readonly modelMs: number;
   /** Text: real tokens over the batch's items, special tokens included; images: 0. */
   readonly tokens: number;
+  /** Model runtime run calls the batch took. */
+  readonly calls: number;
 }
 
 export interface BatchInfo {

@@ -99,6 +99,7 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly I
     inferenceMs: performance.now() - started,
     prepareMs,
     modelMs,
+    calls: good.length > 0 ? 1 : 0,
   };
 }
 

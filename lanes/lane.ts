@@ -180,7 +180,7 @@ function toOutcomes(result: LaneResult, batchId: number, size: number): BatchOut
     items,
     inferenceMs: result.inferenceMs,
     paddedCost: result.paddedTokens,
-    worker: { prepareMs: result.prepareMs, modelMs: result.modelMs, tokens },
+    worker: { prepareMs: result.prepareMs, modelMs: result.modelMs, tokens, calls: result.calls },
   };
 }
 

@@ -142,8 +142,10 @@ export interface BatchResult {
   readonly inferenceMs: number;
   /** Text: tokenising and truncating. Images: decoding and preprocessing. */
   readonly prepareMs: number;
-  /** Inside the model runtime's run calls (every length group of a text batch). */
+  /** Inside the model runtime's run calls (every call of a text batch). */
   readonly modelMs: number;
+  /** Model runtime run calls made for the batch: a text batch on a CPU runs as several (lanes/call-plan.ts). */
+  readonly calls: number;
 }
 
 export interface WarmupResult {

@@ -204,12 +204,12 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
   const prepareMs = performance.now() - started;
   let paddedTokens = 0;
   let modelMs = 0;
-  if (rows.length > 0)
-    for (const group of callsOf(rows)) {
-      const run = await runGroup(model, group, items, vectors);
-      paddedTokens += run.paddedTokens;
-      modelMs += run.modelMs;
-    }
+  const calls = rows.length > 0 ? callsOf(rows) : [];
+  for (const group of calls) {
+    const run = await runGroup(model, group, items, vectors);
+    paddedTokens += run.paddedTokens;
+    modelMs += run.modelMs;
+  }
   return {
     type: 'batch-result',
     batchId,
@@ -221,6 +221,7 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
     inferenceMs: performance.now() - started,
     prepareMs,
     modelMs,
+    calls: calls.length,
   };
 }
 

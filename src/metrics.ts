@@ -40,6 +40,7 @@ export const METRIC = Object.freeze({
   batchPaddedCost: 'twinlane_lane_batch_padded_tokens',
   computedItems: 'twinlane_lane_items_computed_total',
   modelBatches: 'twinlane_model_batches_total',
+  modelCalls: 'twinlane_model_calls_total',
   modelItems: 'twinlane_model_items_computed_total',
   queueDepth: 'twinlane_lane_queue_depth',
   queueCapacity: 'twinlane_lane_queue_capacity',
@@ -109,6 +110,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
   readonly #batchCost: client.Histogram<'lane'>;
   readonly #computed: client.Counter<'lane'>;
   readonly #modelBatches: client.Counter<'lane' | 'model'>;
+  readonly #modelCalls: client.Counter<'lane' | 'model'>;
   readonly #modelItems: client.Counter<'lane' | 'model'>;
   readonly #rejections: client.Counter<'lane' | 'reason'>;
   readonly #dropped: client.Counter<'lane' | 'reason'>;
@@ -221,7 +223,13 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     });
     this.#modelBatches = new client.Counter({
       name: METRIC.modelBatches,
-      help: "Model calls (batches) by lane and model; a batch holds one model's items.",
+      help: "Batches by lane and model; a batch holds one model's items (its run calls: model_calls_total).",
+      labelNames: ['lane', 'model'],
+      registers,
+    });
+    this.#modelCalls = new client.Counter({
+      name: METRIC.modelCalls,
+      help: 'Model runtime run calls by lane and model: a text batch on a CPU runs as the calls its length plan gives, an image batch as one.',
       labelNames: ['lane', 'model'],
       registers,
     });
@@ -498,6 +506,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     if (info.worker) {
       this.#prepareTime.observe({ lane, model }, info.worker.prepareMs / 1000);
       this.#modelTime.observe({ lane, model }, info.worker.modelMs / 1000);
+      this.#modelCalls.inc({ lane, model }, info.worker.calls);
       if (lane === 'text') this.#batchTokens.observe({ lane }, info.worker.tokens);
     }
     this.#batchCost.observe({ lane }, info.paddedCost);

@@ -258,7 +258,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     '',
     '### Text lane during (b), from GET /metrics',
     '',
-    `${activityB.batches} batches, mean ${f1(activityB.meanBatch)} texts per batch, mean ${f1(activityB.meanInferenceMs)} ms in the worker per batch (tokenise + model + pooling; the ceiling's nearest batch size runs in the ms per run above), mean ${f1(activityB.meanQueueMs)} ms longest queue wait per batch; items by cache result ${JSON.stringify(activityB.cacheItems)} (the load generator's warm-up included).`,
+    `${activityB.batches} batches, mean ${f1(activityB.meanBatch)} texts per batch run as ${f1(activityB.meanCalls)} ONNX calls (lanes/call-plan.ts), mean ${f1(activityB.meanInferenceMs)} ms in the worker per batch (tokenise + model + pooling; the ceiling's nearest batch size runs in the ms per run above), mean ${f1(activityB.meanQueueMs)} ms longest queue wait per batch; items by cache result ${JSON.stringify(activityB.cacheItems)} (the load generator's warm-up included).`,
     '',
     ...histogramRows(activityB),
     '',

@@ -1,10 +1,12 @@
 // What a lane did during a phase, from two scrapes of GET /metrics: batches, their sizes, time in the
-// worker and in the queue, and how items were answered (computed or from the cache).
+// worker and in the queue, model runtime calls, and how items were answered (computed or from the cache).
 import { pick, value, type Sample } from './scrape.js';
 
 export interface LaneActivity {
   readonly batches: number;
   readonly meanBatch: number;
+  /** Model runtime run calls per batch (a text batch on a CPU runs as several, lanes/call-plan.ts). */
+  readonly meanCalls: number;
   /** Batches per histogram bucket (upper bound `le`), not cumulative. */
   readonly histogram: readonly { readonly le: string; readonly batches: number }[];
   readonly meanInferenceMs: number;
@@ -38,6 +40,7 @@ export function laneActivity(
   return {
     batches,
     meanBatch: delta('twinlane_lane_batch_size_sum', ofLane) / batches,
+    meanCalls: delta('twinlane_model_calls_total', ofLane) / batches,
     histogram,
     meanInferenceMs: (delta('twinlane_lane_batch_seconds_sum', ofLane) * 1000) / batches,
     meanQueueMs: (delta('twinlane_lane_queue_seconds_sum', ofLane) * 1000) / batches,

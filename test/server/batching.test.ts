@@ -21,6 +21,14 @@ async function embed(url: string, text: string): Promise<number[]> {
   return body[0]!;
 }
 
+/** The text lane's model batches and model runtime calls so far. */
+async function modelCalls(url: string): Promise<{ batches: number; calls: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const batches = Number(/twinlane_model_batches_total\{lane="text",model="[^"]+"\} (\S+)/.exec(text)?.[1] ?? 0);
+  const calls = Number(/twinlane_model_calls_total\{lane="text",model="[^"]+"\} (\S+)/.exec(text)?.[1] ?? 0);
+  return { batches, calls };
+}
+
 async function batchSizeCount(url: string): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const sum = Number(/twinlane_lane_batch_size_sum\{lane="text"\} (\S+)/.exec(text)?.[1] ?? 0);
@@ -55,6 +63,22 @@ describe('micro-batching', () => {
     const after = await batchSizeCount(server.url);
     expect(after.sum - before.sum).toBe(64);
     expect(after.count - before.count).toBeLessThan(64);
+  });
+
+  it('runs a batch of short and long texts as one call per length, each text getting its solo vector', async () => {
+    // Four 3-token texts and four 102-token ones: one call would pad the short rows to 102 positions;
+    // the plan (lanes/call-plan.ts) runs two calls of equal lengths instead.
+    const texts = [1, 2, 3, 4].map(String).concat([5, 6, 7, 8].map((i) => `${i} ${'fox '.repeat(100)}`));
+    const alone: number[][] = [];
+    for (const text of texts) alone.push(await embed(server.url, text));
+    const before = await modelCalls(server.url);
+    const res = await postJson(`${server.url}/embed/text`, { inputs: texts });
+    expect(res.status).toBe(200);
+    const together = (await res.json()) as number[][];
+    const after = await modelCalls(server.url);
+    expect(after.batches - before.batches).toBe(1);
+    expect(after.calls - before.calls).toBe(2);
+    together.forEach((vector, i) => expect(maxAbsDiff(vector, alone[i]!)).toBeLessThanOrEqual(1e-5));
   });
 
   it('never crosses results between requests that carry several texts each', async () => {
