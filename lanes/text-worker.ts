@@ -99,13 +99,14 @@ interface Row {
  * keeps one call per batch.
  */
 function callsOf(rows: readonly Row[]): readonly (readonly Row[])[] {
+  if (rows.length === 0) return [];
   return data.provider.name === 'cpu' ? planCalls(rows) : [rows];
 }
 
 /** The graph's inputs for `rows`, right-padded to `longest`. */
 function feeds(
   model: LoadedModel,
-  rows: readonly { readonly ids: readonly number[] }[],
+  rows: readonly Row[],
   longest: number,
 ): Record<string, ReturnType<ModelSession['tensor']>> {
   const size = rows.length * longest;
@@ -204,7 +205,7 @@ async function embedBatch(batchId: number, modelIndex: number, items: readonly T
   const prepareMs = performance.now() - started;
   let paddedTokens = 0;
   let modelMs = 0;
-  const calls = rows.length > 0 ? callsOf(rows) : [];
+  const calls = callsOf(rows);
   for (const group of calls) {
     const run = await runGroup(model, group, items, vectors);
     paddedTokens += run.paddedTokens;
