@@ -1,7 +1,7 @@
 // The one module that owns the Prometheus registry. Every metric is declared here, named with its
 // unit, with its buckets chosen here, so /metrics reads the same whoever added a counter.
 import client from 'prom-client';
-import { Tally } from './tally.js';
+import { Tally, TallyHistogram } from './tally.js';
 import {
   PRIORITIES,
   type BatchInfo,
@@ -99,7 +99,7 @@ export interface MetricsSources {
 export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, BatchObserver {
   readonly registry = new client.Registry();
   readonly #requests: Tally<'route' | 'lane' | 'status'>;
-  readonly #duration: client.Histogram<'route' | 'lane'>;
+  readonly #duration: TallyHistogram<'route' | 'lane'>;
   readonly #errors: client.Counter<'route' | 'code'>;
   readonly #queueTime: client.Histogram<'lane' | 'priority'>;
   readonly #batchTime: client.Histogram<'lane'>;
@@ -153,7 +153,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
       labelNames: ['route', 'lane', 'status'],
       registers,
     });
-    this.#duration = new client.Histogram({
+    this.#duration = new TallyHistogram({
       name: METRIC.requestDuration,
       help: 'Time from request start to the last byte of the answer, by route and lane (text, image, mixed, none).',
       labelNames: ['route', 'lane'],
@@ -444,7 +444,6 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     });
   }
 
-  /** Histogram children per route, made once. */
   onBatchStatus(status: BatchStatus): void {
     this.#batches.inc({ status });
   }
@@ -457,18 +456,10 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
     this.#batchRetries.inc();
   }
 
-  readonly #durationChildren = new Map<string, { observe(value: number): void }>();
-
   /** `lane`: the lane the request was for, once known (`none`: refused before that, or a route without one). */
   request(route: string, lane: RequestLane, status: number, seconds: number): void {
     this.#requests.add(`${route} ${lane} ${status}`, () => ({ route, lane, status: String(status) }));
-    const key = `${route} ${lane}`;
-    let duration = this.#durationChildren.get(key);
-    if (!duration) {
-      duration = this.#duration.labels({ route, lane });
-      this.#durationChildren.set(key, duration);
-    }
-    duration.observe(seconds);
+    this.#duration.observe(`${route} ${lane}`, () => ({ route, lane }), seconds);
   }
 
   error(route: string, code: string): void {

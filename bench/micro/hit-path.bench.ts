@@ -14,7 +14,7 @@ import { parseJson } from '../../server/body.js';
 import { optionalEnum, optionalString, requireObject, textInputs } from '../../server/fields.js';
 import { HotAnswers } from '../../server/hot-answers.js';
 import { float32Bytes, jsonVector } from '../../server/reply.js';
-import { Tally } from '../../src/tally.js';
+import { Tally, TallyHistogram } from '../../src/tally.js';
 import { ROOT } from '../lib/children.js';
 
 const DIMS = 384;
@@ -68,6 +68,24 @@ async function main(): Promise<void> {
     labelNames: ['lane', 'result'],
     registers: [registry],
   });
+  // The request-duration histogram's buckets (src/metrics.ts); values spread over them as answers' times are.
+  const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+  const histogram = new client.Histogram({
+    name: 'naive_duration_seconds',
+    help: 'h',
+    labelNames: ['route', 'lane'],
+    buckets,
+    registers: [registry],
+  }).labels({ route: '/v1/embeddings', lane: 'text' });
+  const tallyHistogram = new TallyHistogram({
+    name: 'tally_duration_seconds',
+    help: 'h',
+    labelNames: ['route', 'lane'],
+    buckets,
+    registers: [registry],
+  });
+  const seconds = Array.from({ length: 64 }, (_, i) => 0.0002 * 1.1 ** i);
+  let observed = 0;
   let idCounter = 0;
   const idPrefix = randomUUID().slice(0, 24);
   let sink = 0;
@@ -156,6 +174,17 @@ async function main(): Promise<void> {
       'metrics',
       'twinlane: Tally.add (folded in at scrape, src/tally.ts)',
       () => tally.add('text l1', () => ({ lane: 'text', result: 'l1' }), 1),
+    ],
+    ['metrics', 'naive: prom-client histogram child.observe(s)', () => histogram.observe(seconds[++observed & 63]!)],
+    [
+      'metrics',
+      'twinlane: TallyHistogram.observe (src/tally.ts)',
+      () =>
+        tallyHistogram.observe(
+          '/v1/embeddings text',
+          () => ({ route: '/v1/embeddings', lane: 'text' }),
+          seconds[++observed & 63]!,
+        ),
     ],
   ];
   const bench = new Bench({ name: 'hit path', time: 600, warmupTime: 150 });
