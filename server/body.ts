@@ -11,51 +11,62 @@ import type { Exchange } from './exchange.js';
 const PREALLOCATE_MAX_BYTES = 1 << 20;
 
 export function readBody(ex: Exchange, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => receiveBody(ex, limit, resolve, reject));
+}
+
+/**
+ * readBody's callback form: `resolve` runs within the uWS callback that delivers the last bytes, so
+ * a route can answer from there with no promise in between (server/hot-answers.ts); `reject` at
+ * most once instead, when the body is over `limit` or the client goes away.
+ */
+export function receiveBody(
+  ex: Exchange,
+  limit: number,
+  resolve: (body: Buffer) => void,
+  reject: (error: Error) => void,
+): void {
   const declared = Number(ex.header('content-length') ?? Number.NaN);
   if (declared > limit) {
     ex.bodyRead();
-    return Promise.reject(
-      new TwinlaneError('payload_too_large', `The body has ${declared} bytes; the limit is ${limit}.`),
-    );
+    reject(new TwinlaneError('payload_too_large', `The body has ${declared} bytes; the limit is ${limit}.`));
+    return;
   }
   const whole = Number.isSafeInteger(declared) && declared > 0 && declared <= PREALLOCATE_MAX_BYTES;
   let buffer = whole ? Buffer.allocUnsafe(declared) : null;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = () => {
-      done = true;
-      ex.bodyRead();
-    };
-    ex.onAbort(() => {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  const finish = () => {
+    done = true;
+    ex.bodyRead();
+  };
+  ex.onAbort(() => {
+    finish();
+    reject(new Error('client aborted'));
+  });
+  ex.res.onData((chunk, isLast) => {
+    if (done) return;
+    const bytes = new Uint8Array(chunk);
+    if (size + bytes.byteLength > limit) {
       finish();
-      reject(new Error('client aborted'));
-    });
-    ex.res.onData((chunk, isLast) => {
-      if (done) return;
-      const bytes = new Uint8Array(chunk);
-      if (size + bytes.byteLength > limit) {
-        finish();
-        reject(new TwinlaneError('payload_too_large', `The body is over the limit of ${limit} bytes.`));
-        return;
-      }
-      // uWS reuses `chunk` after this callback returns: copy it. (uWS frames the body by its
-      // Content-Length, so the preallocated buffer should never be overrun; if it were, the bytes
-      // so far become the first chunk.)
-      if (buffer && size + bytes.byteLength > buffer.length) {
-        chunks.push(buffer.subarray(0, size));
-        buffer = null;
-      }
-      if (buffer) buffer.set(bytes, size);
-      else chunks.push(Buffer.from(bytes));
-      size += bytes.byteLength;
-      if (isLast) {
-        finish();
-        if (buffer) resolve(size === buffer.length ? buffer : buffer.subarray(0, size));
-        else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-      }
-    });
+      reject(new TwinlaneError('payload_too_large', `The body is over the limit of ${limit} bytes.`));
+      return;
+    }
+    // uWS reuses `chunk` after this callback returns: copy it. (uWS frames the body by its
+    // Content-Length, so the preallocated buffer should never be overrun; if it were, the bytes
+    // so far become the first chunk.)
+    if (buffer && size + bytes.byteLength > buffer.length) {
+      chunks.push(buffer.subarray(0, size));
+      buffer = null;
+    }
+    if (buffer) buffer.set(bytes, size);
+    else chunks.push(Buffer.from(bytes));
+    size += bytes.byteLength;
+    if (isLast) {
+      finish();
+      if (buffer) resolve(size === buffer.length ? buffer : buffer.subarray(0, size));
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    }
   });
 }
 

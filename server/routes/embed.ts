@@ -1,12 +1,12 @@
 // POST /embed/text and /embed/image: the native routes. JSON (or a raw image) in; JSON, raw
 // little-endian float32 or BF16 out, or quantized vectors as JSON (`encoding`).
-import { TwinlaneError, type Orchestrator } from '../../src/index.js';
+import { TwinlaneError, type Orchestrator, type RequestPolicy } from '../../src/index.js';
 import { parseJson, readBody, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
 import { optionalBoolean, optionalString, requireObject, textInputs } from '../fields.js';
 import { imageInputs, RAW_IMAGE_TYPES } from '../image-inputs.js';
-import { answerHot, keepHot, type HotRoute } from '../hot-answers.js';
+import { keepHot, readOrAnswerHot, type HotRoute } from '../hot-answers.js';
 import { requestPolicy } from '../policy.js';
 import { encodeVectors, negotiateFormat, replyVectors, type VectorFormat } from '../reply.js';
 import { isQuantization, QUANTIZATIONS, type Quantization } from '../quantize.js';
@@ -40,14 +40,24 @@ function encodingOf(value: string | undefined, format: VectorFormat, param: stri
   return encoding;
 }
 
-export async function embedText(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
+export function embedText(ex: Exchange, options: EmbedRouteOptions): Promise<void> {
   ex.lane = 'text';
   requireJson(ex);
   const policy = requestPolicy(ex);
   const format = negotiateFormat(ex);
-  const raw = await readBody(ex, options.maxBodyBytes);
-  const hotKey = options.hot?.key(ex.route, format, raw) ?? null;
-  if (await answerHot(ex, hotKey, options)) return;
+  return readOrAnswerHot(ex, options.maxBodyBytes, format, options, (raw, hotKey) =>
+    embedTextBody(ex, raw, hotKey, { policy, format }, options),
+  );
+}
+
+/** A text request that its hot answer did not answer. */
+async function embedTextBody(
+  ex: Exchange,
+  raw: Buffer,
+  hotKey: string | null,
+  { policy, format }: { readonly policy: RequestPolicy; readonly format: VectorFormat },
+  options: EmbedRouteOptions,
+): Promise<void> {
   const body = requireObject(parseJson(raw));
   const inputs = textInputs(body, 'inputs');
   const encoding = encodingOf(optionalString(body, 'encoding'), format, 'encoding');

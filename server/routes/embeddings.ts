@@ -10,7 +10,7 @@ import {
   type RequestPolicy,
   type ServedModel,
 } from '../../src/index.js';
-import { parseJson, readBody, requireJson } from '../body.js';
+import { parseJson, requireJson } from '../body.js';
 import type { Exchange } from '../exchange.js';
 import type { Guard } from '../guard.js';
 import {
@@ -25,7 +25,7 @@ import {
 import { imageInput } from '../image-inputs.js';
 import { QUANTIZATIONS, quantizedMembers } from '../quantize.js';
 import type { FrontGate } from '../front-gate.js';
-import { answerHot, keepHot, type HotRoute } from '../hot-answers.js';
+import { keepHot, readOrAnswerHot, type HotRoute } from '../hot-answers.js';
 import { requestPolicy } from '../policy.js';
 import { float32Bytes, jsonVector, timingHeaders } from '../reply.js';
 
@@ -42,14 +42,24 @@ export interface EmbeddingsRouteOptions extends HotRoute {
 /** `encoding_format` values: OpenAI's two, and the quantized encodings. */
 export const OPENAI_ENCODINGS = ['float', 'base64', ...QUANTIZATIONS] as const;
 
-export async function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
+export function openAiEmbeddings(ex: Exchange, options: EmbeddingsRouteOptions): Promise<void> {
   requireJson(ex);
   const policy = requestPolicy(ex);
   // The model, and so the limit that applies, is inside the body: read up to the larger limit, then
   // hold text requests to their own.
-  const raw = await readBody(ex, options.readLimitBytes);
-  const hotKey = options.hot?.key(ex.route, 'openai', raw) ?? null;
-  if (await answerHot(ex, hotKey, options)) return;
+  return readOrAnswerHot(ex, options.readLimitBytes, 'openai', options, (raw, hotKey) =>
+    embedBody(ex, raw, hotKey, policy, options),
+  );
+}
+
+/** A request that its hot answer did not answer: parsed, embedded, answered and kept hot if it can be. */
+async function embedBody(
+  ex: Exchange,
+  raw: Buffer,
+  hotKey: string | null,
+  policy: RequestPolicy,
+  options: EmbeddingsRouteOptions,
+): Promise<void> {
   // The lane is named inside the body: a stormed lane's request is refused before it is parsed, or,
   // when small, answered from L1 only (server/front-gate.ts).
   const sniffed = sniffModel(raw);

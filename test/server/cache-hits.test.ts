@@ -107,6 +107,27 @@ describe('hot answers (a request repeated byte for byte)', () => {
       expect(after.headers.get('x-cache-hits')).toBe('0');
       expect(Number(after.headers.get('x-inference-time'))).toBeGreaterThan(0);
       for (let i = 0; i < 3; i++) expect((await postJson(`${off.url}/embed/text`, body)).status).toBe(200);
+      // Without a rate limit a kept answer is sent from the callback that read the body: the same
+      // bytes and headers, counted as the L1 hits they are.
+      const openAi = { input: ['kept without limits'], encoding_format: 'base64' };
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push(await postJson(`${server.url}/v1/embeddings`, openAi));
+      const texts = await Promise.all(answers.map((r) => r.text()));
+      expect(answers.map((r) => [r.status, r.headers.get('x-cache-hits')])).toEqual([
+        [200, '0'],
+        [200, '1'],
+        [200, '1'],
+        [200, '1'],
+      ]);
+      expect(new Set(texts.slice(1)).size).toBe(1);
+      expect(JSON.parse(texts[3]!)).toEqual(JSON.parse(texts[0]!));
+      const ids = answers.map((r) => r.headers.get('x-request-id'));
+      expect(new Set(ids).size).toBe(4);
+      const scrape = await (await fetch(`${server.url}/metrics`)).text();
+      expect(scrape).toMatch(/twinlane_http_requests_total\{route="\/v1\/embeddings",lane="text",status="200"\} 4\b/);
+      expect(scrape).toMatch(
+        /twinlane_http_request_duration_seconds_count\{route="\/v1\/embeddings",lane="text"\} 4\b/,
+      );
     } finally {
       await Promise.all([server.stop(), off.stop()]);
     }
