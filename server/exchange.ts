@@ -173,9 +173,10 @@ export class Exchange implements Cancellation {
     this.res.cork(() => {
       this.res.writeStatus(STATUS_LINE[status] ?? String(status));
       this.res.writeHeader('x-request-id', this.requestId);
-      for (const [key, value] of Object.entries(headers)) this.res.writeHeader(key, value);
-      if (this.#extraHeaders !== null)
-        for (const [key, value] of Object.entries(this.#extraHeaders)) this.res.writeHeader(key, value);
+      // for…in, not Object.entries: no array per header on every answer (8 % of a cache hit's garbage).
+      for (const key in headers) this.res.writeHeader(key, headers[key]!);
+      const extra = this.#extraHeaders;
+      if (extra !== null) for (const key in extra) this.res.writeHeader(key, extra[key]!);
       this.res.end(body, this.tracker.draining);
     });
     this.#finish(status);
