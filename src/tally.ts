@@ -65,7 +65,7 @@ export interface TallyHistogramConfiguration<L extends string> {
 /**
  * A histogram for the hot path. prom-client's `observe` builds and hashes a label object and looks
  * its bucket up by the bound's decimal string, about 0.45 µs a call in a tight loop and 2.7 µs of a
- * cache hit's 26 in place (measured on a cache hit: 37,900 → 42,100 hits/s without it), and it has no
+ * cache hit's 26 in place (wrk's cache hits: 37,900/s with it, 42,100 without), and it has no
  * way to add many observations at once, so observations cannot be folded in at scrape time as
  * Tally's are. This keeps plain bucket counts per label set and answers the registry itself, in the
  * series, labels and order prom-client's Histogram writes (test/src/tally.test.ts compares the two).
