@@ -90,7 +90,7 @@ export function parseJson(body: Buffer): unknown {
 /** JSON routes take `application/json` (any charset, or a `+json` type) or no content type at all. */
 export function requireJson(ex: Exchange): void {
   const type = ex.header('content-type');
-  if (type === undefined || type === '') return;
+  if (type === undefined || type === 'application/json') return;
   const media = type.split(';')[0]!.trim().toLowerCase();
   if (media === 'application/json' || /^application\/[a-z0-9.+-]*\+json$/.test(media)) return;
   throw new TwinlaneError(

@@ -2,14 +2,14 @@
 // request (route, answer format, body bytes) so that the same request again skips parsing, key
 // hashing, the cache's promises and encoding (the profile of a cache hit showed those at half of its
 // main-thread time). It is sent again only while every one of its items is still in L1, and it then
-// counts, refreshes and rate-limits as the L1 hit it is; only its timing headers are made anew. A
+// counts, refreshes and rate-limits as the L1 hit it is; only its request id and total time are new. A
 // request that differs by one byte simply takes the whole flow. Bounded in bytes, least recently
 // used first; bodies over MAX_KEY_BYTES are never kept (they would cost more memory than they save).
 import { LRUCache } from 'lru-cache';
 import type { LaneName } from '../lanes/index.js';
 import type { EmbedResult, Orchestrator } from '../src/index.js';
 import { receiveBody } from './body.js';
-import type { Exchange } from './exchange.js';
+import { headerLines, type Exchange, type HeaderLines } from './exchange.js';
 import type { Guard } from './guard.js';
 
 /** Largest request body that can key a hot answer. */
@@ -21,9 +21,8 @@ export interface HotAnswer {
   readonly lane: LaneName;
   /** The items' cache keys, in order (also what a rate limit charges: one per item). */
   readonly cacheKeys: readonly string[];
-  readonly contentType: string;
-  /** Headers of the answer's shape (`x-embedding-dims`, …); timing headers are added when it is sent. */
-  readonly headers: Readonly<Record<string, string>>;
+  /** Its headers but the request id and x-total-time, made once (content type, shape, zero queue and inference times, hits). */
+  readonly lines: HeaderLines;
   /** Encoded once when kept: a string body would be converted to UTF-8 on every send. */
   readonly body: Buffer;
 }
@@ -113,29 +112,29 @@ function answerHot(ex: Exchange, key: string | null, route: HotRoute): boolean |
 
 function sendHot(ex: Exchange, answer: HotAnswer, route: HotRoute): boolean {
   if (!route.orchestrator.touchCached(answer.lane, answer.cacheKeys)) return false;
-  ex.send(
-    200,
-    {
-      'content-type': answer.contentType,
-      ...answer.headers,
-      'x-queue-time': '0.00',
-      'x-inference-time': '0.00',
-      'x-total-time': (performance.now() - ex.started).toFixed(2),
-      'x-cache-hits': String(answer.cacheKeys.length),
-    },
-    answer.body,
-  );
+  ex.sendLines(200, answer.lines, { 'x-total-time': (performance.now() - ex.started).toFixed(2) }, answer.body);
   return true;
 }
 
+/** An answer as its route sent it. */
+export interface SentAnswer {
+  readonly contentType: string;
+  /** Headers of the answer's shape (`x-embedding-dims`, …), without the timing ones. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string | Buffer;
+}
+
 /** Keeps the answer just sent when every item of it was a cache hit. */
-export function keepHot(
-  route: HotRoute,
-  key: string | null,
-  result: EmbedResult,
-  answer: Omit<HotAnswer, 'lane' | 'cacheKeys' | 'body'> & { readonly body: string | Buffer },
-): void {
+export function keepHot(route: HotRoute, key: string | null, result: EmbedResult, answer: SentAnswer): void {
   if (key === null || route.hot === null || result.hotKeys === null) return;
+  const lines = headerLines({
+    'content-type': answer.contentType,
+    ...answer.headers,
+    'x-queue-time': '0.00',
+    'x-inference-time': '0.00',
+    'x-cache-hits': String(result.hotKeys.length),
+  });
+  if (lines === null) return;
   const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body;
-  route.hot.set(key, { ...answer, body, lane: result.lane, cacheKeys: result.hotKeys });
+  route.hot.set(key, { lane: result.lane, cacheKeys: result.hotKeys, lines, body });
 }

@@ -12,6 +12,7 @@ import { Bench } from 'tinybench';
 import { createCache, textKey, type ComputeMisses } from '../../cache/index.js';
 import { parseJson } from '../../server/body.js';
 import { optionalEnum, optionalString, requireObject, textInputs } from '../../server/fields.js';
+import { headerLines } from '../../server/exchange.js';
 import { HotAnswers } from '../../server/hot-answers.js';
 import { float32Bytes, jsonVector } from '../../server/reply.js';
 import { Tally, TallyHistogram } from '../../src/tally.js';
@@ -51,8 +52,7 @@ async function main(): Promise<void> {
   hot.set(hotKey, {
     lane: 'text',
     cacheKeys: [key],
-    contentType: 'application/json',
-    headers: {},
+    lines: headerLines({ 'content-type': 'application/json', 'x-cache-hits': '1' })!,
     body: Buffer.from('kept'),
   });
   const registry = new client.Registry();

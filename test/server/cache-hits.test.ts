@@ -90,6 +90,35 @@ describe('hot answers (a request repeated byte for byte)', () => {
     }
   });
 
+  it("sends a kept answer with every header of the answer it keeps, each value the same but the request's own", async () => {
+    const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none' });
+    try {
+      // Answer shapes with their own headers: /embed/text's binary encodings, OpenAI's JSON.
+      const requests: [string, object, Record<string, string>][] = [
+        ['/embed/text', { inputs: ['kept headers'] }, { accept: 'application/octet-stream' }],
+        ['/embed/text', { inputs: ['kept headers', 'two'] }, {}],
+        ['/v1/embeddings', { input: 'kept headers', encoding_format: 'base64' }, {}],
+      ];
+      for (const [route, body, headers] of requests) {
+        const answers = [];
+        for (let i = 0; i < 3; i++) answers.push(await postJson(`${server.url}${route}`, body, headers));
+        const [, throughFlow, kept] = answers.map((r) => Object.fromEntries(r.headers));
+        // The second went through the whole flow as L1 hits; the third is its kept answer.
+        const fresh = ['x-request-id', 'x-total-time', 'date'];
+        const fixed = (h: Record<string, string>) =>
+          Object.fromEntries(Object.entries(h).filter(([name]) => !fresh.includes(name)));
+        expect(fixed(kept!), route).toEqual(fixed(throughFlow!));
+        expect(Object.keys(kept!).sort(), route).toEqual(Object.keys(throughFlow!).sort());
+        expect(kept!['x-request-id']).not.toBe(throughFlow!['x-request-id']);
+        expect(kept!['x-cache-hits']).toBe(
+          String(route === '/v1/embeddings' ? 1 : (body as { inputs: string[] }).inputs.length),
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('takes the whole flow again once an item of the kept answer left L1, and never keeps answers with TWINLANE_HOT_ANSWER_BYTES=0', async () => {
     // An L1 of about three vectors: filling it with others evicts the kept answer's items.
     const server = await startServer({ TWINLANE_IMAGE_MODEL: 'none', TWINLANE_L1_BYTES: '6000' });
