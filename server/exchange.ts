@@ -51,8 +51,8 @@ function readHeaders(req: HttpRequest) {
   };
 }
 
-type Headers = ReturnType<typeof readHeaders>;
-type HeaderName = keyof Headers;
+type CopiedHeaders = ReturnType<typeof readHeaders>;
+type HeaderName = keyof CopiedHeaders;
 
 /** What a WebSocket upgrade also needs. */
 export const UPGRADE_HEADERS = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'] as const;
@@ -102,7 +102,7 @@ export class Exchange implements Cancellation {
   readonly started = performance.now();
   readonly method: string;
   readonly url: string;
-  readonly #headers: Headers;
+  readonly #headers: CopiedHeaders;
   readonly #rawQuery: string;
   /** The client's x-request-id when it sent a usable one, else one made here: on every answer and in every log line of the request. */
   readonly requestId: string;
