@@ -458,8 +458,8 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
 
   /** `lane`: the lane the request was for, once known (`none`: refused before that, or a route without one). */
   request(route: string, lane: RequestLane, status: number, seconds: number): void {
-    this.#requests.add(`${route} ${lane} ${status}`, () => ({ route, lane, status: String(status) }));
-    this.#duration.observe(`${route} ${lane}`, () => ({ route, lane }), seconds);
+    this.#requests.add(route, lane, status, () => ({ route, lane, status: String(status) }));
+    this.#duration.observe(route, lane, '', () => ({ route, lane }), seconds);
   }
 
   error(route: string, code: string): void {
@@ -484,7 +484,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
   }
 
   cacheItems(lane: LaneName, result: CacheSource | 'bypass', count = 1): void {
-    this.#cacheItems.add(`${lane} ${result}`, () => ({ lane, result }), count);
+    this.#cacheItems.add(lane, result, '', () => ({ lane, result }), count);
   }
 
   onBatch(lane: LaneName, model: string, info: BatchInfo): void {
@@ -528,7 +528,7 @@ export class Metrics implements LaneObserver, CacheObserver, RateLimitObserver, 
 
   // CacheObserver
   onCacheLookups(tier: CacheTier, result: LookupResult, count: number): void {
-    this.#cacheLookups.add(`${tier} ${result}`, () => ({ tier, result }), count);
+    this.#cacheLookups.add(tier, result, '', () => ({ tier, result }), count);
   }
 
   onCacheError(tier: CacheTier, reason: CacheErrorReason): void {

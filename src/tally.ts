@@ -1,10 +1,48 @@
 // Metrics for the hot path. Tally, a counter: increments are plain additions into a per-label-set
 // slot, folded into a prom-client counter when /metrics is scraped. prom-client hashes the label
 // object on every inc(), even on a label child (measured at about 0.25 µs a call), and a cache hit
-// makes three or four such increments; a slot is found by a short string key instead, and nothing is
-// lost or delayed that a scrape would see. TallyHistogram, a histogram kept the same way (why it is
+// makes three or four such increments; a slot is found by the label values themselves instead (see
+// SeriesSlots), and nothing is lost or delayed that a scrape would see. TallyHistogram, a histogram kept the same way (why it is
 // hand-written: its own comment).
 import client from 'prom-client';
+
+/** A series' place: up to three key parts, the label values that name it (unused parts ''). */
+type Part = string | number;
+
+/**
+ * Series found by their key parts, each part looked up in a Map of its own. The parts are the
+ * callers' own strings (route paths, lane and result names: made once, their hashes kept by V8) and
+ * status numbers; joining them into one key built and hashed a new string on every call: 183 ns a
+ * lookup against 25 in a tight loop, four lookups a cache hit.
+ */
+class SeriesSlots<S> {
+  readonly #root = new Map<Part, Map<Part, Map<Part, S>>>();
+  readonly #all: S[] = [];
+
+  get(a: Part, b: Part, c: Part, make: () => S): S {
+    let first = this.#root.get(a);
+    if (!first) this.#root.set(a, (first = new Map()));
+    let second = first.get(b);
+    if (!second) first.set(b, (second = new Map()));
+    let slot = second.get(c);
+    if (!slot) {
+      slot = make();
+      second.set(c, slot);
+      this.#all.push(slot);
+    }
+    return slot;
+  }
+
+  /** Every series, in the order they first appeared. */
+  values(): readonly S[] {
+    return this.#all;
+  }
+
+  clear(): void {
+    this.#root.clear();
+    this.#all.length = 0;
+  }
+}
 
 interface Slot<L extends string> {
   readonly labels: Readonly<Record<L, string>>;
@@ -12,7 +50,7 @@ interface Slot<L extends string> {
 }
 
 export class Tally<L extends string> {
-  readonly #slots = new Map<string, Slot<L>>();
+  readonly #slots = new SeriesSlots<Slot<L>>();
 
   constructor(configuration: client.CounterConfiguration<L>) {
     const slots = this.#slots;
@@ -28,14 +66,9 @@ export class Tally<L extends string> {
     });
   }
 
-  /** Adds `count` to the series `labels`; `key` names that label set (any string unique to it). */
-  add(key: string, labels: () => Readonly<Record<L, string>>, count = 1): void {
-    let slot = this.#slots.get(key);
-    if (!slot) {
-      slot = { labels: labels(), pending: 0 };
-      this.#slots.set(key, slot);
-    }
-    slot.pending += count;
+  /** Adds `count` to the series `labels`, named by the parts `a`, `b`, `c` (its label values; '' where unused). */
+  add(a: Part, b: Part, c: Part, labels: () => Readonly<Record<L, string>>, count = 1): void {
+    this.#slots.get(a, b, c, () => ({ labels: labels(), pending: 0 })).pending += count;
   }
 }
 
@@ -76,7 +109,7 @@ export class TallyHistogram<L extends string> {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;
   readonly #bounds: readonly number[];
-  readonly #series = new Map<string, Series<L>>();
+  readonly #series = new SeriesSlots<Series<L>>();
 
   constructor(configuration: TallyHistogramConfiguration<L>) {
     this.name = configuration.name;
@@ -87,13 +120,13 @@ export class TallyHistogram<L extends string> {
     for (const registry of configuration.registers) registry.registerMetric(this as unknown as client.Metric);
   }
 
-  /** Records `value` in the series `labels`; `key` names that label set (any string unique to it). */
-  observe(key: string, labels: () => Readonly<Record<L, string>>, value: number): void {
-    let series = this.#series.get(key);
-    if (!series) {
-      series = { labels: labels(), counts: new Float64Array(this.#bounds.length + 1), sum: 0 };
-      this.#series.set(key, series);
-    }
+  /** Records `value` in the series `labels`, named by the parts `a`, `b`, `c` (its label values; '' where unused). */
+  observe(a: Part, b: Part, c: Part, labels: () => Readonly<Record<L, string>>, value: number): void {
+    const series = this.#series.get(a, b, c, () => ({
+      labels: labels(),
+      counts: new Float64Array(this.#bounds.length + 1),
+      sum: 0,
+    }));
     const bounds = this.#bounds;
     let bucket = 0;
     while (bucket < bounds.length && value > bounds[bucket]!) bucket++;

@@ -173,7 +173,7 @@ async function main(): Promise<void> {
     [
       'metrics',
       'twinlane: Tally.add (folded in at scrape, src/tally.ts)',
-      () => tally.add('text l1', () => ({ lane: 'text', result: 'l1' }), 1),
+      () => tally.add('text', 'l1', '', () => ({ lane: 'text', result: 'l1' }), 1),
     ],
     ['metrics', 'naive: prom-client histogram child.observe(s)', () => histogram.observe(seconds[++observed & 63]!)],
     [
@@ -181,7 +181,9 @@ async function main(): Promise<void> {
       'twinlane: TallyHistogram.observe (src/tally.ts)',
       () =>
         tallyHistogram.observe(
-          '/v1/embeddings text',
+          '/v1/embeddings',
+          'text',
+          '',
           () => ({ route: '/v1/embeddings', lane: 'text' }),
           seconds[++observed & 63]!,
         ),

@@ -46,7 +46,7 @@ describe('TallyHistogram', () => {
     });
     values(2_000).forEach((value, index) => {
       const labels = LABEL_SETS[index % LABEL_SETS.length]!;
-      tally.observe(`${labels.route} ${labels.lane}`, () => labels, value);
+      tally.observe(labels.route, labels.lane, '', () => labels, value);
       reference.observe(labels, value);
     });
     expect(await ours.metrics()).toBe(await theirs.metrics());
@@ -71,11 +71,11 @@ describe('Tally', () => {
       ['429', 1],
       ['200', 2],
     ] as const) {
-      tally.add(status, () => ({ status }), count);
+      tally.add(status, '', '', () => ({ status }), count);
       reference.inc({ status }, count);
     }
     expect(await ours.metrics()).toBe(await theirs.metrics());
-    tally.add('200', () => ({ status: '200' }));
+    tally.add('200', '', '', () => ({ status: '200' }));
     reference.inc({ status: '200' });
     expect(await ours.metrics()).toBe(await theirs.metrics());
   });
