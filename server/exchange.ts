@@ -30,21 +30,38 @@ export function requestIdOf(given: string | undefined): string {
 }
 
 /**
+ * Names handed to uWS as bytes: uWS converts a string argument to UTF-8 in a malloc'd copy on every
+ * call (perf of a cache hit: those conversions were ≈ 5 % of its main-thread time, most of them the
+ * names of the headers read below), and reads a Uint8Array's bytes where they are.
+ */
+const bytes = (text: string): Buffer => Buffer.from(text, 'latin1');
+const NAMES = {
+  contentType: bytes('content-type'),
+  contentLength: bytes('content-length'),
+  transferEncoding: bytes('transfer-encoding'),
+  accept: bytes('accept'),
+  authorization: bytes('authorization'),
+  requestId: bytes('x-request-id'),
+  priority: bytes('x-priority'),
+  requestTimeout: bytes('x-request-timeout-ms'),
+};
+
+/**
  * The request headers any route reads; copying only these keeps the hot path short. One object
  * literal with every name present, so every exchange's headers have one shape: stored by computed
  * names, only those present, they had many, and V8's log showed their loads and stores megamorphic.
  */
 function readHeaders(req: HttpRequest) {
-  const value = (name: string) => req.getHeader(name) || undefined;
+  const value = (name: Buffer) => req.getHeader(name) || undefined;
   return {
-    'content-type': value('content-type'),
-    'content-length': value('content-length'),
-    'transfer-encoding': value('transfer-encoding'),
-    accept: value('accept'),
-    authorization: value('authorization'),
-    'x-request-id': value('x-request-id'),
-    'x-priority': value('x-priority'),
-    'x-request-timeout-ms': value('x-request-timeout-ms'),
+    'content-type': value(NAMES.contentType),
+    'content-length': value(NAMES.contentLength),
+    'transfer-encoding': value(NAMES.transferEncoding),
+    accept: value(NAMES.accept),
+    authorization: value(NAMES.authorization),
+    'x-request-id': value(NAMES.requestId),
+    'x-priority': value(NAMES.priority),
+    'x-request-timeout-ms': value(NAMES.requestTimeout),
     'sec-websocket-key': undefined as string | undefined,
     'sec-websocket-protocol': undefined as string | undefined,
     'sec-websocket-extensions': undefined as string | undefined,
@@ -57,7 +74,7 @@ type HeaderName = keyof CopiedHeaders;
 /** What a WebSocket upgrade also needs. */
 export const UPGRADE_HEADERS = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'] as const;
 
-const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
+const STATUS_LINE: Readonly<Record<number, Buffer>> = Object.fromEntries(
   Object.entries({
     200: 'OK',
     400: 'Bad Request',
@@ -72,7 +89,7 @@ const STATUS_LINE: Readonly<Record<number, string>> = Object.fromEntries(
     500: 'Internal Server Error',
     503: 'Service Unavailable',
     504: 'Gateway Timeout',
-  }).map(([code, text]) => [code, `${code} ${text}`]),
+  }).map(([code, text]) => [code, bytes(`${code} ${text}`)]),
 );
 
 /**
@@ -87,6 +104,7 @@ export interface HeaderLines {
 }
 
 const HEADER_TEXT = /^[\x20-\x7e]*$/;
+const NO_HEADERS: Readonly<Record<string, string>> = {};
 
 /** The lines of `headers`; null when there are none or one has a character a header line cannot carry (CR, LF, …). */
 export function headerLines(headers: Readonly<Record<string, string>>): HeaderLines | null {
@@ -197,16 +215,22 @@ export class Exchange implements Cancellation {
 
   /** Writes status, headers and body in one corked syscall; a no-op once the client is gone. */
   send(status: number, headers: Readonly<Record<string, string>>, body: string | Uint8Array): void {
-    this.#write(status, null, headers, body);
+    this.#write(status, this.requestId, null, headers, body);
   }
 
-  /** send() for an answer whose fixed headers were made into `lines` once (a hot answer); `headers` are the fresh ones. */
-  sendLines(status: number, lines: HeaderLines, headers: Readonly<Record<string, string>>, body: Uint8Array): void {
-    this.#write(status, lines, headers, body);
+  /**
+   * send() for an answer whose fixed headers were made into `lines` once (a hot answer), with its
+   * x-total-time: written after the request id in one header call (the id is visible ASCII, whether
+   * the client's or made here), one string conversion instead of four.
+   */
+  sendLines(status: number, lines: HeaderLines, body: Uint8Array): void {
+    const total = (performance.now() - this.started).toFixed(2);
+    this.#write(status, `${this.requestId}\r\nx-total-time: ${total}`, lines, NO_HEADERS, body);
   }
 
   #write(
     status: number,
+    requestIdLines: string,
     lines: HeaderLines | null,
     headers: Readonly<Record<string, string>>,
     body: string | Uint8Array,
@@ -214,7 +238,7 @@ export class Exchange implements Cancellation {
     if (this.aborted || this.#finished) return;
     this.res.cork(() => {
       this.res.writeStatus(STATUS_LINE[status] ?? String(status));
-      this.res.writeHeader('x-request-id', this.requestId);
+      this.res.writeHeader(NAMES.requestId, requestIdLines);
       if (lines !== null) this.res.writeHeader(lines.name, lines.rest);
       // for…in, not Object.entries: no array per header on every answer (8 % of a cache hit's garbage).
       for (const key in headers) this.res.writeHeader(key, headers[key]!);

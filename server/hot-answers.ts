@@ -112,7 +112,7 @@ function answerHot(ex: Exchange, key: string | null, route: HotRoute): boolean |
 
 function sendHot(ex: Exchange, answer: HotAnswer, route: HotRoute): boolean {
   if (!route.orchestrator.touchCached(answer.lane, answer.cacheKeys)) return false;
-  ex.sendLines(200, answer.lines, { 'x-total-time': (performance.now() - ex.started).toFixed(2) }, answer.body);
+  ex.sendLines(200, answer.lines, answer.body);
   return true;
 }
 
