@@ -113,7 +113,7 @@ export function headerLines(headers: Readonly<Record<string, string>>): HeaderLi
     return null;
   const [first, ...others] = entries;
   const rest = [first![1], ...others.map(([name, value]) => `${name}: ${value}`)].join('\r\n');
-  return { name: Buffer.from(first![0], 'latin1'), rest: Buffer.from(rest, 'latin1') };
+  return { name: bytes(first![0]), rest: bytes(rest) };
 }
 
 export class Exchange implements Cancellation {
