@@ -4,6 +4,7 @@
 import type { Cancellation, Unwanted } from '../cache/index.js';
 import { CancelSource, type Metrics, type RequestLane } from '../src/index.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
+import { NAMES, STATUS_LINE, type HeaderLines } from './wire.js';
 
 export interface ExchangeTracker {
   readonly metrics: Metrics;
@@ -28,23 +29,6 @@ const nextRequestId = () => `${ID_PREFIX}${(++idCounter).toString(16).padStart(1
 export function requestIdOf(given: string | undefined): string {
   return given !== undefined && given !== '' && CLIENT_REQUEST_ID.test(given) ? given : nextRequestId();
 }
-
-/**
- * Names handed to uWS as bytes: uWS converts a string argument to UTF-8 in a malloc'd copy on every
- * call (perf of a cache hit: those conversions were ≈ 5 % of its main-thread time, most of them the
- * names of the headers read below), and reads a Uint8Array's bytes where they are.
- */
-const bytes = (text: string): Buffer => Buffer.from(text, 'latin1');
-const NAMES = {
-  contentType: bytes('content-type'),
-  contentLength: bytes('content-length'),
-  transferEncoding: bytes('transfer-encoding'),
-  accept: bytes('accept'),
-  authorization: bytes('authorization'),
-  requestId: bytes('x-request-id'),
-  priority: bytes('x-priority'),
-  requestTimeout: bytes('x-request-timeout-ms'),
-};
 
 /**
  * The request headers any route reads; copying only these keeps the hot path short. One object
@@ -74,47 +58,7 @@ type HeaderName = keyof CopiedHeaders;
 /** What a WebSocket upgrade also needs. */
 export const UPGRADE_HEADERS = ['sec-websocket-key', 'sec-websocket-protocol', 'sec-websocket-extensions'] as const;
 
-const STATUS_LINE: Readonly<Record<number, Buffer>> = Object.fromEntries(
-  Object.entries({
-    200: 'OK',
-    400: 'Bad Request',
-    401: 'Unauthorized',
-    404: 'Not Found',
-    405: 'Method Not Allowed',
-    413: 'Payload Too Large',
-    415: 'Unsupported Media Type',
-    422: 'Unprocessable Entity',
-    426: 'Upgrade Required',
-    429: 'Too Many Requests',
-    500: 'Internal Server Error',
-    503: 'Service Unavailable',
-    504: 'Gateway Timeout',
-  }).map(([code, text]) => [code, bytes(`${code} ${text}`)]),
-);
-
-/**
- * Header lines encoded once, written with one writeHeader call: uWS writes `name: value\r\n` as
- * given, so a value that carries the other lines after CRLFs writes them all. Each writeHeader is a
- * call into C++ that converts both its strings to UTF-8 (a malloc each); a hot answer wrote six
- * (perf: those conversions alone 1 µs of a hit's 25). Only lines made by headerLines are written so.
- */
-export interface HeaderLines {
-  readonly name: Buffer;
-  readonly rest: Buffer;
-}
-
-const HEADER_TEXT = /^[\x20-\x7e]*$/;
 const NO_HEADERS: Readonly<Record<string, string>> = {};
-
-/** The lines of `headers`; null when there are none or one has a character a header line cannot carry (CR, LF, …). */
-export function headerLines(headers: Readonly<Record<string, string>>): HeaderLines | null {
-  const entries = Object.entries(headers);
-  if (entries.length === 0 || entries.some(([name, value]) => !HEADER_TEXT.test(name) || !HEADER_TEXT.test(value)))
-    return null;
-  const [first, ...others] = entries;
-  const rest = [first![1], ...others.map(([name, value]) => `${name}: ${value}`)].join('\r\n');
-  return { name: bytes(first![0]), rest: bytes(rest) };
-}
 
 export class Exchange implements Cancellation {
   readonly started = performance.now();

@@ -17,6 +17,7 @@
 import { LaneStormedError, type Metrics } from '../src/index.js';
 import type { LaneHandle, LaneName } from '../lanes/index.js';
 import type { HttpResponse } from './uws.js';
+import { headerLines, NAMES, STATUS_LINE, type HeaderLines } from './wire.js';
 
 export interface FrontGateOptions {
   readonly stormRefusalsPerSecond: number;
@@ -159,6 +160,12 @@ interface HeaderShed {
   readonly startedAt: number;
 }
 
+/** A shed 429's fixed part: every header but the request id, and the body. */
+interface ShedAnswer {
+  readonly lines: HeaderLines;
+  readonly body: Buffer;
+}
+
 /** A shed request whose 429 waits for its hold to pass. */
 interface Held {
   readonly startedAt: number;
@@ -184,7 +191,7 @@ const MAX_HELD = 8192;
 export class ShedReplies {
   readonly #metrics: Metrics;
   readonly #holdMs: number;
-  readonly #bodies = new Map<string, string>();
+  readonly #answers = new Map<string, ShedAnswer>();
   readonly #held: Held[] = [];
   #head = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -251,14 +258,12 @@ export class ShedReplies {
   #write(res: HttpResponse, shed: HeaderShed, gone: boolean): void {
     const { lane, retryAfterSeconds, route } = shed;
     if (!gone) {
-      const body = this.#body(lane, retryAfterSeconds);
-      const retryAfter = String(retryAfterSeconds);
+      const { lines, body } = this.#answer(lane, retryAfterSeconds);
       res.cork(() => {
         res
-          .writeStatus('429 Too Many Requests')
-          .writeHeader('x-request-id', shed.requestId)
-          .writeHeader('content-type', 'application/json')
-          .writeHeader('retry-after', retryAfter)
+          .writeStatus(STATUS_LINE[429]!)
+          .writeHeader(NAMES.requestId, shed.requestId)
+          .writeHeader(lines.name, lines.rest)
           .end(body);
       });
     }
@@ -266,15 +271,20 @@ export class ShedReplies {
     if (!gone) this.#metrics.error(route, 'lane_overloaded');
   }
 
-  #body(lane: LaneName, retryAfterSeconds: number): string {
+  /** The 429's header lines and body for a lane and Retry-After, encoded once (a string is converted on every write). */
+  #answer(lane: LaneName, retryAfterSeconds: number): ShedAnswer {
     const key = `${lane} ${retryAfterSeconds}`;
-    let body = this.#bodies.get(key);
-    if (body === undefined) {
+    let answer = this.#answers.get(key);
+    if (answer === undefined) {
       const error = new LaneStormedError(lane, retryAfterSeconds);
-      body = JSON.stringify({ error: { message: error.message, type: error.type, code: error.code, param: null } });
-      this.#bodies.set(key, body);
+      const body = JSON.stringify({
+        error: { message: error.message, type: error.type, code: error.code, param: null },
+      });
+      const lines = headerLines({ 'content-type': 'application/json', 'retry-after': String(retryAfterSeconds) })!;
+      answer = { lines, body: Buffer.from(body) };
+      this.#answers.set(key, answer);
     }
-    return body;
+    return answer;
   }
 
   /** Writes every held answer at once (the server is closing). */

@@ -9,7 +9,8 @@ import { LRUCache } from 'lru-cache';
 import type { LaneName } from '../lanes/index.js';
 import type { EmbedResult, Orchestrator } from '../src/index.js';
 import { receiveBody } from './body.js';
-import { headerLines, type Exchange, type HeaderLines } from './exchange.js';
+import type { Exchange } from './exchange.js';
+import { headerLines, type HeaderLines } from './wire.js';
 import type { Guard } from './guard.js';
 
 /** Largest request body that can key a hot answer. */

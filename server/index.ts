@@ -4,6 +4,7 @@ import net from 'node:net';
 import { LaneStormedError, log, TwinlaneError, type Metrics, type Orchestrator } from '../src/index.js';
 import { Drain } from './drain.js';
 import { Exchange, requestIdOf, type ExchangeTracker } from './exchange.js';
+import { NAMES } from './wire.js';
 import { Guard, type Access, type GuardOptions } from './guard.js';
 import { FrontGate, ShedReplies, type FrontGateOptions } from './front-gate.js';
 import { HotAnswers } from './hot-answers.js';
@@ -269,7 +270,7 @@ function exchangeTracker(drain: Drain, metrics: Metrics, accessLog: boolean): Ex
 
 /** The body size a request's Content-Length announces; NaN when it announces none. */
 function announcedBytes(req: HttpRequest): number {
-  const length = req.getHeader('content-length');
+  const length = req.getHeader(NAMES.contentLength);
   return length === '' ? Number.NaN : Number(length);
 }
 
@@ -284,7 +285,7 @@ function dispatcher(guard: Guard, drain: Drain, gate: FrontGate, shed: ShedRepli
       const retryAfterSeconds = gate.stormed(route.lane);
       if (retryAfterSeconds !== null && !gate.readsWhenStormed(announcedBytes(req))) {
         gate.count(route.lane);
-        shed.send(res, requestIdOf(req.getHeader('x-request-id')), route.path, route.lane, retryAfterSeconds);
+        shed.send(res, requestIdOf(req.getHeader(NAMES.requestId)), route.path, route.lane, retryAfterSeconds);
         return;
       }
       cachedOnly = retryAfterSeconds !== null;

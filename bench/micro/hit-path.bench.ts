@@ -12,7 +12,7 @@ import { Bench } from 'tinybench';
 import { createCache, textKey, type ComputeMisses } from '../../cache/index.js';
 import { parseJson } from '../../server/body.js';
 import { optionalEnum, optionalString, requireObject, textInputs } from '../../server/fields.js';
-import { headerLines } from '../../server/exchange.js';
+import { headerLines } from '../../server/wire.js';
 import { HotAnswers } from '../../server/hot-answers.js';
 import { float32Bytes, jsonVector } from '../../server/reply.js';
 import { Tally, TallyHistogram } from '../../src/tally.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { headerLines } from '../../server/exchange.js';
+import { headerLines } from '../../server/wire.js';
 
 describe('headerLines (a kept answer’s headers, written with one writeHeader call)', () => {
   it('makes the first name, then its value and every other line after CRLFs', () => {

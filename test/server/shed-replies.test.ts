@@ -6,7 +6,10 @@ import { ShedReplies } from '../../server/front-gate.js';
 import type { HttpResponse } from '../../server/uws.js';
 import { Metrics } from '../../src/index.js';
 
-/** Records what a shed reply writes, and when. */
+type RecognizedString = string | Uint8Array;
+const text = (value: RecognizedString) => (typeof value === 'string' ? value : Buffer.from(value).toString('latin1'));
+
+/** Records what a shed reply writes, and when; header lines are parsed from the bytes uWS would write (`name: value\r\n`). */
 class FakeResponse {
   status: string | null = null;
   readonly headers: Record<string, string> = {};
@@ -22,16 +25,19 @@ class FakeResponse {
     callback();
     return this;
   }
-  writeStatus(status: string): this {
-    this.status = status;
+  writeStatus(status: RecognizedString): this {
+    this.status = text(status);
     return this;
   }
-  writeHeader(name: string, value: string): this {
-    this.headers[name] = value;
+  writeHeader(name: RecognizedString, value: RecognizedString): this {
+    for (const line of `${text(name)}: ${text(value)}`.split('\r\n')) {
+      const colon = line.indexOf(': ');
+      this.headers[line.slice(0, colon)] = line.slice(colon + 2);
+    }
     return this;
   }
-  end(body: string): this {
-    this.body = body;
+  end(body: RecognizedString): this {
+    this.body = text(body);
     this.writtenAt = performance.now();
     return this;
   }
