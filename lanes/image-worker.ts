@@ -14,7 +14,8 @@ import type {
   LaneTask,
 } from './protocol.js';
 import { injectFaults } from './faults.js';
-import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
+import { createSession, l2NormalizeRows, type ModelSession } from './session.js';
+import { lowerThreadPriority, lowerThreadsNamed } from './thread-priority.js';
 
 const data = workerData as ImageWorkerData;
 // Below the text lane and the main thread: under CPU pressure images wait and text does not.
@@ -111,6 +112,16 @@ const warmupImage = await sharp({
   .toBuffer();
 
 export default async function run(task: LaneTask): Promise<LaneResult> {
+  try {
+    return await runTask(task);
+  } finally {
+    // libvips' threads start at nice 0 whatever this worker's nice (lanes/thread-priority.ts): lower
+    // any it started for this batch before the next one runs on them.
+    lowerThreadsNamed('libvips worker', data.nice);
+  }
+}
+
+async function runTask(task: LaneTask): Promise<LaneResult> {
   switch (task.type) {
     case 'image-batch':
       return embedBatch(task.batchId, task.model, task.items);

@@ -1,6 +1,5 @@
 // The one place that talks to onnxruntime-node, shared by both lanes' workers: session options that
 // keep a lane inside its thread budget, provider pinning, and typed outputs.
-import os from 'node:os';
 import ort from 'onnxruntime-node';
 
 export interface Provider {
@@ -47,20 +46,6 @@ export async function createSession(
       return result;
     },
   } as ModelSession;
-}
-
-/**
- * Lowers the calling worker thread's CPU priority. On Linux a nice value belongs to a thread: set
- * here, it lowers this worker and every thread it starts later (ONNX Runtime's pool, libvips), never
- * the main thread or the other lane. Under CPU pressure a niced lane yields to the ones above it.
- */
-export function lowerThreadPriority(nice: number, lane: string): void {
-  if (nice === 0) return;
-  try {
-    os.setPriority(nice);
-  } catch (error) {
-    process.emitWarning(`${lane} lane: could not set nice ${nice}: ${(error as Error).message}`);
-  }
 }
 
 /** L2-normalises each row of a row-major matrix in place; zero rows stay zero. */

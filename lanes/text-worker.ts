@@ -16,7 +16,8 @@ import type {
 } from './protocol.js';
 import { planCalls } from './call-plan.js';
 import { injectFaults } from './faults.js';
-import { createSession, l2NormalizeRows, lowerThreadPriority, type ModelSession } from './session.js';
+import { createSession, l2NormalizeRows, type ModelSession } from './session.js';
+import { lowerThreadPriority } from './thread-priority.js';
 
 const data = workerData as TextWorkerData;
 // Just below the main thread, which answers cache hits and owns every socket: a busy text lane never
