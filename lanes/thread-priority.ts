@@ -53,22 +53,19 @@ export function listThreads(pid: number | 'self' = 'self'): ThreadInfo[] {
 }
 
 /**
- * Finds this process's threads named `name` that run above `nice` and lowers them to it; returns how
- * many it lowered. Reads one small file per thread (about 0.1–0.2 ms for the server's ≈ 25
- * threads), so a lane may call it after every batch: libvips starts threads when a pipeline needs
- * more. Off Linux, where there is no /proc, it does nothing.
+ * Finds this process's threads named `name` that run above `nice` and lowers them to it. Reads one
+ * small file per thread (about 0.1–0.2 ms for the server's ≈ 25 threads), so a lane may call it after
+ * every batch: libvips starts threads when a pipeline needs more. Where there is no /proc (off
+ * Linux) there is nothing to list, so it does nothing.
  */
-export function lowerThreadsNamed(name: string, nice: number): number {
-  if (nice === 0 || process.platform !== 'linux') return 0;
-  let lowered = 0;
+export function lowerThreadsNamed(name: string, nice: number): void {
+  if (nice === 0) return;
   for (const thread of listThreads()) {
     if (thread.name !== name || thread.nice >= nice) continue;
     try {
       os.setPriority(thread.tid, nice);
-      lowered++;
     } catch {
       // The thread ended between the read and the call: nothing left to lower.
     }
   }
-  return lowered;
 }

@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { noisyJpeg } from '../fixtures/images.js';
 import { postJson, startServer, type TestServer } from '../helpers/server.js';
 
 /** How to send one slow, distinct item to each lane's native route, and one cheap item. */
@@ -11,19 +12,7 @@ interface LaneLoad {
 }
 
 // Large noisy JPEGs take tens of milliseconds each to decode; 250-token texts as long to embed.
-const noisy = (n: number) =>
-  sharp({
-    create: {
-      width: 1280,
-      height: 960,
-      channels: 3,
-      background: '#808080',
-      noise: { type: 'gaussian', mean: 100 + (n % 50), sigma: 40 },
-    },
-  })
-    .jpeg({ quality: 90 })
-    .toBuffer()
-    .then((b) => ({ b64: b.toString('base64') }));
+const noisy = (n: number) => noisyJpeg(n).then((b) => ({ b64: b.toString('base64') }));
 const small = (n: number) =>
   sharp({ create: { width: 64, height: 48, channels: 3, background: { r: n % 256, g: (n * 7) % 256, b: 90 } } })
     .png()

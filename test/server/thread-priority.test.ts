@@ -1,23 +1,10 @@
-import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listThreads } from '../../lanes/thread-priority.js';
+import { noisyJpeg } from '../fixtures/images.js';
 import { postJson, startServer, type TestServer } from '../helpers/server.js';
 
 // Large distinct JPEGs make libvips start its worker threads (from libuv's pool, at nice 0); the
 // image lane must bring them down to its own nice. Linux-only, as thread nice values are.
-const jpeg = (n: number) =>
-  sharp({
-    create: {
-      width: 1280,
-      height: 960,
-      channels: 3,
-      background: '#808080',
-      noise: { type: 'gaussian', mean: 60 + n, sigma: 40 },
-    },
-  })
-    .jpeg({ quality: 90 })
-    .toBuffer();
-
 describe.runIf(process.platform === 'linux')('thread priorities', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -32,7 +19,7 @@ describe.runIf(process.platform === 'linux')('thread priorities', () => {
   });
 
   it("runs every libvips thread at the image lane's nice and leaves the main thread and text lane at 0", async () => {
-    const images = await Promise.all(Array.from({ length: 12 }, (_, n) => jpeg(n)));
+    const images = await Promise.all(Array.from({ length: 12 }, (_, n) => noisyJpeg(n)));
     const answers = await Promise.all(
       [0, 4, 8].map((from) =>
         postJson(`${server.url}/embed/image`, {
