@@ -15,13 +15,12 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { loadConfig } from '../src/config.js';
 import { killChildren, post, ROOT, startChild, stopChild, waitReady, type Child } from './lib/children.js';
 import { cpuMark, cpuSince, threadCpuSeconds, type CpuShare } from './lib/cpu.js';
 import { CACHED_IMAGES, imageBodies, type BodyKind } from './fixtures/flood-bodies.js';
-import type { FloodTask } from './workers/flood-worker.js';
 import { runLoad, type LoadResult } from './lib/load.js';
+import { loadInThread } from './lib/load-thread.js';
 import { scrape, value } from './lib/scrape.js';
 import { SentenceSource } from './fixtures/texts.js';
 
@@ -66,18 +65,6 @@ interface Flood {
   readonly arrivalsPerSecond?: number;
 }
 
-/** A flood in its own thread (bench/workers/flood-worker.ts), resolving with its load result. */
-function floodThread(task: FloodTask): Promise<LoadResult> {
-  const worker = new Worker(new URL('./workers/flood-worker.js', import.meta.url), { workerData: task });
-  return new Promise((resolve, reject) => {
-    worker.once('message', (result: LoadResult) => {
-      resolve(result);
-      void worker.terminate();
-    });
-    worker.once('error', reject);
-  });
-}
-
 async function phase(server: Child, texts: SentenceSource, flood: Flood | null): Promise<TextPhase> {
   const before = await scrape(server.port);
   const mark = cpuMark(server.pid);
@@ -87,22 +74,22 @@ async function phase(server: Child, texts: SentenceSource, flood: Flood | null):
   const textLoad = runLoad({ ...window, path: '/v1/embeddings', concurrency: TEXT_CLIENTS, body: textBody });
   const imageLoad =
     flood &&
-    floodThread({
+    loadInThread({
       ...window,
       path: '/embed/image',
       concurrency: flood.arrivalsPerSecond ? OPEN_LOOP_SOCKETS : IMAGE_CLIENTS,
-      kind: flood.kind,
+      bodies: { kind: flood.kind },
       honorRetryAfter: flood.honorRetryAfter,
       ...(flood.arrivalsPerSecond ? { arrivalsPerSecond: flood.arrivalsPerSecond } : {}),
     });
   const cachedLoad =
     flood &&
-    floodThread({
+    loadInThread({
       ...window,
       path: '/embed/image',
       concurrency: CACHED_CLIENTS,
       arrivalsPerSecond: CACHED_RATE,
-      kind: 'cached',
+      bodies: { kind: 'cached' },
       honorRetryAfter: true,
     });
   const [text, image, cached] = await Promise.all([textLoad, imageLoad, cachedLoad]);
@@ -134,14 +121,14 @@ async function shedFloor(holdMs: number): Promise<{ usPerRefusal: number; refusa
   });
   try {
     const before = threadCpuSeconds(floor.pid, floor.pid);
-    const flood = await floodThread({
+    const flood = await loadInThread({
       port: floor.port,
       path: '/embed/image',
       warmupMs: WARMUP_MS,
       durationMs: MEASURE_MS,
       contentType: 'application/json',
       concurrency: OPEN_LOOP_SOCKETS,
-      kind: 'noise',
+      bodies: { kind: 'noise' },
       honorRetryAfter: false,
       arrivalsPerSecond: OPEN_LOOP_RATE,
     });

@@ -137,12 +137,10 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
       const res = await post(srv.port, '/v1/embeddings', body);
       if (res.status !== 200) throw new Error(`pre-warming the cache got HTTP ${res.status}`);
     }
-    let turn = 0;
-    const repeated = () => repeatedBodies[turn++ % REPEATED_TEXTS]!;
     before = await scrape(srv.port);
     c = await loadPhase('(c) server, repeated texts (cache hits)', srv, {
       ...openAi,
-      body: repeated,
+      body: repeatedBodies,
       sampleHeader: 'x-cache-hits',
     });
     after = await scrape(srv.port);
@@ -156,11 +154,10 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
       ...process.env,
       ECHO_REPLY_BYTES: String(c.load.lastBodyBytes || 2206),
     });
-    turn = 0;
     d = await loadPhase('(d) bare uWebSockets.js echo', echo, {
       path: '/echo',
       concurrency: CONCURRENCY,
-      body: repeated,
+      body: repeatedBodies,
     });
     dw = await wrkPhase('(d-w) bare uWebSockets.js echo, wrk', echo, { ...wrkRepeated, textPath: '/echo' });
     await stopChild(echo);
@@ -174,8 +171,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
       ...openAi,
       body: () => openAiBody(uniqueTexts.next()),
     });
-    turn = 0;
-    ct = await loadPhase('(t-c) transformers.js + node:http, repeated texts', tjs, { ...openAi, body: repeated });
+    ct = await loadPhase('(t-c) transformers.js + node:http, repeated texts', tjs, { ...openAi, body: repeatedBodies });
   } finally {
     await stopChild(server);
     await stopChild(echo);

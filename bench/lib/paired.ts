@@ -5,8 +5,7 @@
 // 151 images/s, enough on its own to decide a ≥ 0.85 verdict either way. The long phases stay the
 // source of every latency figure; these windows give only the throughput ratio.
 import type { Child } from './children.js';
-import { runLoad } from './load.js';
-import { f0, f2, progress, type PhaseLoad } from './phase.js';
+import { f0, f2, progress, runPhaseLoad, type PhaseLoad } from './phase.js';
 
 export const PAIRED_ROUNDS = 4;
 /** Each server window: a short unrecorded warm-up (the closed loop refills), then the timed part. */
@@ -32,8 +31,7 @@ export interface Paired {
 /** One timed server window under `load`: items/s and errors. */
 export function serverWindow(target: Child, load: PhaseLoad): () => Promise<{ rate: number; errors: number }> {
   return async () => {
-    const result = await runLoad({
-      ...load,
+    const result = await runPhaseLoad(load, {
       port: target.port,
       warmupMs: PAIRED_WARMUP_MS,
       durationMs: PAIRED_WINDOW_MS,

@@ -4,6 +4,7 @@
 import type { Child } from './children.js';
 import { cpuMark, cpuSince, disturbed, type CpuShare } from './cpu.js';
 import { runLoad, type LoadOptions, type LoadResult } from './load.js';
+import { loadInThread } from './load-thread.js';
 import { runWrk, type WrkResult, type WrkRun } from './wrk.js';
 
 export const WARMUP_MS = 3000;
@@ -25,17 +26,35 @@ export interface Phase {
   readonly cpu: CpuShare;
 }
 
-export type PhaseLoad = Pick<LoadOptions, 'path' | 'concurrency' | 'body' | 'contentType' | 'sampleHeader'>;
+export type PhaseLoad = Pick<LoadOptions, 'path' | 'concurrency' | 'contentType' | 'sampleHeader'> & {
+  /**
+   * A body per request made in the bench process, or a fixed set of bodies cycled by a generator in a
+   * thread of its own (bench/lib/load-thread.ts), whose heap holds nothing else: for the phases whose
+   * latencies are fractions of a millisecond.
+   */
+  readonly body: LoadOptions['body'] | readonly string[];
+};
 
 export async function loadPhase(label: string, target: Child, load: PhaseLoad): Promise<Phase> {
   progress(`${label}: ${load.concurrency} clients, ${WARMUP_MS / 1000} s warm-up + ${MEASURE_MS / 1000} s`);
   const mark = cpuMark(target.pid);
-  const result = await runLoad({ ...load, port: target.port, warmupMs: WARMUP_MS, durationMs: MEASURE_MS });
+  const result = await runPhaseLoad(load, { port: target.port, warmupMs: WARMUP_MS, durationMs: MEASURE_MS });
   const cpu = cpuSince(mark, target.pid);
   progress(
     `${label}: ${result.throughput.toFixed(0)}/s (server ${cpu.target.toFixed(2)} cores, load gen ${cpu.loadGen.toFixed(2)}, other ${cpu.other.toFixed(2)}, steal ${cpu.steal.toFixed(2)}), p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, errors ${result.non2xx + result.socketErrors}`,
   );
   return { label, load: result, cpu };
+}
+
+/** Runs `load` over `window`: here when its bodies are made per request, else in a thread of its own. */
+export function runPhaseLoad(
+  load: PhaseLoad,
+  window: Pick<LoadOptions, 'port' | 'warmupMs' | 'durationMs'>,
+): Promise<LoadResult> {
+  const { body, ...rest } = load;
+  return typeof body === 'function'
+    ? runLoad({ ...rest, ...window, body })
+    : loadInThread({ ...rest, ...window, bodies: { kind: 'cycle', bodies: body } });
 }
 
 /**
