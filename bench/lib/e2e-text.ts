@@ -201,7 +201,7 @@ export async function textBench(modelsDir: string, baseEnv: NodeJS.ProcessEnv): 
     '',
     `- Model: \`${TEXT_MODEL}\`; the server runs with its defaults: the image lane (\`${IMAGE_MODEL}\`) on and idle`,
     `- Thread budget (server default from \`loadConfig\`): text lane ${config.textThreads} worker(s) × ${config.textIntraOpThreads} intra-op thread(s); max batch ${config.textMaxBatchItems} items / ${config.textMaxBatchTokens} tokens; max queue ${config.textMaxQueue}`,
-    `- Load: ${CONCURRENCY} closed-loop keep-alive clients (raw \`node:net\`, one request in flight each), ${WARMUP_MS / 1000} s warm-up not recorded + ${MEASURE_MS / 1000} s measured per phase, all on 127.0.0.1; the load generator runs in the bench process, the servers are child processes`,
+    `- Load: ${CONCURRENCY} closed-loop keep-alive clients (raw \`node:net\`, one request in flight each), ${WARMUP_MS / 1000} s warm-up not recorded + ${MEASURE_MS / 1000} s measured per phase, all on 127.0.0.1; the load generator runs in the bench process ((c), (d) and (t-c) in a thread of its own, whose heap holds only the generator: bench/workers/load-worker.ts), the servers are child processes`,
     `- Requests: \`POST /v1/embeddings\` \`{"model", "input": "<one sentence>", "encoding_format": "base64"}\`, sentences of 10–20 words (${f1(best.meanTokens)} tokens on average with [CLS]/[SEP]); (b) never repeats a sentence, (c) and (d) cycle through ${REPEATED_TEXTS} pre-warmed ones; answer body ${c.load.lastBodyBytes} bytes, answered by (d) at the same size`,
     '',
     '### Results',
